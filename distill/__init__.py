@@ -1,0 +1,1 @@
+"""GenDistiller: layer-by-layer generative distillation of self-supervised speech models."""

@@ -1,0 +1,111 @@
+"""Our implementation of the wav2vec 2.0 / HuBERT / WavLM encoder, used for every checkpoint teacher.
+
+One model covers the three families; they differ only in the attention the builder passes in (WavLM adds
+a bucketed relative position bias, optionally gated). Importers (`import_wavlm.py`, `import_fairseq.py`)
+turn foreign checkpoints into an `SSLModelConfig` plus a state dict for this model.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from distill.components import (
+    DEFAULT_CONV_LAYERS,
+    ConvPositionalEmbedding,
+    Encoder,
+    FeatureExtractor,
+    FeatureProjection,
+    RelativePositionBias,
+    build_encoder_layer,
+)
+
+FAMILIES = ("wavlm", "hubert", "wav2vec2")
+
+
+@dataclass
+class SSLModelConfig:
+    family: str = "wavlm"  # one of FAMILIES; only wavlm uses the relative position options
+    conv_layers: tuple[tuple[int, int, int], ...] = field(default_factory=lambda: DEFAULT_CONV_LAYERS)  # conv_feature_layers
+    extractor_mode: str = "default"  # "default": GroupNorm in conv layer 0; "layer_norm": LayerNorm in every conv layer
+    conv_bias: bool = False  # conv_bias
+    dim: int = 768  # encoder_embed_dim
+    ffn_dim: int = 3072  # encoder_ffn_embed_dim
+    num_layers: int = 12  # encoder_layers
+    num_heads: int = 12  # encoder_attention_heads
+    layer_norm_first: bool = False  # pre-LN transformer (Large models)
+    conv_pos: int = 128  # positional conv kernel
+    conv_pos_groups: int = 16
+    relative_position: bool = False  # WavLM relative_position_embedding
+    num_buckets: int = 320
+    max_distance: int = 800
+    gated_relative_position: bool = False  # WavLM gru_rel_pos
+    normalize: bool = False  # layer-normalise each waveform before the CNN (Large models)
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown model family {self.family!r}; expected one of {FAMILIES}")
+        self.conv_layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)  # type: ignore[assignment]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SSLModel(nn.Module):
+    """CNN front-end -> LayerNorm + projection -> encoder. Eval-only use as a teacher; trainable as a student part."""
+
+    def __init__(self, config: SSLModelConfig):
+        super().__init__()
+        self.config = config
+        self.feature_extractor = FeatureExtractor(config.conv_layers, config.extractor_mode, config.conv_bias)
+        self.projection = FeatureProjection(self.feature_extractor.out_channels, config.dim)
+        relative = RelativePositionBias(config.num_buckets, config.max_distance, config.num_heads) if config.relative_position else None
+        layers = [
+            build_encoder_layer(
+                config.dim,
+                config.ffn_dim,
+                config.num_heads,
+                layer_norm_first=config.layer_norm_first,
+                relative_position=relative if i == 0 else None,
+                gated=config.gated_relative_position,
+            )
+            for i in range(config.num_layers)
+        ]
+        pos_conv = ConvPositionalEmbedding(config.dim, config.conv_pos, config.conv_pos_groups)
+        self.encoder = Encoder(pos_conv, layers, config.dim, config.layer_norm_first)
+
+    def front_end(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Padded waveforms (B, samples) -> projected CNN features (B, frames, dim) and frame lengths."""
+        if self.config.normalize:
+            waveforms = _normalize_waveforms(waveforms, lengths)
+        features, frame_lengths = self.feature_extractor(waveforms, lengths)
+        return self.projection(features), frame_lengths
+
+    def forward(self, waveforms: Tensor, lengths: Tensor, num_layers: int | None = None) -> tuple[list[Tensor], Tensor]:
+        """Returns hidden states 0..num_layers (default: all) as (B, frames, dim) tensors, and frame lengths."""
+        features, frame_lengths = self.front_end(waveforms, lengths)
+        return self.encoder(features, frame_lengths, num_layers), frame_lengths
+
+
+def _normalize_waveforms(waveforms: Tensor, lengths: Tensor) -> Tensor:
+    """Zero mean, unit variance per utterance over its valid samples (fairseq's `normalize` / F.layer_norm)."""
+    out = torch.zeros_like(waveforms)
+    for i, length in enumerate(lengths.tolist()):
+        wav = waveforms[i, :length]
+        out[i, :length] = nn.functional.layer_norm(wav, wav.shape)
+    return out
+
+
+def wavlm_base_plus_config() -> SSLModelConfig:
+    """WavLM Base+ (94.70M): Base geometry with gated relative position bias."""
+    return SSLModelConfig(family="wavlm", relative_position=True, gated_relative_position=True, num_buckets=320, max_distance=800)
+
+
+def hubert_base_config() -> SSLModelConfig:
+    return SSLModelConfig(family="hubert")
+
+
+def wav2vec2_base_config() -> SSLModelConfig:
+    return SSLModelConfig(family="wav2vec2")

@@ -1,0 +1,1 @@
+"""s3prl upstream plugin for GenDistiller students."""

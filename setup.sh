@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# One-command setup: system packages, a virtual environment at .venv/ and every Python dependency, pinned.
+# Idempotent: a second run only checks what is already there. Any failing step stops the script.
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=.venv
+PY=${PYTHON:-python3}
+
+step() { printf '\n== %s\n' "$*"; }
+
+# System packages: espeak-ng/sox build the local corpora, libsox-dev gives torchaudio.sox_effects its libsox.so.
+need_apt=()
+for pkg in espeak-ng sox libsox-dev ffmpeg; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  step "apt-get install ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  step "create $VENV"
+  "$PY" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+
+stamp=$VENV/.gendistiller-deps
+deps_hash=$(cat setup.sh setup.py | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$deps_hash" ]; then
+  step "pip: torch, torchaudio, s3prl and their undeclared needs"
+  "${PIP[@]}" --upgrade "pip<24.1" "setuptools<81" wheel "cython<3.1" "numpy<2.3"
+  "${PIP[@]}" torch==2.8.0 torchaudio==2.8.0
+  "${PIP[@]}" s3prl==0.4.18 soundfile tensorboardX tensorboard "huggingface_hub<1" "transformers<5" \
+    pyyaml tqdm matplotlib pytest
+  # catalyst is imported by s3prl's KS expert; its pinned deps clash with ours, so install it alone.
+  "${PIP[@]}" --no-deps catalyst==22.4
+  "${PIP[@]}" hydra-slayer
+  step "pip: fairseq-fixed (built against the installed torch)"
+  "${PIP[@]}" --no-build-isolation fairseq-fixed==0.12.3.1
+  step "pip: this package (editable)"
+  "${PIP[@]}" --no-build-isolation --no-deps -e .
+  echo "$deps_hash" > "$stamp"
+fi
+
+step "check imports"
+"$VENV/bin/python" - <<'PY'
+import torch, torchaudio, s3prl.hub, fairseq, catalyst, soundfile, tensorboardX, distill, gendistiller_upstream
+print(f"torch {torch.__version__}, torchaudio {torchaudio.__version__}, fairseq {fairseq.__version__}: ok")
+PY
