@@ -45,7 +45,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$deps_hash" ]; then
 fi
 
 step "check imports"
-"$VENV/bin/python" - <<'PY'
+check_log=$(mktemp)
+if ! "$VENV/bin/python" - >"$check_log" 2>&1 <<'PY'
 import torch, torchaudio, s3prl.hub, fairseq, catalyst, soundfile, tensorboardX, distill, gendistiller_upstream
 print(f"torch {torch.__version__}, torchaudio {torchaudio.__version__}, fairseq {fairseq.__version__}: ok")
 PY
+then
+  cat "$check_log"; echo "setup.sh: the import check failed (output above)" >&2; exit 1
+fi
+tail -n 1 "$check_log"; rm -f "$check_log"

@@ -12,7 +12,9 @@ from typing import Sequence
 
 # subcommand -> (module, one-line help). An explicit table: no discovery, no globals() magic.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "teacher-info": ("distill.teachers.cli", "load a teacher and print its family, layers, width and parameters"),
+    "distill": ("distill.commands.distill", "distil a student from a teacher (YAML config + overrides)"),
+    "info": ("distill.commands.info", "print a student's parameter count by part (config or checkpoint)"),
+    "teacher-info": ("distill.commands.teacher_info", "load a teacher and print its family, layers, width and parameters"),
 }
 
 

@@ -8,6 +8,7 @@ so checkpoint importers are short rename tables.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Optional, Sequence
 
 import torch
@@ -47,6 +48,22 @@ def parse_conv_layers(spec: str | ConvSpec) -> tuple[tuple[int, int, int], ...]:
             raise ValueError(f"conv layer {inner!r} in {spec!r} must have 3 values (dim, kernel, stride)")
         layers.extend([dims] * (int(repeat) if repeat else 1))  # type: ignore[list-item]
     return tuple(layers)
+
+
+class _ScaleGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: float) -> Tensor:  # type: ignore[override]
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        return grad * ctx.scale, None
+
+
+def scale_gradient(x: Tensor, scale: float) -> Tensor:
+    """Identity forward; multiplies the gradient by `scale` (fairseq's GradMultiply)."""
+    return x if scale == 1.0 else _ScaleGradient.apply(x, scale)
 
 
 class MaskedGroupNorm(nn.GroupNorm):
@@ -159,7 +176,9 @@ class ConvPositionalEmbedding(nn.Module):
         conv = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=groups)
         nn.init.normal_(conv.weight, mean=0.0, std=math.sqrt(4.0 / (kernel_size * dim)))
         nn.init.zeros_(conv.bias)
-        self.conv = nn.utils.weight_norm(conv, name="weight", dim=2)
+        with warnings.catch_warnings():  # the old API keeps fairseq/s3prl's weight_g/weight_v names
+            warnings.simplefilter("ignore", FutureWarning)
+            self.conv = nn.utils.weight_norm(conv, name="weight", dim=2)
         self.trim = 1 if kernel_size % 2 == 0 else 0
 
     def forward(self, x: Tensor) -> Tensor:
@@ -224,12 +243,18 @@ class SelfAttention(nn.Module):
         batch, time, _ = x.shape
         return x.view(batch, time, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: Tensor, key_padding: Optional[Tensor], position_bias: Optional[Tensor] = None) -> tuple[Tensor, Optional[Tensor]]:
-        """x: (B, T, D); key_padding: (B, T) True on padded frames; position_bias: (H, T, T) from an earlier layer."""
+    def forward(
+        self, x: Tensor, key_padding: Optional[Tensor], position_bias: Optional[Tensor] = None, context: Optional[Tensor] = None
+    ) -> tuple[Tensor, Optional[Tensor]]:
+        """x: (B, T, D) queries; key_padding: (B, S) True on padded keys; position_bias: (H, T, T) from an earlier
+        layer; context: (B, S, D) keys/values other than x (2-D attention), without position bias."""
         batch, time, dim = x.shape
+        if context is not None and (self.relative_position is not None or position_bias is not None):
+            raise ValueError("relative position bias is defined for self-attention only, not with a context")
         if self.relative_position is not None and position_bias is None:
             position_bias = self.relative_position(time, x.device)
-        q, k, v = (self._split_heads(proj(x)) for proj in (self.q_proj, self.k_proj, self.v_proj))
+        source = x if context is None else context
+        q, k, v = self._split_heads(self.q_proj(x)), self._split_heads(self.k_proj(source)), self._split_heads(self.v_proj(source))
         mask: Optional[Tensor] = None
         if position_bias is not None:
             bias = position_bias[None].float()  # (1, H, T, T)
@@ -263,12 +288,16 @@ class EncoderLayer(nn.Module):
     def _ffn(self, x: Tensor) -> Tensor:
         return self.dropout(self.fc2(F.gelu(self.fc1(x))))
 
-    def forward(self, x: Tensor, key_padding: Optional[Tensor], position_bias: Optional[Tensor] = None) -> tuple[Tensor, Optional[Tensor]]:
+    def forward(
+        self, x: Tensor, key_padding: Optional[Tensor], position_bias: Optional[Tensor] = None, context: Optional[Tensor] = None
+    ) -> tuple[Tensor, Optional[Tensor]]:
         if self.layer_norm_first:
-            attn, position_bias = self.self_attn(self.self_attn_layer_norm(x), key_padding, position_bias)
+            normed = self.self_attn_layer_norm(x)
+            normed_context = None if context is None else self.self_attn_layer_norm(context)
+            attn, position_bias = self.self_attn(normed, key_padding, position_bias, normed_context)
             x = x + self.dropout(attn)
             return x + self._ffn(self.final_layer_norm(x)), position_bias
-        attn, position_bias = self.self_attn(x, key_padding, position_bias)
+        attn, position_bias = self.self_attn(x, key_padding, position_bias, context)
         x = self.self_attn_layer_norm(x + self.dropout(attn))
         return self.final_layer_norm(x + self._ffn(x)), position_bias
 

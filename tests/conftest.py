@@ -19,3 +19,20 @@ def tiny_wavlm_path(tmp_path_factory) -> Path:
 def random_waveforms(lengths, seed: int = 0) -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     return [0.1 * torch.randn(n, generator=generator) for n in lengths]
+
+
+def write_tone_corpus(root: Path, num_files: int = 16, seed: int = 0) -> Path:
+    """Speech-like enough for training tests: harmonic tones with gliding pitch and noise, 1-3 s, 16 kHz."""
+    import numpy as np
+    import soundfile
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(num_files):
+        n = int(rng.integers(16000, 48000))
+        t = np.arange(n) / 16000
+        f0 = rng.uniform(90, 250) * (1 + 0.3 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t))
+        phase = 2 * np.pi * np.cumsum(f0) / 16000
+        wav = sum(np.sin(k * phase) / k for k in range(1, 6)) * 0.1 + 0.01 * rng.standard_normal(n)
+        soundfile.write(root / f"utt{i:03d}.flac", wav.astype("float32"), 16000)
+    return root

@@ -90,12 +90,12 @@ def load_checkpoint_teacher(path: str | Path, expected_family: Optional[str] = N
     if family == "wavlm":
         source_parameters = sum(v.numel() for v in checkpoint["model"].values())
         return CheckpointTeacher(spec, import_wavlm(checkpoint, str(path)), source_parameters)
-    fairseq_model, normalize = _load_with_fairseq(path, checkpoint)
+    fairseq_model, normalize, model_cfg = _load_with_fairseq(path, checkpoint)
     source_parameters = sum(p.numel() for p in fairseq_model.parameters())
-    return CheckpointTeacher(spec, import_fairseq_model(fairseq_model, normalize, str(path)), source_parameters)
+    return CheckpointTeacher(spec, import_fairseq_model(fairseq_model, normalize, str(path), model_cfg), source_parameters)
 
 
-def _load_with_fairseq(path: Path, checkpoint: dict[str, Any]) -> tuple[Any, bool]:
+def _load_with_fairseq(path: Path, checkpoint: dict[str, Any]) -> tuple[Any, bool, Any]:
     """fairseq's own loader. HuBERT's task needs its label dictionary at load time: when the checkpoint's
     `label_dir` is absent (the usual case for downloaded checkpoints), a stand-in dictionary of the right size
     is written to a temporary folder, read from the label embedding table."""
@@ -110,8 +110,8 @@ def _load_with_fairseq(path: Path, checkpoint: dict[str, Any]) -> tuple[Any, boo
         overrides: dict[str, Any] = {"data": scratch}
         if task_cfg.get("_name") == "hubert_pretraining":
             overrides["label_dir"] = _hubert_label_dir(checkpoint, task_cfg, Path(scratch))
-        models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(path)], arg_overrides=overrides)
-    return models[0], bool(getattr(task.cfg, "normalize", False))
+        models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(path)], arg_overrides=overrides)
+    return models[0], bool(getattr(task.cfg, "normalize", False)), cfg.model
 
 
 def _hubert_label_dir(checkpoint: dict[str, Any], task_cfg: dict[str, Any], scratch: Path) -> str:

@@ -102,16 +102,19 @@ def import_wavlm(checkpoint: Mapping[str, Any], source: str = "WavLM checkpoint"
     return _build_and_load(wavlm_config_from_checkpoint(checkpoint["cfg"]), checkpoint["model"], source)
 
 
-def import_fairseq_model(model: Any, task_normalize: bool, source: str = "fairseq checkpoint") -> SSLModel:
-    """A fairseq `HubertModel` or `Wav2Vec2Model` instance -> our model with its weights."""
+def import_fairseq_model(model: Any, task_normalize: bool, source: str = "fairseq checkpoint", model_cfg: Any = None) -> SSLModel:
+    """A fairseq `HubertModel` or `Wav2Vec2Model` instance -> our model with its weights.
+
+    `model_cfg`: the checkpoint's `cfg.model` (dict or DictConfig). fairseq's `HubertModel` keeps no `cfg`
+    attribute (only `Wav2Vec2Model` does), so HuBERT needs it passed in."""
     name = type(model).__name__
     families = {"HubertModel": "hubert", "Wav2Vec2Model": "wav2vec2"}
     if name not in families:
         raise TypeError(f"{source}: fairseq model {name} is not supported (expected one of {sorted(families)})")
-    cfg = getattr(model, "cfg", None)
+    cfg = model_cfg if model_cfg is not None else getattr(model, "cfg", None)
     if cfg is None:
         raise ValueError(f"{source}: fairseq model {name} carries no cfg (legacy args checkpoints are not supported)")
-    cfg_dict = {key: getattr(cfg, key) for key in cfg.keys()} if hasattr(cfg, "keys") else dict(vars(cfg))
+    cfg_dict = {key: cfg[key] for key in cfg.keys()} if hasattr(cfg, "keys") else dict(vars(cfg))
     _check_supported(cfg_dict, source)
     config = _common_config(families[name], cfg_dict, task_normalize)
     return _build_and_load(config, model.state_dict(), source)

@@ -79,7 +79,7 @@ class SSLModel(nn.Module):
     def front_end(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Padded waveforms (B, samples) -> projected CNN features (B, frames, dim) and frame lengths."""
         if self.config.normalize:
-            waveforms = _normalize_waveforms(waveforms, lengths)
+            waveforms = normalize_waveforms(waveforms, lengths)
         features, frame_lengths = self.feature_extractor(waveforms, lengths)
         return self.projection(features), frame_lengths
 
@@ -89,7 +89,7 @@ class SSLModel(nn.Module):
         return self.encoder(features, frame_lengths, num_layers), frame_lengths
 
 
-def _normalize_waveforms(waveforms: Tensor, lengths: Tensor) -> Tensor:
+def normalize_waveforms(waveforms: Tensor, lengths: Tensor) -> Tensor:
     """Zero mean, unit variance per utterance over its valid samples (fairseq's `normalize` / F.layer_norm)."""
     out = torch.zeros_like(waveforms)
     for i, length in enumerate(lengths.tolist()):

@@ -1,0 +1,35 @@
+"""`gendistiller info CONFIG_OR_CKPT`: a student's parameter count, part by part."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from distill.models import build_student
+from distill.train import load_config, read_student_checkpoint
+from distill.configuration import from_dict
+from distill.models import StudentConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="a student checkpoint (.pt) or a distillation config (path or shipped name)")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+
+
+def run(args: argparse.Namespace) -> int:
+    if Path(args.source).suffix == ".pt":
+        checkpoint = read_student_checkpoint(args.source)
+        config = from_dict(StudentConfig, checkpoint["config"]["student"], "student")
+        print(f"checkpoint: {args.source} (step {checkpoint['step']}, teacher {checkpoint['teacher']['spec']})")
+    else:
+        config = load_config(args.source, args.overrides).student
+        print(f"config: {args.source} (geometry as configured; training takes the teacher's)")
+    with torch.device("meta"):  # counts without allocating weights
+        student = build_student(config)
+    print(f"kind: {config.kind}")
+    print(f"target_layers: {config.target_layers}")
+    for name, count in student.parameter_breakdown().items():
+        print(f"  {name}: {count:,}")
+    print(f"total_params: {sum(p.numel() for p in student.parameters())}")
+    return 0

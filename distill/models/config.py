@@ -1,0 +1,54 @@
+"""Student configuration as plain data. Every field has a default and a comment; unknown keys are rejected."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from distill.configuration import from_dict
+from distill.teachers.model import SSLModelConfig
+
+STUDENT_KINDS = ("gendistiller", "distilhubert")
+HISTORY_MODES = ("teacher_forcing", "free_running", "scheduled")
+
+
+@dataclass
+class StudentConfig:
+    kind: str = "gendistiller"  # "gendistiller" (autoregressive generator) or "distilhubert" (the baseline)
+    target_layers: list[int] = field(default_factory=lambda: [4, 8, 12])  # teacher layers to predict, in order
+    init_from_teacher: bool = True  # copy front-end (and baseline layers / generator) weights from the teacher
+    cnn_grad_mult: float = 0.1  # gradient multiplier of the waveform CNN; 0 freezes it (DistilHuBERT uses 0.1)
+    dropout: float = 0.1  # dropout inside transformer layers (DistilHuBERT: 0.1)
+    # GenDistiller generator
+    generator_layers: int = 1  # transformer layers in the generator block G
+    share_generator: bool = True  # one G for every step (False: one G per target layer)
+    generator_init_layer: int = 1  # teacher layer whose weights initialise G (0 = random init)
+    step_embedding: bool = True  # learned embedding of the step k added to the history
+    output_projection: bool = True  # Linear(dim, dim) after G, shared across steps
+    history: str = "scheduled"  # training history: teacher_forcing, free_running, or scheduled (sampling)
+    teacher_forcing_start: float = 1.0  # scheduled: probability of teacher history at step 0 ...
+    teacher_forcing_end: float = 0.0  # ... decaying linearly to this at the last training step
+    attention_2d: bool = False  # 2-D attention: step k attends over all earlier layers x all frames
+    # DistilHuBERT baseline
+    encoder_layers: int = 2  # transformer layers of the baseline (initialised from teacher layers 1..n)
+    # Geometry of the front-end and transformer layers; training replaces it with the teacher's.
+    geometry: dict[str, Any] = field(default_factory=lambda: SSLModelConfig(family="hubert").to_dict())
+
+    def __post_init__(self) -> None:
+        if self.kind not in STUDENT_KINDS:
+            raise ValueError(f"student.kind must be one of {STUDENT_KINDS}, got {self.kind!r}")
+        if self.history not in HISTORY_MODES:
+            raise ValueError(f"student.history must be one of {HISTORY_MODES}, got {self.history!r}")
+        if not self.target_layers or any(int(layer) < 1 for layer in self.target_layers):
+            raise ValueError(f"student.target_layers must be teacher layer numbers >= 1, got {self.target_layers}")
+        if list(self.target_layers) != sorted(set(self.target_layers)):
+            raise ValueError(f"student.target_layers must be increasing, got {self.target_layers}")
+        if self.cnn_grad_mult < 0:
+            raise ValueError(f"student.cnn_grad_mult must be >= 0, got {self.cnn_grad_mult}")
+        self.geometry_config()  # validates the geometry keys
+
+    def geometry_config(self) -> SSLModelConfig:
+        return from_dict(SSLModelConfig, self.geometry, "student.geometry")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+

@@ -1,0 +1,230 @@
+"""The two students: GenDistiller (autoregressive layer generator) and the DistilHuBERT baseline.
+
+Both share the front-end of the teacher's geometry: waveform CNN -> projection -> positional conv
+(`feature_extractor`, `projection`, `encoder`). Names follow s3prl's `DistillerModel` up to a rename table,
+so the baseline exports to s3prl's own format (`distill/export.py`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from distill.audio import pad_waveforms
+from distill.components import (
+    ConvPositionalEmbedding,
+    Encoder,
+    EncoderLayer,
+    FeatureExtractor,
+    FeatureProjection,
+    build_encoder_layer,
+    scale_gradient,
+    valid_mask,
+)
+from distill.models.config import StudentConfig
+from distill.teachers.model import SSLModel, SSLModelConfig, normalize_waveforms
+
+
+@dataclass
+class StudentOutput:
+    hidden_states: list[Tensor]  # what the s3prl upstream exposes, each (B, T, D)
+    predictions: list[Tensor]  # one per target layer, aligned with config.target_layers
+    lengths: Tensor  # (B,) valid frames
+
+
+class Student(nn.Module):
+    """Front-end shared by both students; subclasses add what turns h0 into predictions."""
+
+    def __init__(self, config: StudentConfig, encoder_layers: Sequence[EncoderLayer], feature_layer_norm: bool):
+        super().__init__()
+        self.config = config
+        geometry = config.geometry_config()
+        self.geometry = geometry
+        self.feature_extractor = FeatureExtractor(geometry.conv_layers, geometry.extractor_mode, geometry.conv_bias)
+        self.projection = FeatureProjection(self.feature_extractor.out_channels, geometry.dim, layer_norm=feature_layer_norm)
+        pos_conv = ConvPositionalEmbedding(geometry.dim, geometry.conv_pos, geometry.conv_pos_groups)
+        self.encoder = Encoder(pos_conv, encoder_layers, geometry.dim, geometry.layer_norm_first)
+
+    def _features(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        if self.geometry.normalize:
+            waveforms = normalize_waveforms(waveforms, lengths)
+        mult = self.config.cnn_grad_mult
+        if mult == 0:
+            with torch.no_grad():
+                features, frame_lengths = self.feature_extractor(waveforms, lengths)
+        else:
+            features, frame_lengths = self.feature_extractor(waveforms, lengths)
+            features = scale_gradient(features, mult)
+        return self.projection(features), frame_lengths
+
+    def forward(
+        self,
+        waveforms: Tensor,
+        lengths: Tensor,
+        teacher_states: Optional[Sequence[Tensor]] = None,
+        use_teacher: Optional[Sequence[bool]] = None,
+    ) -> StudentOutput:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def infer(self, wavs: Sequence[Tensor]) -> StudentOutput:
+        """Unpadded 16 kHz waveforms -> outputs, free running, no teacher."""
+        waveforms, lengths = pad_waveforms(wavs)
+        return self(waveforms, lengths)
+
+    def init_from_teacher(self, teacher: SSLModel) -> None:
+        """Copy the CNN, projection and positional conv (and what subclasses add) from a teacher model."""
+        self.feature_extractor.load_state_dict(teacher.feature_extractor.state_dict())
+        _load_matching(self.projection, teacher.projection)
+        self.encoder.pos_conv.load_state_dict(teacher.encoder.pos_conv.state_dict())
+        self.encoder.layer_norm.load_state_dict(teacher.encoder.layer_norm.state_dict())
+
+    def parameter_breakdown(self) -> dict[str, int]:
+        return {name: sum(p.numel() for p in module.parameters()) for name, module in self.named_children()}
+
+
+def _load_matching(target: nn.Module, source: nn.Module) -> None:
+    """Copies the parameters whose names exist in both (a WavLM layer has relative-position extras that a
+    plain layer lacks; the baseline's projection has no LayerNorm)."""
+    source_state = source.state_dict()
+    target_state = target.state_dict()
+    shared = {k: v for k, v in source_state.items() if k in target_state and target_state[k].shape == v.shape}
+    missing = sorted(set(target_state) - set(shared))
+    if missing:
+        raise ValueError(f"cannot initialise from the teacher: no weights for {missing[:6]}")
+    target.load_state_dict(shared)
+
+
+def _plain_layer(geometry: SSLModelConfig, dropout: float) -> EncoderLayer:
+    return build_encoder_layer(geometry.dim, geometry.ffn_dim, geometry.num_heads, dropout, geometry.layer_norm_first)
+
+
+class GenDistiller(Student):
+    """Generates the K target layers one after another: ĥ_k = Out(h_{k-1} + G(h_{k-1} + e_k)).
+
+    h_0 is the front-end output; during training h_{k-1} for k > 1 is the teacher's layer (teacher forcing)
+    or ĥ_{k-1} (free running), chosen per step by `use_teacher`; inference is always free running. With
+    `attention_2d`, G attends over the frames of every earlier layer h_0..h_{k-1} (causal across layers,
+    bidirectional in time) instead of h_{k-1} alone.
+    """
+
+    def __init__(self, config: StudentConfig):
+        geometry = config.geometry_config()
+        super().__init__(config, [], feature_layer_norm=True)
+        num_steps = len(config.target_layers)
+        num_blocks = 1 if config.share_generator else num_steps
+        self.generator = nn.ModuleList(
+            nn.ModuleList(_plain_layer(geometry, config.dropout) for _ in range(config.generator_layers)) for _ in range(num_blocks)
+        )
+        self.step_embedding = nn.Embedding(num_steps, geometry.dim) if config.step_embedding else None
+        if self.step_embedding is not None:
+            nn.init.normal_(self.step_embedding.weight, std=0.02)
+        self.output_projection = nn.Linear(geometry.dim, geometry.dim) if config.output_projection else None
+        if self.output_projection is not None:  # starts as the mean of the history and G's output
+            nn.init.eye_(self.output_projection.weight)
+            self.output_projection.weight.data.mul_(0.5)
+            nn.init.zeros_(self.output_projection.bias)
+
+    def init_from_teacher(self, teacher: SSLModel) -> None:
+        super().init_from_teacher(teacher)
+        first = self.config.generator_init_layer
+        if first <= 0:
+            return
+        for block in self.generator:
+            for offset, layer in enumerate(block):
+                source_index = min(first + offset, teacher.config.num_layers) - 1
+                _load_matching(layer, teacher.encoder.layers[source_index])
+
+    def _embed_step(self, x: Tensor, step: int) -> Tensor:
+        if self.step_embedding is None:
+            return x
+        return x + self.step_embedding.weight[step].to(x.dtype)
+
+    def _generate(self, step: int, history: list[Tensor], key_padding: Optional[Tensor]) -> Tensor:
+        block = self.generator[0 if self.config.share_generator else step]
+        previous = history[-1]
+        x = self._embed_step(previous, step)
+        context, context_padding = None, key_padding
+        if self.config.attention_2d:
+            context = torch.cat([self._embed_step(h, j) for j, h in enumerate(history)], dim=1)
+            if key_padding is not None:
+                context_padding = key_padding.repeat(1, len(history))
+        for layer in block:
+            x, _ = layer(x, context_padding, None, context)
+            context = None  # deeper layers of G attend over its own output
+            context_padding = key_padding
+        y = previous + x
+        return self.output_projection(y) if self.output_projection is not None else y
+
+    def forward(
+        self,
+        waveforms: Tensor,
+        lengths: Tensor,
+        teacher_states: Optional[Sequence[Tensor]] = None,
+        use_teacher: Optional[Sequence[bool]] = None,
+    ) -> StudentOutput:
+        features, frame_lengths = self._features(waveforms, lengths)
+        h0, key_padding = self.encoder.embed(features, frame_lengths)
+        history, predictions = [h0], []
+        for step in range(len(self.config.target_layers)):
+            prediction = self._generate(step, history, key_padding)
+            predictions.append(prediction)
+            teacher_next = teacher_states is not None and use_teacher is not None and step < len(use_teacher) and use_teacher[step]
+            history.append(teacher_states[step].to(prediction.dtype) if teacher_next else prediction)  # type: ignore[index]
+        mask = valid_mask(frame_lengths, h0.shape[1])[..., None]
+        predictions = [p * mask.to(p.dtype) for p in predictions]
+        return StudentOutput([h0 * mask.to(h0.dtype)] + predictions, predictions, frame_lengths)
+
+
+class PredictionHeads(nn.Module):
+    """DistilHuBERT's heads: Linear(D, D*K) -> GELU -> K separate Linear(D, D) (s3prl's SplitLinear layout)."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.expand = nn.Linear(dim, dim * num_heads)
+        bound = dim ** -0.5
+        self.weight = nn.Parameter(torch.empty(num_heads, dim, dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(1, 1, num_heads, dim).uniform_(-bound, bound))
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        batch, time, dim = x.shape
+        hidden = torch.nn.functional.gelu(self.expand(x)).view(batch, time, self.num_heads, dim)
+        out = torch.einsum("btkd,kde->btke", hidden, self.weight.to(hidden.dtype)) + self.bias.to(hidden.dtype)
+        return list(out.unbind(dim=2))
+
+
+class DistilHuBERT(Student):
+    """Front-end + `encoder_layers` transformer layers (from teacher layers 1..n) + parallel prediction heads.
+
+    hidden_states follow s3prl's distiller: [projected front-end (before the positional conv), layer 1..n,
+    head 1..K].
+    """
+
+    def __init__(self, config: StudentConfig):
+        geometry = config.geometry_config()
+        layers = [_plain_layer(geometry, config.dropout) for _ in range(config.encoder_layers)]
+        super().__init__(config, layers, feature_layer_norm=False)
+        self.heads = PredictionHeads(geometry.dim, len(config.target_layers))
+
+    def init_from_teacher(self, teacher: SSLModel) -> None:
+        super().init_from_teacher(teacher)
+        for i, layer in enumerate(self.encoder.layers):
+            _load_matching(layer, teacher.encoder.layers[i])
+
+    def forward(
+        self,
+        waveforms: Tensor,
+        lengths: Tensor,
+        teacher_states: Optional[Sequence[Tensor]] = None,
+        use_teacher: Optional[Sequence[bool]] = None,
+    ) -> StudentOutput:
+        features, frame_lengths = self._features(waveforms, lengths)
+        layer_states = self.encoder(features, frame_lengths)
+        predictions = self.heads(layer_states[-1])
+        mask = valid_mask(frame_lengths, features.shape[1])[..., None]
+        states = [features] + layer_states[1:] + predictions
+        states = [s * mask.to(s.dtype) for s in states]
+        return StudentOutput(states, states[-len(predictions):], frame_lengths)

@@ -1,0 +1,428 @@
+"""Distillation training: `gendistiller distill --config FILE.yaml [key.sub=value ...] [--resume]`.
+
+Reads top to bottom: config, distributed setup, teacher/student/data, optimiser and schedule, checkpoints,
+then one loop (lr -> batch -> teacher -> student -> loss -> clip -> step -> log -> checkpoint).
+Single process, or `torchrun --nproc_per_node N -m distill.cli distill ...` (DDP; gloo on CPU, nccl on GPU).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from distill.configuration import from_dict
+from distill.data import BucketBatchSampler, CropDataset, collate, index_corpus
+from distill.loss import compute_loss
+from distill.models import Student, StudentConfig, build_student
+from distill.teachers import CheckpointTeacher, Teacher, load_teacher
+
+CHECKPOINT_FORMAT = "gendistiller-checkpoint-1"
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+# ---- config ------------------------------------------------------------------------------------------------
+
+@dataclass
+class DataConfig:
+    train: str = ""  # directory of .flac/.wav (recursive) or fairseq .tsv manifest
+    crop_samples: int = 250_000  # random crop length (DistilHuBERT: 250,000 samples)
+    batch_size: int = 24  # global batch, split across processes
+    num_workers: int = 2  # data-loading worker processes per training process
+    bucket_batches: int = 50  # batches per length-sorted bucket
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4  # peak learning rate (AdamW)
+    total_steps: int = 200_000
+    warmup_fraction: float = 0.07  # linear warm-up, then linear decay to 0
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    clip_norm: float = 5.0  # gradient clipping (max global norm)
+    cosine_weight: float = 1.0  # λ of the cosine term
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = "runs/distill"  # checkpoints/, tensorboard/, metrics.jsonl go here
+    seed: int = 0
+    device: str = "auto"  # auto: cuda if available, else cpu
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or "bf16" / "fp32"
+    log_every: int = 10
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3  # newest step checkpoints kept (older ones are removed)
+    progress: bool = True  # tqdm progress bar
+
+
+@dataclass
+class DistillConfig:
+    teacher: str = ""  # teacher spec, see distill.teachers.load_teacher
+    student: StudentConfig = field(default_factory=StudentConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_SECTIONS = {"student": StudentConfig, "data": DataConfig, "optim": OptimConfig, "run": RunConfig}
+
+
+def config_from_dict(raw: dict[str, Any]) -> DistillConfig:
+    unknown = sorted(set(raw) - {"teacher", *_SECTIONS})
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown}; top-level keys are teacher, {', '.join(_SECTIONS)}")
+    teacher = raw.get("teacher", "")
+    if not isinstance(teacher, str):
+        raise ValueError(f"config key teacher: expected a string spec, got {teacher!r}")
+    sections = {name: from_dict(cls, raw.get(name) or {}, name) for name, cls in _SECTIONS.items()}
+    return DistillConfig(teacher=teacher, **sections)
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A path, or the name of a shipped config (`tiny_gendistiller`, `gendistiller_wavlm_base_plus`, ...)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / f"{name_or_path.removesuffix('.yaml')}.yaml"
+    if shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    raise FileNotFoundError(f"config {name_or_path!r} not found; give a YAML path or one of {names}")
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`section.key=value` (value parsed as YAML). Keys are checked when the config is built."""
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {override!r} must look like section.key=value")
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {override!r}: {part} is not a section")
+        node[leaf] = yaml.safe_load(value)
+    return raw
+
+
+def load_config(name_or_path: str, overrides: list[str] = ()) -> DistillConfig:  # type: ignore[assignment]
+    raw = yaml.safe_load(resolve_config_path(name_or_path).read_text()) or {}
+    return config_from_dict(apply_overrides(raw, list(overrides)))
+
+
+# ---- distributed -------------------------------------------------------------------------------------------
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_type: str) -> Distributed:
+    if "RANK" not in os.environ:
+        return Distributed()
+    env = Distributed(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return env
+
+
+# ---- checkpoints -------------------------------------------------------------------------------------------
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_atomically(obj: Any, path: Path) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename: a crash never leaves a torn file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def latest_checkpoint(output_dir: Path) -> Optional[Path]:
+    pointer = output_dir / "checkpoints" / "latest"
+    if pointer.is_file():
+        path = output_dir / "checkpoints" / pointer.read_text().strip()
+        if path.is_file():
+            return path
+    found = sorted((output_dir / "checkpoints").glob("step_*.pt"))
+    return found[-1] if found else None
+
+
+def read_student_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Loads a checkpoint written by `gendistiller distill`, with a clear error for anything else."""
+    from distill.teachers.checkpoint import CheckpointError, read_checkpoint
+
+    checkpoint = read_checkpoint(path)
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        found = "a WavLM/fairseq teacher checkpoint" if "cfg" in checkpoint else f"a dict with keys {sorted(checkpoint)[:8]}"
+        raise CheckpointError(f"{path}: not a GenDistiller student checkpoint (format {CHECKPOINT_FORMAT!r}); found {found}")
+    return checkpoint
+
+
+def load_student(path: str | Path, device: str | torch.device = "cpu") -> tuple[Student, dict[str, Any]]:
+    """A trained student from its checkpoint, in eval mode, with the checkpoint dict."""
+    checkpoint = read_student_checkpoint(path)
+    student = build_student(from_dict(StudentConfig, checkpoint["config"]["student"], "student"))
+    student.load_state_dict(checkpoint["student"])
+    return student.to(device).eval(), checkpoint
+
+
+# ---- training ----------------------------------------------------------------------------------------------
+
+def _pick_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def _autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"run.precision must be auto, bf16 or fp32, got {precision!r}")
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def lr_factor(step: int, total_steps: int, warmup_fraction: float) -> float:
+    """Linear warm-up to 1 over `warmup_fraction` of training, then linear decay to 0."""
+    warmup = max(1, int(total_steps * warmup_fraction))
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+
+def teacher_history(config: StudentConfig, step: int, total_steps: int, seed: int) -> list[bool]:
+    """Per generation step: True = the next step's history is the teacher's layer. Same on every rank."""
+    steps = len(config.target_layers)
+    if config.history == "teacher_forcing":
+        return [True] * steps
+    if config.history == "free_running":
+        return [False] * steps
+    progress = min(1.0, step / max(1, total_steps))
+    probability = config.teacher_forcing_start + (config.teacher_forcing_end - config.teacher_forcing_start) * progress
+    rng = random.Random(seed * 1_000_003 + step)
+    return [rng.random() < probability for _ in range(steps)]
+
+
+def prepare_student(config: DistillConfig, teacher: Teacher) -> Student:
+    """The student config takes the teacher's geometry; weights are copied from the teacher where configured."""
+    student_config = config.student
+    if max(student_config.target_layers) > teacher.num_layers:
+        raise ValueError(f"student.target_layers {student_config.target_layers} exceed the teacher's {teacher.num_layers} layers")
+    if isinstance(teacher, CheckpointTeacher):
+        geometry = teacher.model.config.to_dict()
+        geometry.update(relative_position=False, gated_relative_position=False)  # student layers use plain attention
+        student_config.geometry = geometry
+    elif student_config.init_from_teacher:
+        raise ValueError(f"student.init_from_teacher needs a checkpoint teacher; {teacher.spec} is an s3prl upstream "
+                         "(set student.init_from_teacher=false)")
+    student = build_student(StudentConfig(**student_config.to_dict()))
+    if student_config.init_from_teacher:
+        student.init_from_teacher(teacher.model)  # type: ignore[union-attr]
+    if student_config.cnn_grad_mult == 0:
+        student.feature_extractor.requires_grad_(False)
+    return student
+
+
+def train(config: DistillConfig, resume: bool = False) -> Path:
+    """Runs distillation; returns the path of the last checkpoint."""
+    output_dir = Path(config.run.output_dir)
+    device = _pick_device(config.run.device, int(os.environ.get("LOCAL_RANK", 0)))
+    env = setup_distributed(device.type)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    autocast_dtype = _autocast_dtype(config.run.precision, device)
+
+    checkpoint = None
+    if resume:
+        found = latest_checkpoint(output_dir)
+        if found is None:
+            raise FileNotFoundError(f"--resume: no checkpoint in {output_dir / 'checkpoints'}")
+        checkpoint = read_student_checkpoint(found)
+        config.student = from_dict(StudentConfig, checkpoint["config"]["student"], "student")  # architecture from the checkpoint
+
+    random.seed(config.run.seed)
+    np.random.seed(config.run.seed)
+    torch.manual_seed(config.run.seed)
+
+    teacher = load_teacher(config.teacher, device)
+    if checkpoint is not None and checkpoint["teacher"]["num_parameters"] != teacher.num_parameters():
+        raise ValueError(f"--resume: the checkpoint was distilled from {checkpoint['teacher']['spec']}, "
+                         f"which differs from the configured teacher {config.teacher}")
+    student = prepare_student(config, teacher).to(device)
+    model: torch.nn.Module = student
+    if env.world_size > 1:
+        model = DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
+
+    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=config.optim.lr,
+                                  betas=tuple(config.optim.betas), weight_decay=config.optim.weight_decay)  # type: ignore[arg-type]
+    total_steps = config.optim.total_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, config.optim.warmup_fraction))
+
+    corpus = index_corpus(config.data.train)
+    sampler = BucketBatchSampler(corpus.items, config.data.batch_size, config.data.crop_samples, config.run.seed,
+                                 env.rank, env.world_size, config.data.bucket_batches)
+    loader = DataLoader(CropDataset(corpus.items, config.data.crop_samples), batch_sampler=sampler, collate_fn=collate,
+                        num_workers=config.data.num_workers, generator=torch.Generator().manual_seed(config.run.seed),
+                        pin_memory=device.type == "cuda")
+
+    step, epoch, batch_in_epoch = 0, 0, 0
+    if checkpoint is not None:
+        student.load_state_dict(checkpoint["student"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        step, epoch, batch_in_epoch = checkpoint["step"], checkpoint["epoch"], checkpoint["batch_in_epoch"]
+        _set_rng_state(checkpoint["rng"])
+
+    writer, metrics_file = None, None
+    if env.is_main:
+        (output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        from tensorboardX import SummaryWriter
+
+        writer = SummaryWriter(str(output_dir / "tensorboard"), purge_step=step)
+        metrics_file = _open_metrics(output_dir / "metrics.jsonl", step)
+        print(f"[distill] teacher {teacher.spec}: {teacher.num_layers} layers, width {teacher.dim}")
+        print(f"[distill] student {config.student.kind}: {sum(p.numel() for p in student.parameters()):,} parameters")
+        print(f"[distill] data {config.data.train}: {len(corpus.items)} files, {corpus.hours:.2f} h; "
+              f"{len(corpus.problems)} files left out")
+        for problem in corpus.problems:
+            print(f"[distill] skipped {problem}")
+
+    def save(last: bool = False) -> Path:
+        path = output_dir / "checkpoints" / f"step_{step:08d}.pt"
+        if env.is_main:
+            save_atomically({
+                "format": CHECKPOINT_FORMAT, "config": config.to_dict(), "student": student.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
+                "batch_in_epoch": batch_in_epoch, "rng": _rng_state(), "teacher": teacher.identity(),
+            }, path)
+            (output_dir / "checkpoints" / ".latest.tmp").write_text(path.name)
+            os.replace(output_dir / "checkpoints" / ".latest.tmp", output_dir / "checkpoints" / "latest")
+            for old in sorted((output_dir / "checkpoints").glob("step_*.pt"))[: -config.run.keep_checkpoints]:
+                old.unlink()
+        return path
+
+    target_layers = config.student.target_layers
+    failed_reads: set[str] = set()
+    progress = tqdm(total=total_steps, initial=step, disable=not (env.is_main and config.run.progress), desc="distill",
+                    dynamic_ncols=True)
+    last_log_time, audio_since_log = time.time(), 0.0
+    model.train()
+    while step < total_steps:
+        sampler.set_position(epoch, batch_in_epoch)
+        for batch in loader:
+            for message in batch["failed"]:
+                if message not in failed_reads and env.is_main:
+                    print(f"[distill] skipped {message}")
+                failed_reads.add(message)
+            batch_in_epoch += 1
+            if batch["waveforms"] is None:
+                continue
+            waveforms, lengths = batch["waveforms"].to(device, non_blocking=True), batch["lengths"].to(device)
+
+            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+                with torch.no_grad():
+                    teacher_out = teacher.forward_padded(waveforms, lengths, num_layers=max(target_layers))
+                targets = [teacher_out.hidden_states[layer] for layer in target_layers]
+                use_teacher = teacher_history(config.student, step, total_steps, config.run.seed)
+                out = model(waveforms, lengths, targets, use_teacher)
+            if not torch.equal(out.lengths, teacher_out.lengths):
+                raise RuntimeError(f"student frames {out.lengths.tolist()} differ from teacher frames {teacher_out.lengths.tolist()}")
+            total_frames = out.lengths.sum().float()
+            if env.world_size > 1:  # normalise by the global frame count so DDP's gradient mean equals one big batch
+                dist.all_reduce(total_frames)
+                total_frames = total_frames / env.world_size
+            losses = compute_loss(out.predictions, targets, out.lengths, config.optim.cosine_weight, total_frames)
+
+            optimizer.zero_grad(set_to_none=True)
+            losses.total.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), config.optim.clip_norm)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            progress.update(1)
+            audio_since_log += float(lengths.sum()) * env.world_size / 16000
+
+            if env.is_main and (step % config.run.log_every == 0 or step in (1, total_steps)):
+                elapsed = time.time() - last_log_time
+                record = {"step": step, "loss": losses.total.item(), "lr": scheduler.get_last_lr()[0],
+                          "grad_norm": float(grad_norm), "audio_seconds_per_second": audio_since_log / max(elapsed, 1e-9)}
+                for layer, total, l1, cosine in zip(target_layers, losses.per_layer, losses.l1, losses.cosine):
+                    record.update({f"loss_layer_{layer}": total.item(), f"l1_layer_{layer}": l1.item(), f"cos_layer_{layer}": cosine.item()})
+                _log(writer, metrics_file, record)
+                progress.set_postfix(loss=f"{record['loss']:.3f}", audio_s_per_s=f"{record['audio_seconds_per_second']:.1f}")
+                last_log_time, audio_since_log = time.time(), 0.0
+            if step % config.run.checkpoint_every == 0 or step == total_steps:
+                save()
+            if step >= total_steps:
+                break
+        else:
+            epoch, batch_in_epoch = epoch + 1, 0
+    progress.close()
+    if env.is_main:
+        if failed_reads:
+            print(f"[distill] {len(failed_reads)} files failed to read and were skipped")
+        writer.close()  # type: ignore[union-attr]
+        metrics_file.close()  # type: ignore[union-attr]
+    if env.world_size > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return output_dir / "checkpoints" / f"step_{step:08d}.pt"
+
+
+def _open_metrics(path: Path, resume_step: int):
+    """metrics.jsonl, with records past the resumed step dropped (they were never checkpointed)."""
+    kept = []
+    if path.is_file():
+        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
+    path.write_text("".join(line + "\n" for line in kept))
+    return open(path, "a")
+
+
+def _log(writer: Any, metrics_file: Any, record: dict[str, float]) -> None:
+    step = int(record["step"])
+    for key, value in record.items():
+        if key != "step" and math.isfinite(value):
+            group = key.split("_layer_")[0] if "_layer_" in key else "train"
+            writer.add_scalar(f"{group}/{key}", value, step)
+    metrics_file.write(json.dumps(record) + "\n")
+    metrics_file.flush()
