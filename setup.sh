@@ -33,7 +33,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$deps_hash" ]; then
   "${PIP[@]}" --upgrade "pip<24.1" "setuptools<81" wheel "cython<3.1" "numpy<2.3"
   "${PIP[@]}" torch==2.8.0 torchaudio==2.8.0
   "${PIP[@]}" s3prl==0.4.18 soundfile tensorboardX tensorboard "huggingface_hub<1" "transformers<5" \
-    pyyaml tqdm matplotlib pytest
+    pyyaml tqdm matplotlib pytest pandas librosa
   # catalyst is imported by s3prl's KS expert; its pinned deps clash with ours, so install it alone.
   "${PIP[@]}" --no-deps catalyst==22.4
   "${PIP[@]}" hydra-slayer

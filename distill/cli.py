@@ -1,6 +1,7 @@
 """The `gendistiller` command line.
 
-Each subcommand lives in its own module, which exposes `add_arguments(parser)` and `run(args) -> int`.
+Each subcommand lives in its own module, which exposes `add_arguments(parser)` and `run(args) -> int`, or, for
+commands that hand their arguments to another program's parser untouched, `main(argv) -> int`.
 Modules are imported only when their subcommand runs, so `gendistiller --help` stays fast.
 """
 from __future__ import annotations
@@ -14,7 +15,10 @@ from typing import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "distill": ("distill.commands.distill", "distil a student from a teacher (YAML config + overrides)"),
     "info": ("distill.commands.info", "print a student's parameter count by part (config or checkpoint)"),
+    "make-corpus": ("distill.corpus", "build the offline synthetic mini-SUPERB corpora (espeak-ng)"),
     "teacher-info": ("distill.commands.teacher_info", "load a teacher and print its family, layers, width and parameters"),
+    "superb": ("distill.commands.superb", "run s3prl's SUPERB downstream runner with the gendistiller upstreams registered"),
+    "export": ("distill.commands.export", "write a baseline student in another toolkit's format (--to s3prl-distiller)"),
 }
 
 
@@ -33,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     name, rest = argv[0], argv[1:]
     module = importlib.import_module(SUBCOMMANDS[name][0])
+    if hasattr(module, "main"):
+        return int(module.main(rest) or 0)
     parser = argparse.ArgumentParser(prog=f"gendistiller {name}", description=SUBCOMMANDS[name][1])
     module.add_arguments(parser)
     return int(module.run(parser.parse_args(rest)) or 0)

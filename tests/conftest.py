@@ -36,3 +36,42 @@ def write_tone_corpus(root: Path, num_files: int = 16, seed: int = 0) -> Path:
         wav = sum(np.sin(k * phase) / k for k in range(1, 6)) * 0.1 + 0.01 * rng.standard_normal(n)
         soundfile.write(root / f"utt{i:03d}.flac", wav.astype("float32"), 16000)
     return root
+
+
+def trained_student(tmp_path_factory, teacher: Path, kind: str) -> Path:
+    """A student checkpoint written by the real trainer (2 steps), once per session and kind.
+
+    Kept on disk under the session's base temp folder, so every test module that asks gets the same file.
+    """
+    root = tmp_path_factory.getbasetemp() / "trained_students"
+    done = root / f"{kind}.path"
+    if done.is_file():
+        return Path(done.read_text())
+    from distill.train import load_config, train
+
+    corpus = write_tone_corpus(root / "corpus", num_files=4)
+    config = load_config(f"tiny_{kind}", [f"teacher={teacher}", f"data.train={corpus}", f"run.output_dir={root / kind}",
+                                          "optim.total_steps=2", "run.progress=false"])
+    with torch.random.fork_rng():
+        path = train(config)
+    done.write_text(str(path))
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Tiny tensors on a 2-core machine: a second OpenMP thread mostly waits for the first."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def gendistiller_ckpt(tmp_path_factory, tiny_wavlm_path) -> Path:
+    return trained_student(tmp_path_factory, tiny_wavlm_path, "gendistiller")
+
+
+@pytest.fixture(scope="session")
+def distilhubert_ckpt(tmp_path_factory, tiny_wavlm_path) -> Path:
+    return trained_student(tmp_path_factory, tiny_wavlm_path, "distilhubert")

@@ -7,7 +7,7 @@ loudly instead of loading half its weights.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from torch import Tensor
 
@@ -39,10 +39,14 @@ _RENAME_RULES: tuple[tuple[str, str | None], ...] = (
 )
 
 
-def map_state_dict(foreign: Mapping[str, Tensor], source: str) -> dict[str, Tensor]:
+def map_state_dict(
+    foreign: Mapping[str, Tensor], source: str, rules: Sequence[tuple[str, str | None]] = _RENAME_RULES
+) -> dict[str, Tensor]:
+    """Renames each key by the first (pattern, replacement) rule that matches it in full; `rules` defaults to the
+    teacher import table (the export to s3prl's distiller format passes its own)."""
     mapped: dict[str, Tensor] = {}
     for key, value in foreign.items():
-        for pattern, replacement in _RENAME_RULES:
+        for pattern, replacement in rules:
             if re.fullmatch(pattern, key):
                 if replacement is not None:
                     mapped[re.sub(pattern, replacement, key)] = value

@@ -1,0 +1,117 @@
+"""`gendistiller superb ARGS...`: s3prl's own downstream runner (`run_downstream.py`) with our upstreams registered.
+
+ARGS are exactly s3prl's flags (`-m train|evaluate|inference`, `-u`, `-k`, `-d`, `-c`, `-s`, `-l`, `-n`/`-p`, `-e`,
+`-o`, ...), parsed by s3prl's own parser; `gendistiller superb -h` prints its help. Compared with running
+`python -m s3prl.run_downstream` directly:
+- `gendistiller`, `gendistiller_local` and `gendistiller_url` are registered in `s3prl.hub` first, in this process,
+  so they work for new runs, evaluation and resume (`-e`); under `torchrun` every process registers itself;
+- `-c` defaults to our recipe `superb_recipes/<downstream>/config.yaml` instead of s3prl's cwd-relative
+  `./downstream/<downstream>/config.yaml`;
+- `--device` defaults to cuda when available, else cpu (s3prl's default is cuda);
+- under `torchrun`, `--local_rank` defaults to $LOCAL_RANK (s3prl starts DDP only when `--local_rank` is given);
+- s3prl's checkpoints (`Args` is an `argparse.Namespace`) load under torch's `weights_only` default.
+Defaults are placed before ARGS, so a flag given in ARGS wins (s3prl's parser keeps the last occurrence).
+Give -c/--config, -d/--downstream, -e/--past_exp, --device and --local_rank unabbreviated for them to be seen here.
+
+Example (keyword spotting on a student checkpoint):
+    gendistiller superb -m train -u gendistiller_local -k runs/gendistiller/checkpoints/step_00200000.pt \
+        -d speech_commands -p result/ks_gendistiller \
+        -o "config.downstream_expert.datarc.speech_commands_root=DATA/train,,config.downstream_expert.datarc.speech_commands_test_root=DATA/test"
+    gendistiller superb -m evaluate -e result/ks_gendistiller/dev-best.ckpt
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "superb_recipes"
+
+
+class LauncherError(ValueError):
+    """Arguments this launcher cannot complete (no recipe for the downstream, no downstream given)."""
+
+
+def main(argv: Sequence[str]) -> int:
+    """Every string, -h included, goes to s3prl's parser untouched."""
+    try:
+        run_downstream(argv)
+    except LauncherError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def recipe_config(downstream: str) -> Optional[Path]:
+    path = RECIPES_DIR / downstream / "config.yaml"
+    return path if path.is_file() else None
+
+
+def _preparse(argv: Sequence[str]) -> argparse.Namespace:
+    """The few s3prl flags the defaults depend on; everything else is left to s3prl's parser."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("-h", "--help", action="store_true")
+    parser.add_argument("-d", "--downstream")
+    parser.add_argument("-c", "--config")
+    parser.add_argument("-e", "--past_exp")
+    parser.add_argument("-a", "--auto_resume", action="store_true")
+    parser.add_argument("--device")
+    parser.add_argument("--local_rank")
+    known, _ = parser.parse_known_args(list(argv))
+    return known
+
+
+def runner_argv(argv: Sequence[str], environ: Optional[dict[str, str]] = None) -> list[str]:
+    """s3prl's argv: our defaults first, then the user's flags (which win)."""
+    environ = dict(os.environ if environ is None else environ)
+    given = _preparse(argv)
+    if given.help:
+        return list(argv)
+    defaults: list[str] = []
+    if given.device is None:
+        defaults += ["--device", "cuda" if torch.cuda.is_available() else "cpu"]
+    if given.local_rank is None and "LOCAL_RANK" in environ:
+        defaults += ["--local_rank", environ["LOCAL_RANK"]]
+    if given.config is None:
+        recipe = recipe_config(given.downstream) if given.downstream else None
+        if recipe is not None:
+            defaults += ["-c", str(recipe)]
+        elif given.past_exp is None and not given.auto_resume:  # s3prl would read ./downstream/<d>/config.yaml
+            available = sorted(p.parent.name for p in RECIPES_DIR.glob("*/config.yaml"))
+            if given.downstream is None:
+                raise LauncherError("no downstream: pass -d DOWNSTREAM (recipes exist for "
+                                    f"{available}) or resume an experiment with -e CKPT_OR_DIR")
+            raise LauncherError(f"no recipe config for downstream {given.downstream!r} in {RECIPES_DIR} "
+                                f"(recipes exist for {available}); pass -c CONFIG.yaml")
+    return defaults + list(argv)
+
+
+def _allow_runner_checkpoints() -> None:
+    """s3prl's runner saves `Args` (an argparse.Namespace) in its checkpoints and loads them with torch's default,
+    which is weights_only=True from torch 2.6 on."""
+    torch.serialization.add_safe_globals([argparse.Namespace])
+
+
+def run_downstream(argv: Sequence[str]) -> None:
+    """Registers our upstreams, then runs s3prl's `run_downstream.main()` in this process with `argv`."""
+    full_argv = runner_argv(argv)
+    try:
+        import gendistiller_upstream
+        from s3prl import run_downstream as s3prl_runner
+    except ImportError as error:
+        raise ImportError("gendistiller superb needs s3prl: pip install s3prl==0.4.18 (see setup.sh)") from error
+
+    gendistiller_upstream.register()
+    _allow_runner_checkpoints()
+    print(f"[superb] s3prl run_downstream {shlex.join(full_argv)}", file=sys.stderr, flush=True)
+    saved_argv = sys.argv
+    sys.argv = ["gendistiller superb", *full_argv]
+    try:
+        s3prl_runner.main()
+    finally:
+        sys.argv = saved_argv

@@ -1,0 +1,108 @@
+"""Students: parameter budgets, teacher-free inference, padding invariance, history modes."""
+import pytest
+import torch
+
+from distill.models import (
+    StudentConfig,
+    build_student,
+    distilhubert_base_config,
+    gendistiller_base_config,
+)
+from distill.teachers import load_teacher
+from distill.train import DistillConfig, prepare_student
+from tests.conftest import random_waveforms
+
+WAVLM_BASE_PLUS_PARAMS = 94.70e6
+
+
+def count(config: StudentConfig) -> int:
+    with torch.device("meta"):
+        return sum(p.numel() for p in build_student(config).parameters())
+
+
+def test_parameter_budgets_for_768_wide_teacher():
+    gendistiller, baseline = count(gendistiller_base_config()), count(distilhubert_base_config())
+    assert baseline == 27_034_752  # s3prl's DistillerModel with pred_layer_id [4, 8, 12]
+    assert gendistiller == 16_997_248
+    assert gendistiller <= 17.0e6 and gendistiller <= 0.18 * WAVLM_BASE_PLUS_PARAMS
+    assert gendistiller <= 0.67 * baseline  # at least 33% fewer parameters
+
+
+def test_baseline_count_matches_s3prl_distiller_model():
+    from s3prl.upstream.distiller.model import DistillerConfig, DistillerModel
+
+    reference = DistillerModel(DistillerConfig({
+        "extractor_mode": "default", "encoder_layers": 2, "n_tasks": 3, "task_emb_type": "expand-last",
+        "out_layer_type": "expand-last", "pred_layer_id": [4, 8, 12], "layer_emb_size": 0, "final_dim": 768,
+    }))
+    assert sum(p.numel() for p in reference.parameters()) == count(distilhubert_base_config())
+
+
+def test_unshared_generator_costs_one_block_per_step():
+    shared, unshared = count(gendistiller_base_config()), count(gendistiller_base_config(share_generator=False))
+    assert unshared - shared == 2 * 7_087_872
+
+
+@pytest.fixture(scope="module")
+def tiny_students(tiny_wavlm_path):
+    teacher = load_teacher(str(tiny_wavlm_path))
+    students = {}
+    for kind, extra in [("gendistiller", {}), ("gendistiller_2d", {"attention_2d": True}), ("distilhubert", {})]:
+        config = DistillConfig(teacher=str(tiny_wavlm_path))
+        config.student = StudentConfig(kind=kind.split("_")[0], target_layers=[2, 3, 4], dropout=0.0, **extra)
+        torch.manual_seed(0)
+        students[kind] = prepare_student(config, teacher).eval()
+    return teacher, students
+
+
+@pytest.mark.parametrize("kind", ["gendistiller", "gendistiller_2d", "distilhubert"])
+def test_inference_is_teacher_free_and_padding_invariant(tiny_students, kind):
+    _, students = tiny_students
+    student = students[kind]
+    wavs = random_waveforms((16000, 9000, 4000), seed=4)
+    batch = student.infer(wavs)
+    expected_states = 1 + 3 if kind.startswith("gendistiller") else 1 + 2 + 3
+    assert len(batch.hidden_states) == expected_states and len(batch.predictions) == 3
+    for i, wav in enumerate(wavs):
+        alone = student.infer([wav])
+        frames = int(alone.lengths[0])
+        assert frames == int(batch.lengths[i])
+        for mine, theirs in zip(batch.hidden_states, alone.hidden_states):
+            assert (mine[i, :frames] - theirs[0]).abs().max().item() < 1e-4
+            if mine.shape[1] > frames:
+                assert mine[i, frames:].abs().max().item() == 0  # padding is zeroed
+
+
+def test_front_end_copied_from_teacher(tiny_students):
+    teacher, students = tiny_students
+    wavs = random_waveforms((12000,), seed=5)
+    h0 = students["gendistiller"].infer(wavs).hidden_states[0]
+    assert (h0 - teacher(wavs).hidden_states[0]).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("kind", ["gendistiller", "gendistiller_2d"])
+def test_history_is_autoregressive_and_causal_across_layers(tiny_students, kind):
+    teacher, students = tiny_students
+    student = students[kind]
+    wavs = random_waveforms((16000, 12000), seed=6)
+    targets = [teacher(wavs).hidden_states[layer] for layer in (2, 3, 4)]
+    from distill.audio import pad_waveforms
+
+    waveforms, lengths = pad_waveforms(wavs)
+    with torch.no_grad():
+        free = student(waveforms, lengths)
+        forced = student(waveforms, lengths, targets, [True, True, True])
+        changed_target = [targets[0], targets[1] + 1.0, targets[2]]
+        forced_changed = student(waveforms, lengths, changed_target, [True, True, True])
+    assert torch.allclose(free.predictions[0], forced.predictions[0])  # step 1 sees only h0
+    assert (free.predictions[1] - forced.predictions[1]).abs().max() > 1e-3  # step 2 sees the teacher's layer
+    # the teacher's 2nd target feeds step 3 only: earlier steps are untouched (causal across layers)
+    assert torch.allclose(forced.predictions[1], forced_changed.predictions[1])
+    assert (forced.predictions[2] - forced_changed.predictions[2]).abs().max() > 1e-3
+
+
+def test_bad_student_config_is_rejected():
+    with pytest.raises(ValueError, match="student.kind"):
+        StudentConfig(kind="transformer")
+    with pytest.raises(ValueError, match="increasing"):
+        StudentConfig(target_layers=[8, 4])

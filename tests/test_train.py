@@ -1,0 +1,142 @@
+"""The distillation trainer: learning, exact resume, DDP equivalence, bad data and bad config handling."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from distill.loss import loss_floor
+from distill.train import latest_checkpoint, load_config, load_student, read_student_checkpoint, train
+from tests.conftest import write_tone_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_tone_corpus(tmp_path_factory.mktemp("corpus") / "audio", num_files=16)
+
+
+def tiny_config(kind, teacher, corpus, out, *overrides):
+    return load_config(f"tiny_{kind}", [f"teacher={teacher}", f"data.train={corpus}", f"run.output_dir={out}",
+                                        "run.progress=false", *overrides])
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("kind", ["gendistiller", "distilhubert"])
+def test_loss_drops_by_half(tmp_path, tiny_wavlm_path, corpus, kind):
+    """From scratch (no teacher init) and free running, so the training loss is the inference loss: the loss
+    above its floor (the cosine term's minimum, 0.313 per layer) at least halves."""
+    out = tmp_path / kind
+    last = train(tiny_config(kind, tiny_wavlm_path, corpus, out, "student.init_from_teacher=false",
+                             "student.history=free_running", "optim.total_steps=300", "run.log_every=30"))
+    records = metrics(out)
+    floor = loss_floor(3)
+    first = records[0]["loss"] - floor
+    final = np.mean([r["loss"] for r in records[-3:]]) - floor
+    assert records[0]["step"] == 1 and records[-1]["step"] == 300
+    assert final <= 0.5 * first, f"excess loss {first:.3f} -> {final:.3f}"
+    assert {"loss_layer_4", "l1_layer_4", "cos_layer_4", "lr", "audio_seconds_per_second"} <= set(records[-1])
+    assert (out / "tensorboard").is_dir() and any((out / "tensorboard").iterdir())
+    student, checkpoint = load_student(last)
+    assert checkpoint["step"] == 300 and checkpoint["teacher"]["family"] == "wavlm"
+    assert len(student.infer([torch.zeros(8000)]).predictions) == 3
+
+
+def test_resume_is_exact(tmp_path, tiny_wavlm_path, corpus, monkeypatch):
+    """A run killed right after its step-4 checkpoint, resumed to step 8, equals an uninterrupted 8-step run."""
+    import distill.train
+
+    common = ["optim.total_steps=8", "run.checkpoint_every=4", "run.log_every=1", "student.dropout=0.1",
+              "student.history=scheduled"]
+    straight = train(tiny_config("gendistiller", tiny_wavlm_path, corpus, tmp_path / "straight", *common))
+
+    real_save = distill.train.save_atomically
+
+    def save_then_crash(obj, path):
+        real_save(obj, path)
+        raise KeyboardInterrupt("killed after the first checkpoint")
+
+    resumed_out = tmp_path / "resumed"
+    monkeypatch.setattr(distill.train, "save_atomically", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config("gendistiller", tiny_wavlm_path, corpus, resumed_out, *common))
+    monkeypatch.undo()
+    assert read_student_checkpoint(latest_checkpoint(resumed_out))["step"] == 4
+    resumed = train(tiny_config("gendistiller", tiny_wavlm_path, corpus, resumed_out, *common), resume=True)
+    a, b = read_student_checkpoint(straight)["student"], read_student_checkpoint(resumed)["student"]
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert metrics(resumed_out) == [{**r, "audio_seconds_per_second": r2["audio_seconds_per_second"]}
+                                    for r, r2 in zip(metrics(tmp_path / "straight"), metrics(resumed_out))]
+
+
+def test_two_process_ddp_matches_single_process(tmp_path, tiny_wavlm_path, corpus):
+    common = ["optim.total_steps=3", "student.history=scheduled", "data.num_workers=0"]
+    single = train(tiny_config("gendistiller", tiny_wavlm_path, corpus, tmp_path / "single", *common))
+    ddp_out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "-m", "distill.cli",
+               "distill", "--config", "tiny_gendistiller", f"teacher={tiny_wavlm_path}", f"data.train={corpus}",
+               f"run.output_dir={ddp_out}", "run.progress=false", "run.device=cpu", *common]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(command, check=True, env=env, capture_output=True, timeout=600)
+    a, b = read_student_checkpoint(single)["student"], read_student_checkpoint(latest_checkpoint(ddp_out))["student"]
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_bad_audio_is_reported_and_skipped(tmp_path, tiny_wavlm_path, corpus, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in sorted(corpus.iterdir())[:8]:
+        (data / path.name).write_bytes(path.read_bytes())
+    soundfile.write(data / "stereo.wav", np.zeros((16000, 2), dtype="float32"), 16000)
+    soundfile.write(data / "narrowband.wav", np.zeros(16000, dtype="float32"), 8000)
+    soundfile.write(data / "empty.wav", np.zeros(0, dtype="float32"), 16000)
+    (data / "corrupt.flac").write_bytes(b"fLaC but not really")
+    train(tiny_config("gendistiller", tiny_wavlm_path, data, tmp_path / "out", "optim.total_steps=2"))
+    log = capsys.readouterr().out
+    assert "8 files, " in log and "4 files left out" in log
+    for name, reason in [("stereo.wav", "2 channels"), ("narrowband.wav", "8000 Hz"), ("empty.wav", "empty"),
+                         ("corrupt.flac", "cannot read")]:
+        assert any(name in line and reason in line for line in log.splitlines()), (name, log)
+
+
+def test_crash_while_writing_keeps_last_checkpoint(tmp_path, tiny_wavlm_path, corpus, monkeypatch):
+    out = tmp_path / "out"
+    train(tiny_config("gendistiller", tiny_wavlm_path, corpus, out, "optim.total_steps=2", "run.checkpoint_every=1"))
+    good = latest_checkpoint(out)
+
+    def torn_save(obj, handle):
+        handle.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", torn_save)
+    with pytest.raises(OSError, match="disk full"):
+        train(tiny_config("gendistiller", tiny_wavlm_path, corpus, out, "optim.total_steps=4", "run.checkpoint_every=1"),
+              resume=True)
+    monkeypatch.undo()
+    assert latest_checkpoint(out) == good
+    assert load_student(good)[1]["step"] == 2
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lrr=1.0", "optim.lrr"),
+    ("optim.lr=fast", "optim.lr: expected float"),
+    ("student.kind=rnn", "student.kind"),
+    ("colour=blue", "unknown config key"),
+])
+def test_bad_config_is_rejected_with_the_key(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config("tiny_gendistiller", [override])
+
+
+def test_resume_without_checkpoint_fails_clearly(tmp_path, tiny_wavlm_path, corpus):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(tiny_config("gendistiller", tiny_wavlm_path, corpus, tmp_path / "empty"), resume=True)
