@@ -6,7 +6,7 @@ setup(
     description="Distil self-supervised speech models into students that generate the teacher's layers "
     "autoregressively, with an s3prl upstream plugin for SUPERB.",
     packages=find_packages(include=["distill", "distill.*", "gendistiller_upstream", "gendistiller_upstream.*"]),
-    package_data={"distill": ["configs/*.yaml"], "gendistiller_upstream": ["recipes/**/*.yaml"]},
+    package_data={"distill": ["configs/*.yaml"]},  # superb_recipes/ is read from the source tree (editable install)
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.8",

@@ -13,9 +13,12 @@ from typing import Sequence
 
 # subcommand -> (module, one-line help). An explicit table: no discovery, no globals() magic.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("distill.commands.demo", "the main job: corpus, teacher, both students, KS/IC/SID through s3prl, report"),
     "distill": ("distill.commands.distill", "distil a student from a teacher (YAML config + overrides)"),
     "info": ("distill.commands.info", "print a student's parameter count by part (config or checkpoint)"),
     "make-corpus": ("distill.corpus", "build the offline synthetic mini-SUPERB corpora (espeak-ng)"),
+    "superb-sweep": ("distill.superb_sweep", "learning-rate sweep over upstreams x SUPERB tasks with s3prl's runner"),
+    "superb-report": ("distill.superb_report", "markdown tables and PNG plots from a sweep's results CSV"),
     "teacher-info": ("distill.commands.teacher_info", "load a teacher and print its family, layers, width and parameters"),
     "superb": ("distill.commands.superb", "run s3prl's SUPERB downstream runner with the gendistiller upstreams registered"),
     "export": ("distill.commands.export", "write a baseline student in another toolkit's format (--to s3prl-distiller)"),

@@ -23,9 +23,17 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 def test_defaults_come_first_so_given_flags_win():
     argv = ["-m", "train", "-u", "gendistiller_local", "-k", "s.pt", "-d", "speech_commands"]
     full = runner_argv(argv, environ={})
-    assert full == ["--device", DEVICE, "-c", str(RECIPES_DIR / "speech_commands" / "config.yaml"), *argv]
+    assert full == ["--device", DEVICE, "-c", str(RECIPES_DIR / "ks" / "config.yaml"), *argv]
     given = ["-m", "train", "-d", "speech_commands", "-c", "mine.yaml", "--device", "cpu"]
     assert runner_argv(given, environ={}) == given
+
+
+def test_default_recipe_per_downstream_comes_from_the_task_table():
+    expected = {"ctc": "pr", "speech_commands": "ks", "fluent_commands": "ic", "voxceleb1": "sid", "emotion": "er",
+                "asr": "asr", "quesst14_dtw": "qbe", "sv_voxceleb1": "asv", "diarization": "sd"}
+    for downstream, task in expected.items():
+        full = runner_argv(["-m", "train", "-d", downstream], environ={})
+        assert full[2:4] == ["-c", str(RECIPES_DIR / task / "config.yaml")], downstream
 
 
 def test_torchrun_local_rank_and_help_pass_through():
@@ -36,11 +44,11 @@ def test_torchrun_local_rank_and_help_pass_through():
 
 
 def test_missing_recipe_or_downstream_is_reported():
-    with pytest.raises(LauncherError, match="no recipe config for downstream 'emotion'.*pass -c"):
-        runner_argv(["-m", "train", "-d", "emotion"], environ={})
+    with pytest.raises(LauncherError, match="no recipe config for downstream 'mosei'.*pass -c"):
+        runner_argv(["-m", "train", "-d", "mosei"], environ={})
     with pytest.raises(LauncherError, match="pass -d DOWNSTREAM"):
         runner_argv(["-m", "train", "-u", "gendistiller_local"], environ={})
-    assert runner_argv(["-m", "train", "-d", "emotion", "-c", "emotion.yaml"], environ={})[-1] == "emotion.yaml"
+    assert runner_argv(["-m", "train", "-d", "mosei", "-c", "mosei.yaml"], environ={})[-1] == "mosei.yaml"
 
 
 # ---- end to end: s3prl's runner in a subprocess -------------------------------------------------------------

@@ -5,8 +5,11 @@ ARGS are exactly s3prl's flags (`-m train|evaluate|inference`, `-u`, `-k`, `-d`,
 `python -m s3prl.run_downstream` directly:
 - `gendistiller`, `gendistiller_local` and `gendistiller_url` are registered in `s3prl.hub` first, in this process,
   so they work for new runs, evaluation and resume (`-e`); under `torchrun` every process registers itself;
-- `-c` defaults to our recipe `superb_recipes/<downstream>/config.yaml` instead of s3prl's cwd-relative
-  `./downstream/<downstream>/config.yaml`;
+- `-c` defaults to our recipe for the downstream's task in `superb_recipes/tasks.yaml` instead of s3prl's
+  cwd-relative `./downstream/<downstream>/config.yaml`: `-d speech_commands` -> superb_recipes/ks/config.yaml,
+  `-d fluent_commands` -> ic, `-d voxceleb1` -> sid, `-d emotion` -> er, `-d asr` -> asr, `-d quesst14_dtw` -> qbe,
+  `-d sv_voxceleb1` -> asv, `-d diarization` -> sd, and `-d ctc` -> PR (phoneme recognition,
+  superb_recipes/pr/config.yaml); slot filling shares `-d ctc`, so pass `-c superb_recipes/sf/config.yaml` for SF;
 - `--device` defaults to cuda when available, else cpu (s3prl's default is cuda);
 - under `torchrun`, `--local_rank` defaults to $LOCAL_RANK (s3prl starts DDP only when `--local_rank` is given);
 - s3prl's checkpoints (`Args` is an `argparse.Namespace`) load under torch's `weights_only` default.
@@ -30,7 +33,7 @@ from typing import Optional, Sequence
 
 import torch
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "superb_recipes"
+from distill.recipes import RECIPES_DIR, TASKS_FILE, load_tasks, task_for_downstream  # noqa: F401 (RECIPES_DIR: re-exported)
 
 
 class LauncherError(ValueError):
@@ -48,8 +51,9 @@ def main(argv: Sequence[str]) -> int:
 
 
 def recipe_config(downstream: str) -> Optional[Path]:
-    path = RECIPES_DIR / downstream / "config.yaml"
-    return path if path.is_file() else None
+    """The default -c for `-d downstream`: the recipe of its task in superb_recipes/tasks.yaml (`ctc`: PR), or None."""
+    task = task_for_downstream(downstream)
+    return None if task is None else task.config
 
 
 def _preparse(argv: Sequence[str]) -> argparse.Namespace:
@@ -82,11 +86,11 @@ def runner_argv(argv: Sequence[str], environ: Optional[dict[str, str]] = None) -
         if recipe is not None:
             defaults += ["-c", str(recipe)]
         elif given.past_exp is None and not given.auto_resume:  # s3prl would read ./downstream/<d>/config.yaml
-            available = sorted(p.parent.name for p in RECIPES_DIR.glob("*/config.yaml"))
+            available = sorted({task.downstream for task in load_tasks().values()})
             if given.downstream is None:
                 raise LauncherError("no downstream: pass -d DOWNSTREAM (recipes exist for "
                                     f"{available}) or resume an experiment with -e CKPT_OR_DIR")
-            raise LauncherError(f"no recipe config for downstream {given.downstream!r} in {RECIPES_DIR} "
+            raise LauncherError(f"no recipe config for downstream {given.downstream!r} in {TASKS_FILE} "
                                 f"(recipes exist for {available}); pass -c CONFIG.yaml")
     return defaults + list(argv)
 

@@ -1,0 +1,230 @@
+"""SUPERB learning-rate sweeps through s3prl's own runner, and the results table + plots.
+
+`gendistiller superb-sweep --upstreams gendistiller:CKPT,distilhubert:CKPT,wavlm:CKPT --tasks ks,ic,sid
+ --lrs 1e-2,1e-3,1e-4 --results results.csv` trains each (upstream, task, lr) with s3prl's runner (a fresh
+process each: the runner patches builtins), picks the lr with the best dev score, evaluates that run's
+`dev-best.ckpt` on test and appends one row per (upstream, task) to the results CSV.
+
+Resumable: a finished training run leaves `sweep.json` (its dev scores) in its experiment folder and is never
+rerun; a finished (upstream, task) is a CSV row and is skipped. An interrupted training run is started again.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from distill.recipes import Task, load_tasks, parse_scores
+
+RESULT_FIELDS = ("upstream", "task", "metric", "higher_is_better", "lr", "dev", "test", "params", "ckpt", "expdir", "finished_at")
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A name in the results and how s3prl's runner loads it."""
+
+    label: str  # gendistiller, distilhubert, wavlm, hubert, ...
+    s3prl_name: str  # -u
+    ckpt: str  # -k
+    feature: Optional[str] = None  # -s (None: weighted sum of hidden_states)
+
+    def runner_flags(self) -> list[str]:
+        return ["-u", self.s3prl_name, "-k", self.ckpt] + (["-s", self.feature] if self.feature else [])
+
+
+def parse_upstream(spec: str) -> Upstream:
+    """`gendistiller:CKPT`, `distilhubert:CKPT` (ours, or an s3prl distiller file), `wavlm:CKPT`, `hubert:CKPT`,
+    or `s3prl:NAME:CKPT` (any s3prl upstream). DistilHuBERT is scored on its last layer (SUPERB's `-s paper`)."""
+    label, sep, rest = spec.partition(":")
+    if not sep or not rest:
+        raise ValueError(f"upstream {spec!r} must look like LABEL:CKPT (e.g. gendistiller:runs/x/checkpoints/step_1.pt)")
+    if label == "s3prl":
+        name, _, ckpt = rest.partition(":")
+        return Upstream(name, name, ckpt)
+    if label == "gendistiller":
+        return Upstream(label, "gendistiller_local", rest)
+    if label == "distilhubert":
+        from distill.train import CHECKPOINT_FORMAT
+        from distill.teachers.checkpoint import read_checkpoint
+
+        ours = read_checkpoint(rest).get("format") == CHECKPOINT_FORMAT
+        return Upstream(label, "gendistiller_local" if ours else "distiller_local", rest, "paper")
+    if label in ("wavlm", "hubert", "wav2vec2"):
+        return Upstream(label, f"{label}_local", rest)
+    raise ValueError(f"unknown upstream label {label!r} in {spec!r}; use gendistiller, distilhubert, wavlm, hubert, "
+                     "wav2vec2 or s3prl:NAME:CKPT")
+
+
+def count_parameters(upstream: Upstream) -> int:
+    """Parameters of the upstream as its own checkpoint holds them."""
+    from distill.teachers.checkpoint import read_checkpoint
+
+    checkpoint = read_checkpoint(upstream.ckpt)
+    if "student" in checkpoint:
+        return sum(v.numel() for v in checkpoint["student"].values())
+    if "Distiller" in checkpoint:
+        return sum(v.numel() for v in checkpoint["Distiller"].values())
+    if "model" in checkpoint and isinstance(checkpoint["model"], dict):
+        return sum(v.numel() for v in checkpoint["model"].values() if hasattr(v, "numel"))
+    return 0
+
+
+def read_results(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def append_result(path: Path, row: dict[str, object]) -> None:
+    """Appends one row and flushes it to disk, so an interruption never loses a finished combination."""
+    new = not path.is_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=RESULT_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow({key: row.get(key, "") for key in RESULT_FIELDS})
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _superb(args: Sequence[str], run_dir: Path) -> str:
+    """`gendistiller superb ARGS` in a fresh process. Its stderr (progress, logs) is appended to run_dir/sweep.log;
+    its stdout, where several s3prl experts print their scores, is returned (and appended to run_dir/stdout.log)."""
+    command = [sys.executable, "-m", "distill.cli", "superb", *args]
+    with open(run_dir / "sweep.log", "a") as log:
+        log.write(f"$ {' '.join(command)}\n")
+        log.flush()
+        result = subprocess.run(command, stdout=subprocess.PIPE, stderr=log, text=True)
+    with open(run_dir / "stdout.log", "a") as out:
+        out.write(result.stdout)
+    if result.returncode != 0:
+        tail = "".join((run_dir / "sweep.log").read_text().splitlines(keepends=True)[-30:])
+        raise RuntimeError(f"s3prl runner failed (exit {result.returncode}); see {run_dir / 'sweep.log'}:\n{tail}")
+    return result.stdout
+
+
+def _scores(task: Task, run_dir: Path, stdout: str, split: str, log_offset: int = 0) -> dict[int, float]:
+    text = (run_dir / "log.log").read_text()[log_offset:] if task.score_source == "log.log" else stdout
+    scores = parse_scores(text, task, split)
+    if not scores:
+        raise RuntimeError(f"no {split} {task.metric} found in {run_dir} ({task.score_source}); check the runner's eval_step")
+    return scores
+
+
+def _check_sweepable(task: Task) -> None:
+    if task.dev_split is None or task.best_checkpoint is None or not task.trains:
+        raise ValueError(f"task {task.name!r} ({task.title}) has no dev split or no best-dev checkpoint in s3prl's "
+                         "recipe, so a dev-selected sweep does not apply; run it with `gendistiller superb`")
+
+
+def train_one(upstream: Upstream, task: Task, lr: float, run_dir: Path, overrides: Sequence[str]) -> float:
+    """Trains one (upstream, task, lr, fold) unless already done; returns its best dev score."""
+    done = run_dir / "sweep.json"
+    if done.is_file():
+        return float(json.loads(done.read_text())["best_dev"])
+    if run_dir.exists():  # an interrupted run: start it again from scratch
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    for cache in task.cache_paths():  # s3prl file-list caches ignore a changed data root
+        if cache.is_dir():
+            shutil.rmtree(cache)
+        else:
+            cache.unlink(missing_ok=True)
+    options = [*task.overrides, *overrides, f"config.optimizer.lr={lr}", f"config.runner.eval_dataloaders=['{task.dev_split}']"]
+    stdout = _superb(["-m", "train", *upstream.runner_flags(), "-d", task.downstream, "-c", str(task.config),
+                      "-p", str(run_dir), *task.extra_args, "-o", ",,".join(options)], run_dir)
+    scores = _scores(task, run_dir, stdout, task.dev_split)  # type: ignore[arg-type]
+    best = max(scores.values()) if task.higher_is_better else min(scores.values())
+    done.write_text(json.dumps({"lr": lr, "dev_scores": scores, "best_dev": best}))
+    return best
+
+
+def _best_checkpoint(task: Task, run_dir: Path) -> Path:
+    """The expert's best-dev checkpoint; s3prl saves one only when a dev score beats 0 (accuracy tasks), so a run
+    that never did falls back to its last checkpoint."""
+    best = run_dir / str(task.best_checkpoint)
+    if best.is_file():
+        return best
+    states = sorted(run_dir.glob("states-*.ckpt"), key=lambda p: int(p.stem.split("-")[1]))
+    if not states:
+        raise FileNotFoundError(f"{run_dir}: neither {best.name} nor states-*.ckpt to evaluate")
+    return states[-1]
+
+
+def evaluate_test(task: Task, run_dir: Path) -> float:
+    """Evaluates the run's best-dev checkpoint on the test split (once; the score is kept in test.json)."""
+    done = run_dir / "test.json"
+    if done.is_file():
+        return float(json.loads(done.read_text())["test"])
+    log_offset = len((run_dir / "log.log").read_text()) if (run_dir / "log.log").is_file() else 0
+    stdout = _superb(["-m", "evaluate", "-e", str(_best_checkpoint(task, run_dir)), "-t", task.test_split], run_dir)
+    test = list(_scores(task, run_dir, stdout, task.test_split, log_offset).values())[-1]
+    done.write_text(json.dumps({"test": test}))
+    return test
+
+
+def sweep(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: Sequence[float], results: Path, expdir: Path,
+          overrides: Sequence[str] = (), corpus: Optional[Path] = None) -> list[dict[str, str]]:
+    """Runs every missing (upstream, task); returns all rows of the results CSV. Cross-validated tasks (ER) run
+    every fold per learning rate and average the fold scores. Scores are in s3prl's units (see tasks.yaml `scale`)."""
+    tasks = load_tasks()
+    unknown = [name for name in task_names if name not in tasks]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}; known: {sorted(tasks)}")
+    for name in task_names:
+        _check_sweepable(tasks[name])
+    finished = {(row["upstream"], row["task"]) for row in read_results(results)}
+    todo = [(u, t) for u in upstreams for t in task_names if (u.label, t) not in finished]
+    for number, (upstream, task_name) in enumerate(todo, start=1):
+        task = tasks[task_name]
+        base = [*(task.corpus_overrides(corpus) if corpus else []), *overrides]
+        folds = list(task.folds) or [None]
+
+        def run_dir(lr: float, fold: Optional[str]) -> Path:
+            return expdir / upstream.label / task_name / f"lr_{lr:g}" / (fold or "")
+
+        dev_by_lr = {}
+        for lr in lrs:
+            print(f"[superb-sweep] {number}/{len(todo)} {upstream.label} {task_name} lr={lr:g}", flush=True)
+            dev_by_lr[lr] = sum(train_one(upstream, task, lr, run_dir(lr, fold),
+                                          base + (task.fold_overrides(fold) if fold else [])) for fold in folds) / len(folds)
+        chosen = (max if task.higher_is_better else min)(dev_by_lr, key=dev_by_lr.__getitem__)
+        test = sum(evaluate_test(task, run_dir(chosen, fold)) for fold in folds) / len(folds)
+        append_result(results, {"upstream": upstream.label, "task": task_name, "metric": task.metric,
+                                "higher_is_better": task.higher_is_better, "lr": chosen, "dev": dev_by_lr[chosen],
+                                "test": test, "params": count_parameters(upstream), "ckpt": upstream.ckpt,
+                                "expdir": str(run_dir(chosen, None)), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        print(f"[superb-sweep] {upstream.label} {task_name}: lr {chosen:g}, dev {dev_by_lr[chosen]:.4f}, "
+              f"test {task.metric} {test:.4f}", flush=True)
+    return read_results(results)
+
+
+# ---- command -----------------------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--upstreams", required=True, help="comma-separated LABEL:CKPT (gendistiller, distilhubert, wavlm, ...)")
+    parser.add_argument("--tasks", required=True, help="comma-separated task names from superb_recipes/tasks.yaml")
+    parser.add_argument("--lrs", default="1e-2,1e-3,1e-4", help="comma-separated downstream learning rates")
+    parser.add_argument("--results", default="superb_results.csv", type=Path)
+    parser.add_argument("--expdir", default="superb_sweep", type=Path, help="experiment folders go here")
+    parser.add_argument("--corpus", type=Path, help="a `gendistiller make-corpus` root: point the tasks at its data")
+    parser.add_argument("-o", "--override", action="append", default=[],
+                        help="extra s3prl override for every run, e.g. config.runner.total_steps=2000 (repeatable)")
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = sweep([parse_upstream(s) for s in args.upstreams.split(",")], args.tasks.split(","),
+                 [float(lr) for lr in args.lrs.split(",")], args.results, args.expdir, args.override, args.corpus)
+    print(f"[superb-sweep] {len(rows)} results in {args.results}")
+    return 0
+
