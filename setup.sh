@@ -32,8 +32,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$deps_hash" ]; then
   step "pip: torch, torchaudio, s3prl and their undeclared needs"
   "${PIP[@]}" --upgrade "pip<24.1" "setuptools<81" wheel "cython<3.1" "numpy<2.3"
   "${PIP[@]}" torch==2.8.0 torchaudio==2.8.0
+  # pandas, librosa, editdistance, h5py, dtw-python and sox: imported by s3prl's SUPERB experts (IC, SID, PR/ASR, SD, QbE, ASV)
   "${PIP[@]}" s3prl==0.4.18 soundfile tensorboardX tensorboard "huggingface_hub<1" "transformers<5" \
-    pyyaml tqdm matplotlib pytest pandas librosa
+    pyyaml tqdm matplotlib pytest pandas librosa editdistance h5py dtw-python sox
   # catalyst is imported by s3prl's KS expert; its pinned deps clash with ours, so install it alone.
   "${PIP[@]}" --no-deps catalyst==22.4
   "${PIP[@]}" hydra-slayer

@@ -2,12 +2,15 @@
 
 Each subcommand lives in its own module, which exposes `add_arguments(parser)` and `run(args) -> int`, or, for
 commands that hand their arguments to another program's parser untouched, `main(argv) -> int`.
-Modules are imported only when their subcommand runs, so `gendistiller --help` stays fast.
+Modules are imported only when their subcommand runs, so `gendistiller --help` stays fast. Bad input (a
+missing file, a wrong checkpoint, a bad config key) ends with a one-line error; GENDISTILLER_DEBUG=1 shows
+the traceback.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -44,7 +47,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(module.main(rest) or 0)
     parser = argparse.ArgumentParser(prog=f"gendistiller {name}", description=SUBCOMMANDS[name][1])
     module.add_arguments(parser)
-    return int(module.run(parser.parse_args(rest)) or 0)
+    args = parser.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except (ValueError, FileNotFoundError, ImportError) as error:  # bad input: say what, not where
+        if os.environ.get("GENDISTILLER_DEBUG"):
+            raise
+        print(f"gendistiller {name}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

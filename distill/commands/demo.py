@@ -24,6 +24,12 @@ from distill.train import latest_checkpoint, load_config, read_student_checkpoin
 
 TASKS = ("ks", "ic", "sid")
 STUDENTS = ("gendistiller", "distilhubert")
+# Smaller downstream batches for the embedded default, so nine s3prl runs fit the 2-core time budget.
+LOCAL_BATCHES = {
+    "ks": ["config.downstream_expert.datarc.batch_size=16"],
+    "ic": ["config.downstream_expert.datarc.train_batch_size=8", "config.downstream_expert.datarc.eval_batch_size=16"],
+    "sid": [],
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", type=Path, default=Path("report"), help="where the report is written")
     parser.add_argument("--size", default="default", choices=("tiny", "small", "default"), help="local corpus size")
     parser.add_argument("--distill-steps", type=int, default=400, help="distillation steps per student (embedded default)")
-    parser.add_argument("--superb-steps", type=int, default=400, help="downstream training steps per run (embedded default)")
+    parser.add_argument("--superb-steps", type=int, default=200, help="downstream training steps per run (embedded default)")
     parser.add_argument("--lrs", default=None, help="downstream learning rates (default: 1e-3 locally, 1e-2,1e-3,1e-4 at paper scale)")
     parser.add_argument("--teacher", help="a WavLM/HuBERT/wav2vec 2.0 checkpoint: switches to the paper-scale recipe")
     parser.add_argument("--librispeech", type=Path, help="LibriSpeech 960 h root (paper scale)")
@@ -93,14 +99,16 @@ def run(args: argparse.Namespace) -> int:
     _stage(4, "SUPERB tasks through s3prl: " + ", ".join(TASKS))
     lrs = [float(lr) for lr in (args.lrs or ("1e-2,1e-3,1e-4" if paper_scale else "1e-3")).split(",")]
     overrides = [] if paper_scale else [f"config.runner.total_steps={args.superb_steps}",
-                                        f"config.runner.eval_step={args.superb_steps // 2}",
-                                        f"config.runner.save_step={args.superb_steps // 2}",
+                                        f"config.runner.eval_step={args.superb_steps}",  # one dev evaluation, at the end
+                                        f"config.runner.save_step={args.superb_steps}",
                                         f"config.runner.log_step={args.superb_steps // 4}",
                                         "config.downstream_expert.datarc.num_workers=0"]
     upstreams = [parse_upstream(f"{kind}:{path}") for kind, path in students.items()]
     upstreams.append(parse_upstream(f"wavlm:{teacher}"))
     results = work / "superb_results.csv"
-    sweep(upstreams, TASKS, lrs, results, work / "superb", overrides, superb_root)
+    for task in TASKS:
+        task_overrides = overrides if paper_scale else overrides + LOCAL_BATCHES[task]
+        sweep(upstreams, [task], lrs, results, work / "superb", task_overrides, superb_root)
 
     _stage(5, "report")
     for path in write_report(results, args.report, {kind: work / kind for kind in STUDENTS}):
