@@ -68,7 +68,7 @@ def distiller_config(student: StudentConfig, cosine_weight: float = 1.0) -> dict
     geometry = student.geometry_config()
     return {
         "extractor_mode": geometry.extractor_mode,
-        "extractor_conv_feature_layers": conv_layers_spec(geometry.conv_layers),
+        "extractor_conv_feature_layers": conv_layers_spec(student.front_end_conv_layers()),
         "extractor_dropout": 0.0,
         "feature_grad_mult": float(student.cnn_grad_mult),
         "conv_pos": geometry.conv_pos,

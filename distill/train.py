@@ -25,9 +25,10 @@ from tqdm import tqdm
 
 from distill.configuration import from_dict
 from distill.data import BucketBatchSampler, CropDataset, collate, index_corpus
-from distill.loss import compute_loss
+from distill.loss import DistillLoss, compute_loss
 from distill.models import Student, StudentConfig, build_student
-from distill.teachers import CheckpointTeacher, Teacher, load_teacher
+from distill.teachers import CheckpointTeacher, Teacher, TeacherOutput, load_teacher
+from distill.teachers.model import normalize_waveforms
 
 CHECKPOINT_FORMAT = "gendistiller-checkpoint-1"
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -262,6 +263,68 @@ def prepare_student(config: DistillConfig, teacher: Teacher) -> Student:
     return student
 
 
+def shares_teacher_cnn(student_config: StudentConfig, teacher: Teacher) -> bool:
+    """Whether the student's CNN is, for the whole run, an exact copy of the teacher's: copied at initialisation,
+    frozen (cnn_grad_mult=0) and not narrowed. Then the CNN runs once per batch for both."""
+    return (isinstance(teacher, CheckpointTeacher) and student_config.init_from_teacher
+            and student_config.cnn_grad_mult == 0 and not student_config.front_end_channels)
+
+
+@dataclass
+class StepResult:
+    losses: DistillLoss  # per_layer / l1 / cosine aligned with `layers`
+    layers: list[int]  # teacher layer of each loss term (0 = the front-end output, with student.layer0_loss)
+    grad_norm: torch.Tensor  # global gradient norm before clipping
+
+
+def train_step(model: torch.nn.Module, student: Student, teacher: Teacher, optimizer: torch.optim.Optimizer,
+               waveforms: torch.Tensor, lengths: torch.Tensor, config: DistillConfig, use_teacher: list[bool],
+               autocast_dtype: Optional[torch.dtype], world_size: int = 1) -> StepResult:
+    """One optimisation step: teacher targets -> student -> masked loss -> backward -> clip -> optimizer step.
+
+    `model` is the student as called (possibly DDP-wrapped or compiled), `student` the bare module. The learning
+    rate schedule is the caller's. benchmarks/train_throughput.py times this very function.
+    """
+    target_layers = config.student.target_layers
+    device_type = waveforms.device.type
+    with torch.autocast(device_type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+        cnn_features = None
+        with torch.no_grad():
+            if shares_teacher_cnn(config.student, teacher):
+                cnn_features = _teacher_cnn(teacher, waveforms, lengths)
+                hidden_states = teacher.model.encoder(teacher.model.projection(cnn_features[0]), cnn_features[1],  # type: ignore[union-attr]
+                                                      max(target_layers))
+                teacher_out = TeacherOutput(hidden_states, cnn_features[1])
+            else:
+                teacher_out = teacher.forward_padded(waveforms, lengths, num_layers=max(target_layers))
+        targets = [teacher_out.hidden_states[layer] for layer in target_layers]
+        out = model(waveforms, lengths, targets, use_teacher, cnn_features=cnn_features)
+    if not torch.equal(out.lengths, teacher_out.lengths):
+        raise RuntimeError(f"student frames {out.lengths.tolist()} differ from teacher frames {teacher_out.lengths.tolist()}")
+    total_frames = out.lengths.sum().float()
+    if world_size > 1:  # normalise by the global frame count so DDP's gradient mean equals one big batch
+        dist.all_reduce(total_frames)
+        total_frames = total_frames / world_size
+    predictions, layers = list(out.predictions), list(target_layers)
+    if config.student.layer0_loss:
+        predictions, targets, layers = [out.layer0] + predictions, [teacher_out.hidden_states[0]] + targets, [0] + layers
+    losses = compute_loss(predictions, targets, out.lengths, config.optim.cosine_weight, total_frames)
+
+    optimizer.zero_grad(set_to_none=True)
+    losses.total.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), config.optim.clip_norm)
+    optimizer.step()
+    return StepResult(losses, layers, grad_norm)
+
+
+def _teacher_cnn(teacher: Teacher, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's CNN output (B, T, C) and frame lengths (the first half of `SSLModel.front_end`)."""
+    model = teacher.model  # type: ignore[attr-defined]
+    if model.config.normalize:
+        waveforms = normalize_waveforms(waveforms, lengths)
+    return model.feature_extractor(waveforms, lengths)
+
+
 def train(config: DistillConfig, resume: bool = False) -> Path:
     """Runs distillation; returns the path of the last checkpoint."""
     output_dir = Path(config.run.output_dir)
@@ -341,7 +404,6 @@ def train(config: DistillConfig, resume: bool = False) -> Path:
                 old.unlink()
         return path
 
-    target_layers = config.student.target_layers
     failed_reads: set[str] = set()
     progress = tqdm(total=total_steps, initial=step, disable=not (env.is_main and config.run.progress), desc="distill",
                     dynamic_ncols=True)
@@ -358,35 +420,20 @@ def train(config: DistillConfig, resume: bool = False) -> Path:
             if batch["waveforms"] is None:
                 continue
             waveforms, lengths = batch["waveforms"].to(device, non_blocking=True), batch["lengths"].to(device)
-
-            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-                with torch.no_grad():
-                    teacher_out = teacher.forward_padded(waveforms, lengths, num_layers=max(target_layers))
-                targets = [teacher_out.hidden_states[layer] for layer in target_layers]
-                use_teacher = teacher_history(config.student, step, total_steps, config.run.seed)
-                out = model(waveforms, lengths, targets, use_teacher)
-            if not torch.equal(out.lengths, teacher_out.lengths):
-                raise RuntimeError(f"student frames {out.lengths.tolist()} differ from teacher frames {teacher_out.lengths.tolist()}")
-            total_frames = out.lengths.sum().float()
-            if env.world_size > 1:  # normalise by the global frame count so DDP's gradient mean equals one big batch
-                dist.all_reduce(total_frames)
-                total_frames = total_frames / env.world_size
-            losses = compute_loss(out.predictions, targets, out.lengths, config.optim.cosine_weight, total_frames)
-
-            optimizer.zero_grad(set_to_none=True)
-            losses.total.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), config.optim.clip_norm)
-            optimizer.step()
+            use_teacher = teacher_history(config.student, step, total_steps, config.run.seed)
+            result = train_step(model, student, teacher, optimizer, waveforms, lengths, config, use_teacher, autocast_dtype,
+                                env.world_size)
+            losses, grad_norm = result.losses, result.grad_norm
             scheduler.step()
             step += 1
             progress.update(1)
-            audio_since_log += float(lengths.sum()) * env.world_size / 16000
+            audio_since_log += float(batch["lengths"].sum()) * env.world_size / 16000  # host copy: no device sync
 
             if env.is_main and (step % config.run.log_every == 0 or step in (1, total_steps)):
                 elapsed = time.time() - last_log_time
                 record = {"step": step, "loss": losses.total.item(), "lr": scheduler.get_last_lr()[0],
                           "grad_norm": float(grad_norm), "audio_seconds_per_second": audio_since_log / max(elapsed, 1e-9)}
-                for layer, total, l1, cosine in zip(target_layers, losses.per_layer, losses.l1, losses.cosine):
+                for layer, total, l1, cosine in zip(result.layers, losses.per_layer, losses.l1, losses.cosine):
                     record.update({f"loss_layer_{layer}": total.item(), f"l1_layer_{layer}": l1.item(), f"cos_layer_{layer}": cosine.item()})
                 _log(writer, metrics_file, record)
                 progress.set_postfix(loss=f"{record['loss']:.3f}", audio_s_per_s=f"{record['audio_seconds_per_second']:.1f}")

@@ -28,7 +28,7 @@ STUDENTS = ("gendistiller", "distilhubert")
 LOCAL_BATCHES = {
     "ks": ["config.downstream_expert.datarc.batch_size=16"],
     "ic": ["config.downstream_expert.datarc.train_batch_size=8", "config.downstream_expert.datarc.eval_batch_size=16"],
-    "sid": [],
+    "sid": ["config.runner.gradient_accumulate_steps=1"],  # SUPERB accumulates 4 batches of 8 per step
 }
 
 

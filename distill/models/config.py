@@ -17,6 +17,11 @@ class StudentConfig:
     target_layers: list[int] = field(default_factory=lambda: [4, 8, 12])  # teacher layers to predict, in order
     init_from_teacher: bool = True  # copy front-end (and baseline layers / generator) weights from the teacher
     cnn_grad_mult: float = 0.1  # gradient multiplier of the waveform CNN; 0 freezes it (DistilHuBERT uses 0.1)
+    # Front-end. Default (0): the teacher's CNN, copied at initialisation. > 0: a cheaper CNN with the teacher's
+    # kernels and strides (same 320-sample hop and frame count) but this many channels in every layer; it and the
+    # projection after it are trained from scratch (set cnn_grad_mult=1 and layer0_loss=true with it).
+    front_end_channels: int = 0
+    layer0_loss: bool = False  # also distil h0 (the front-end output) against the teacher's layer 0, same loss form
     dropout: float = 0.1  # dropout inside transformer layers (DistilHuBERT: 0.1)
     # GenDistiller generator
     generator_layers: int = 1  # transformer layers in the generator block G
@@ -44,10 +49,23 @@ class StudentConfig:
             raise ValueError(f"student.target_layers must be increasing, got {self.target_layers}")
         if self.cnn_grad_mult < 0:
             raise ValueError(f"student.cnn_grad_mult must be >= 0, got {self.cnn_grad_mult}")
+        if self.front_end_channels < 0:
+            raise ValueError(f"student.front_end_channels must be 0 (the teacher's CNN) or a channel count, "
+                             f"got {self.front_end_channels}")
+        if self.front_end_channels and self.cnn_grad_mult == 0:
+            raise ValueError("student.front_end_channels > 0 builds a CNN trained from scratch; it cannot be frozen "
+                             f"(student.cnn_grad_mult={self.cnn_grad_mult})")
         self.geometry_config()  # validates the geometry keys
 
     def geometry_config(self) -> SSLModelConfig:
         return from_dict(SSLModelConfig, self.geometry, "student.geometry")
+
+    def front_end_conv_layers(self) -> tuple[tuple[int, int, int], ...]:
+        """(channels, kernel, stride) of the student's CNN: the geometry's, or narrowed to `front_end_channels`."""
+        layers = self.geometry_config().conv_layers
+        if not self.front_end_channels:
+            return layers
+        return tuple((self.front_end_channels, kernel, stride) for _, kernel, stride in layers)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -32,6 +32,7 @@ class StudentOutput:
     hidden_states: list[Tensor]  # what the s3prl upstream exposes, each (B, T, D)
     predictions: list[Tensor]  # one per target layer, aligned with config.target_layers
     lengths: Tensor  # (B,) valid frames
+    layer0: Optional[Tensor] = None  # front-end output after the positional conv: the teacher's hidden state 0 analogue
 
 
 class Student(nn.Module):
@@ -42,12 +43,22 @@ class Student(nn.Module):
         self.config = config
         geometry = config.geometry_config()
         self.geometry = geometry
-        self.feature_extractor = FeatureExtractor(geometry.conv_layers, geometry.extractor_mode, geometry.conv_bias)
+        self.feature_extractor = FeatureExtractor(config.front_end_conv_layers(), geometry.extractor_mode, geometry.conv_bias)
         self.projection = FeatureProjection(self.feature_extractor.out_channels, geometry.dim, layer_norm=feature_layer_norm)
         pos_conv = ConvPositionalEmbedding(geometry.dim, geometry.conv_pos, geometry.conv_pos_groups)
         self.encoder = Encoder(pos_conv, encoder_layers, geometry.dim, geometry.layer_norm_first)
 
-    def _features(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def _features(
+        self, waveforms: Tensor, lengths: Tensor, cnn_features: Optional[tuple[Tensor, Tensor]] = None
+    ) -> tuple[Tensor, Tensor]:
+        """`cnn_features`: (CNN output (B, T, C), frame lengths) already computed by an identical frozen CNN (the
+        teacher's, when the config freezes a CNN copied from it); the student's own CNN is then skipped."""
+        if cnn_features is not None:
+            if self.config.cnn_grad_mult != 0:
+                raise ValueError("cnn_features can stand in for a frozen CNN only (student.cnn_grad_mult=0), "
+                                 f"got cnn_grad_mult={self.config.cnn_grad_mult}")
+            features, frame_lengths = cnn_features
+            return self.projection(features), frame_lengths
         if self.geometry.normalize:
             waveforms = normalize_waveforms(waveforms, lengths)
         mult = self.config.cnn_grad_mult
@@ -65,6 +76,7 @@ class Student(nn.Module):
         lengths: Tensor,
         teacher_states: Optional[Sequence[Tensor]] = None,
         use_teacher: Optional[Sequence[bool]] = None,
+        cnn_features: Optional[tuple[Tensor, Tensor]] = None,
     ) -> StudentOutput:
         raise NotImplementedError
 
@@ -75,9 +87,11 @@ class Student(nn.Module):
         return self(waveforms, lengths)
 
     def init_from_teacher(self, teacher: SSLModel) -> None:
-        """Copy the CNN, projection and positional conv (and what subclasses add) from a teacher model."""
-        self.feature_extractor.load_state_dict(teacher.feature_extractor.state_dict())
-        _load_matching(self.projection, teacher.projection)
+        """Copy the CNN, projection and positional conv (and what subclasses add) from a teacher model.
+        A narrowed front-end (`front_end_channels`) keeps its random CNN and projection."""
+        if not self.config.front_end_channels:
+            self.feature_extractor.load_state_dict(teacher.feature_extractor.state_dict())
+            _load_matching(self.projection, teacher.projection)
         self.encoder.pos_conv.load_state_dict(teacher.encoder.pos_conv.state_dict())
         self.encoder.layer_norm.load_state_dict(teacher.encoder.layer_norm.state_dict())
 
@@ -164,8 +178,9 @@ class GenDistiller(Student):
         lengths: Tensor,
         teacher_states: Optional[Sequence[Tensor]] = None,
         use_teacher: Optional[Sequence[bool]] = None,
+        cnn_features: Optional[tuple[Tensor, Tensor]] = None,
     ) -> StudentOutput:
-        features, frame_lengths = self._features(waveforms, lengths)
+        features, frame_lengths = self._features(waveforms, lengths, cnn_features)
         h0, key_padding = self.encoder.embed(features, frame_lengths)
         history, predictions = [h0], []
         for step in range(len(self.config.target_layers)):
@@ -175,7 +190,8 @@ class GenDistiller(Student):
             history.append(teacher_states[step].to(prediction.dtype) if teacher_next else prediction)  # type: ignore[index]
         mask = valid_mask(frame_lengths, h0.shape[1])[..., None]
         predictions = [p * mask.to(p.dtype) for p in predictions]
-        return StudentOutput([h0 * mask.to(h0.dtype)] + predictions, predictions, frame_lengths)
+        h0 = h0 * mask.to(h0.dtype)
+        return StudentOutput([h0] + predictions, predictions, frame_lengths, h0)
 
 
 class PredictionHeads(nn.Module):
@@ -220,11 +236,13 @@ class DistilHuBERT(Student):
         lengths: Tensor,
         teacher_states: Optional[Sequence[Tensor]] = None,
         use_teacher: Optional[Sequence[bool]] = None,
+        cnn_features: Optional[tuple[Tensor, Tensor]] = None,
     ) -> StudentOutput:
-        features, frame_lengths = self._features(waveforms, lengths)
+        features, frame_lengths = self._features(waveforms, lengths, cnn_features)
         layer_states = self.encoder(features, frame_lengths)
         predictions = self.heads(layer_states[-1])
         mask = valid_mask(frame_lengths, features.shape[1])[..., None]
         states = [features] + layer_states[1:] + predictions
         states = [s * mask.to(s.dtype) for s in states]
-        return StudentOutput(states, states[-len(predictions):], frame_lengths)
+        layer0 = layer_states[0] * mask.to(layer_states[0].dtype)  # after the positional conv, like the teacher's state 0
+        return StudentOutput(states, states[-len(predictions):], frame_lengths, layer0)

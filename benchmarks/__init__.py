@@ -1,0 +1,1 @@
+"""Benchmarks anyone can rerun: `python -m benchmarks.train_throughput|inference|fidelity --help` (see BENCHMARKS.md)."""

@@ -1,0 +1,311 @@
+"""Fidelity at equal budget: GenDistiller vs the DistilHuBERT baseline, distilled from the same teacher on the same
+corpus for the same steps with the real trainer, evaluated free running on held-out audio.
+
+    python -m benchmarks.fidelity                                   # tiny WavLM teacher, local synthetic LibriSpeech
+    python -m benchmarks.fidelity --teacher wavlm:/path/WavLM-Base+.pt --train /data/LibriSpeech/train-clean-100 \\
+        --heldout /data/LibriSpeech/dev-clean --steps 20000 --batch-size 24 --crop-samples 250000
+    python -m benchmarks.fidelity --corpus-size tiny --steps 10     # CI size
+
+Defaults: the tiny WavLM teacher of the tests (`distill.teachers.tiny`, random weights, real WavLM Base+ structure)
+written under --out, and the LibriSpeech-layout corpus from `distill.corpus.build_corpus` (espeak-ng speech):
+train on train-clean-100, evaluate on dev-clean + test-clean.
+
+Per target layer (and layer 0, the front-end output) on held-out audio, with the student in inference mode (free
+running, no teacher input): mean L1, mean cosine similarity, and the linear-probe R² of the teacher layer from the
+student's layer (closed-form ridge regression on frames, fit on the first half of the held-out utterances, R² on
+the other half, variance-weighted over dimensions). Parameter counts beside. Loss vs step for every variant (sum
+of the target-layer losses from the trainer's metrics.jsonl) goes to fidelity_loss.png.
+
+Variants: `gendistiller` and `distilhubert` (the shipped tiny/base configs), `gendistiller-narrow-fe` (the cheaper
+front-end: `student.front_end_channels`, trained from scratch with `layer0_loss`).
+Claim tested (issue §4): GenDistiller >= baseline on most layers with <= 67% of its parameters.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from benchmarks.common import count_parameters, fmt, machine_info, markdown_table, pick_device, set_threads, write_outputs
+from distill.audio import read_audio
+from distill.teachers import load_teacher
+from distill.train import load_config, load_student, train
+
+VARIANTS = ("gendistiller", "distilhubert", "gendistiller-narrow-fe")
+AUDIO_SUFFIXES = (".flac", ".wav")
+PARAMETER_RATIO = 0.67
+
+
+def default_target_layers(num_layers: int) -> list[int]:
+    return sorted({max(1, math.ceil(num_layers * i / 3)) for i in (1, 2, 3)})  # 12 layers: 4 8 12; 4 layers: 2 3 4
+
+
+def prepare_data(args: argparse.Namespace) -> tuple[str, Path, list[Path]]:
+    """(teacher spec, train folder, held-out folders): what was given, or the defaults built under --out."""
+    teacher = args.teacher
+    if teacher is None:
+        from distill.teachers.tiny import write_wavlm_checkpoint
+
+        path = args.out / "teacher" / f"tiny_wavlm_x{args.teacher_residual_scale:g}.pt"
+        if not path.is_file():
+            write_wavlm_checkpoint(path)
+            if args.teacher_residual_scale != 1:
+                scale_residual_branches(path, args.teacher_residual_scale)
+        teacher = str(path)
+    if args.train is not None:
+        if not args.heldout:
+            raise SystemExit("--train needs --heldout (held-out audio folders)")
+        return teacher, args.train, list(args.heldout)
+    from distill.corpus import build_corpus
+
+    root = args.corpus_root or (args.out / "corpus")
+    librispeech = build_corpus(root, ("librispeech",), size=args.corpus_size, progress=False)["librispeech"]
+    return teacher, librispeech / "train-clean-100", [librispeech / "dev-clean", librispeech / "test-clean"]
+
+
+def scale_residual_branches(path: Path, scale: float) -> None:
+    """Multiplies each layer's attention output projection and second FFN matrix by `scale`. At random init the
+    residual branches are tiny and every layer is almost its input (cosine of layer 4 with layer 0: 0.998 for the tiny
+    teacher); scaled by 10, layers differ (0.8), so predicting them takes more than copying the front-end."""
+    checkpoint = torch.load(path, weights_only=True)
+    for name, value in checkpoint["model"].items():
+        if name.endswith(("self_attn.out_proj.weight", "fc2.weight")):
+            value.mul_(scale)
+    torch.save(checkpoint, path)
+
+
+def heldout_files(folders: list[Path], limit: Optional[int]) -> list[Path]:
+    files = sorted(p for folder in folders for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if len(files) < 2:
+        raise SystemExit(f"need at least 2 held-out audio files in {[str(f) for f in folders]}, found {len(files)}")
+    if limit:  # spread over the list so both probe halves keep several speakers
+        files = [files[i] for i in np.linspace(0, len(files) - 1, min(limit, len(files))).round().astype(int)]
+    return files
+
+
+def distil(variant: str, args: argparse.Namespace, teacher: str, train_dir: Path, target_layers: list[int],
+           narrow_channels: int) -> Path:
+    kind = "distilhubert" if variant == "distilhubert" else "gendistiller"
+    base = f"tiny_{kind}" if args.base_config == "tiny" else f"{kind}_wavlm_base_plus"
+    out = args.out / "runs" / variant
+    overrides = [f"teacher={teacher}", f"data.train={train_dir}", f"run.output_dir={out}", f"optim.total_steps={args.steps}",
+                 f"optim.lr={args.lr}", f"data.batch_size={args.batch_size}", f"data.crop_samples={args.crop_samples}",
+                 "data.num_workers=0", f"data.bucket_batches={args.bucket_batches}", f"student.target_layers={target_layers}",
+                 f"run.log_every={max(1, args.steps // 50)}", f"run.checkpoint_every={args.steps}", "run.progress=false",
+                 f"run.seed={args.seed}", f"run.device={args.device}"]
+    if args.from_scratch:
+        overrides.append("student.init_from_teacher=false")
+    if variant == "gendistiller-narrow-fe":
+        overrides += [f"student.front_end_channels={narrow_channels}", "student.cnn_grad_mult=1.0", "student.layer0_loss=true"]
+    print(f"[fidelity] distilling {variant} for {args.steps} steps -> {out}", flush=True)
+    with torch.random.fork_rng():
+        return train(load_config(base, overrides))
+
+
+def ridge_r2(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, ridge: float) -> float:
+    """Closed-form ridge with an intercept (centred on the fit split); λ = ridge x mean eigenvalue of XᵀX.
+    R² = 1 - SSE / SST over all output dimensions (SST around the test split's own mean)."""
+    x_mean, y_mean = x_train.mean(0), y_train.mean(0)
+    xc, yc = x_train - x_mean, y_train - y_mean
+    gram = xc.T @ xc
+    lam = ridge * np.trace(gram) / gram.shape[0]
+    weights = np.linalg.solve(gram + lam * np.eye(gram.shape[0]), xc.T @ yc)
+    prediction = (x_test - x_mean) @ weights + y_mean
+    sse = ((y_test - prediction) ** 2).sum()
+    sst = ((y_test - y_test.mean(0)) ** 2).sum()
+    return float(1.0 - sse / max(sst, 1e-12))
+
+
+def layer_metrics(pairs: list[tuple[np.ndarray, np.ndarray]], ridge: float) -> dict[str, Any]:
+    """pairs[i] = (student frames, teacher frames) of held-out utterance i; the probe fits on the first half."""
+    half = len(pairs) // 2
+    s, t = np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs])
+    cosine = (s * t).sum(-1) / np.maximum(np.linalg.norm(s, axis=-1) * np.linalg.norm(t, axis=-1), 1e-12)
+    fit_s, fit_t = np.concatenate([a for a, _ in pairs[:half]]), np.concatenate([b for _, b in pairs[:half]])
+    test_s, test_t = np.concatenate([a for a, _ in pairs[half:]]), np.concatenate([b for _, b in pairs[half:]])
+    return {"l1": float(np.abs(s - t).mean()), "cosine": float(cosine.mean()),
+            "probe_r2": ridge_r2(fit_s, fit_t, test_s, test_t, ridge), "frames": int(len(s))}
+
+
+@torch.inference_mode()
+def copy_baseline(teacher, files: list[Path], target_layers: list[int], ridge: float) -> dict[str, Any]:
+    """The teacher's own layer 0 (what every student's front-end approximates) taken as the prediction of each
+    target layer: what a student gets for free, so the gap above it is what distillation learned."""
+    pairs: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {layer: [] for layer in target_layers}
+    for path in files:
+        states = teacher([torch.from_numpy(read_audio(path))]).hidden_states
+        for layer in target_layers:
+            pairs[layer].append((states[0][0].double().numpy(), states[layer][0].double().numpy()))
+    return {"parameters": 0, "layers": {str(layer): layer_metrics(items, ridge) for layer, items in pairs.items()}}
+
+
+@torch.inference_mode()
+def evaluate(checkpoint: Path, teacher, files: list[Path], target_layers: list[int], ridge: float) -> dict[str, Any]:
+    student, _ = load_student(checkpoint)
+    layers = [0] + list(target_layers)
+    pairs: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {layer: [] for layer in layers}
+    for path in files:
+        wav = torch.from_numpy(read_audio(path))
+        reference = teacher([wav]).hidden_states
+        out = student.infer([wav])
+        mine = [out.layer0] + list(out.predictions)
+        for layer, state in zip(layers, mine):
+            pairs[layer].append((state[0].double().numpy(), reference[layer][0].double().numpy()))
+    per_layer = {str(layer): layer_metrics(items, ridge) for layer, items in pairs.items()}
+    return {"parameters": count_parameters(student), "checkpoint": str(checkpoint), "layers": per_layer}
+
+
+def loss_curves(out: Path, variants: list[str], target_layers: list[int]) -> dict[str, list[tuple[int, float]]]:
+    curves = {}
+    for variant in variants:
+        records = [json.loads(line) for line in (out / "runs" / variant / "metrics.jsonl").read_text().splitlines() if line]
+        curves[variant] = [(r["step"], sum(r[f"loss_layer_{layer}"] for layer in target_layers)) for r in records]
+    return curves
+
+
+def plot(curves: dict[str, list[tuple[int, float]]], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for variant, points in curves.items():
+        steps, losses = zip(*points)
+        ax.plot(steps, losses, label=variant, marker="." if len(points) < 30 else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss, sum over target layers")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--teacher", default=None, help="teacher spec (default: a tiny random WavLM written under --out)")
+    parser.add_argument("--train", type=Path, default=None, help="training audio folder or .tsv manifest (default: build_corpus)")
+    parser.add_argument("--heldout", type=Path, nargs="*", default=None, help="held-out audio folders (with --train)")
+    parser.add_argument("--teacher-residual-scale", type=float, default=1.0, help="default teacher only: scale its "
+                        "layers' residual branches (out_proj, fc2) so that layers differ from their input (try 10)")
+    parser.add_argument("--corpus-root", type=Path, default=None, help="where build_corpus writes (default: OUT/corpus)")
+    parser.add_argument("--corpus-size", choices=("tiny", "small", "default"), default="small")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--base-config", choices=("tiny", "base"), default="tiny",
+                        help="shipped config the runs start from: tiny_* (default) or *_wavlm_base_plus")
+    parser.add_argument("--target-layers", type=int, nargs="+", default=None, help="default: 4 8 12 for 12 layers, else thirds")
+    parser.add_argument("--narrow-channels", type=int, default=None, help="front_end_channels of the narrow variant "
+                        "(default: a quarter of the teacher's CNN channels)")
+    parser.add_argument("--from-scratch", action="store_true", help="student.init_from_teacher=false for every variant "
+                        "(removes the head start that copying teacher layers gives; the front-end CNN is then random too)")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--crop-samples", type=int, default=32000)
+    parser.add_argument("--bucket-batches", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="trainer device (default cpu; evaluation runs on CPU)")
+    parser.add_argument("--ridge", type=float, default=1e-3, help="probe ridge, relative to the mean eigenvalue of XᵀX")
+    parser.add_argument("--max-heldout-files", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: on a shared machine more "
+                        "threads than free cores make OpenMP spin, 20x slower seen here)")
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/fidelity"))
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    set_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    teacher_spec, train_dir, heldout = prepare_data(args)
+    teacher = load_teacher(teacher_spec)
+    target_layers = args.target_layers or default_target_layers(teacher.num_layers)
+    narrow = args.narrow_channels or max(8, teacher.model.config.conv_layers[0][0] // 4)
+    files = heldout_files(heldout, args.max_heldout_files)
+
+    checkpoints = {variant: distil(variant, args, teacher_spec, train_dir, target_layers, narrow) for variant in args.variants}
+    print(f"[fidelity] evaluating on {len(files)} held-out files", flush=True)
+    evaluations = {variant: evaluate(path, teacher, files, target_layers, args.ridge) for variant, path in checkpoints.items()}
+    curves = loss_curves(args.out, args.variants, target_layers)
+    png = plot(curves, args.out / "fidelity_loss.png", f"{teacher.spec} ({teacher.num_parameters() / 1e6:.2f}M), "
+               f"batch {args.batch_size} x {args.crop_samples}, {args.steps} steps")
+
+    results: dict[str, Any] = {
+        "benchmark": "fidelity", "machine": machine_info(pick_device(args.device)),
+        "setup": {"teacher": teacher.spec, "teacher_parameters": teacher.num_parameters(), "train": str(train_dir),
+                  "heldout": [str(h) for h in heldout], "heldout_files": len(files), "target_layers": target_layers,
+                  "steps": args.steps, "batch_size": args.batch_size, "crop_samples": args.crop_samples, "lr": args.lr,
+                  "base_config": args.base_config, "from_scratch": args.from_scratch, "narrow_channels": narrow,
+                  "teacher_residual_scale": args.teacher_residual_scale if args.teacher is None else None,
+                  "ridge": args.ridge, "seed": args.seed,
+                  "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:]))},
+        "variants": evaluations,
+        "copy_teacher_layer0": copy_baseline(teacher, files, target_layers, args.ridge),
+        "final_training_loss": {v: points[-1][1] for v, points in curves.items()},
+        "plot": str(png),
+    }
+    results["claim"] = claim(evaluations, target_layers)
+    markdown = render_markdown(results)
+    json_path, md_path = write_outputs(args.out, "fidelity", results, markdown)
+    print(markdown)
+    print(f"[fidelity] wrote {json_path}, {md_path} and {png}")
+    return results
+
+
+def claim(evaluations: dict[str, Any], target_layers: list[int]) -> dict[str, Any]:
+    if not {"gendistiller", "distilhubert"} <= set(evaluations):
+        return {}
+    gen, base = evaluations["gendistiller"], evaluations["distilhubert"]
+    wins = {"l1": 0, "cosine": 0, "probe_r2": 0}
+    for layer in map(str, target_layers):
+        g, b = gen["layers"][layer], base["layers"][layer]
+        wins["l1"] += g["l1"] <= b["l1"]
+        wins["cosine"] += g["cosine"] >= b["cosine"]
+        wins["probe_r2"] += g["probe_r2"] >= b["probe_r2"]
+    ratio = gen["parameters"] / base["parameters"]
+    total = sum(wins.values())
+    met = total > 1.5 * len(target_layers) and ratio <= PARAMETER_RATIO
+    return {"layers_where_gendistiller_is_at_least_as_good": wins, "out_of": len(target_layers), "parameter_ratio": ratio,
+            "status": f"{'met' if met else 'not met'}: GenDistiller at least as good on {total} of {3 * len(target_layers)} "
+                      f"(layer, metric) pairs with {ratio:.1%} of the baseline's parameters"}
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    setup = results["setup"]
+    rows = []
+    for variant, ev in results["variants"].items():
+        for layer, m in ev["layers"].items():
+            rows.append([variant, f"{ev['parameters'] / 1e6:.3f}", layer if layer != "0" else "0 (front-end)",
+                         fmt(m["l1"], 4), fmt(m["cosine"], 4), fmt(m["probe_r2"], 4)])
+    scale = setup.get("teacher_residual_scale")
+    scaled = "" if scale in (None, 1) else f", residual branches x{scale:g}"
+    init = "from scratch" if setup["from_scratch"] else "initialised from the teacher"
+    text = (f"Fidelity on {setup['heldout_files']} held-out files, teacher {setup['teacher']} "
+            f"({setup['teacher_parameters'] / 1e6:.2f}M{scaled}), {setup['steps']} steps of batch {setup['batch_size']} x "
+            f"{setup['crop_samples']} samples, students {init} "
+            f"({results['machine']['date']}); evaluated free running.\n\n")
+    for layer, m in results["copy_teacher_layer0"]["layers"].items():
+        rows.append(["(teacher layer 0 copied)", "0", layer, fmt(m["l1"], 4), fmt(m["cosine"], 4), fmt(m["probe_r2"], 4)])
+    text += markdown_table(["variant", "params (M)", "teacher layer", "L1 ↓", "cosine ↑", "probe R² ↑"], rows)
+    text += "\nFinal training loss (sum over target layers): " + ", ".join(
+        f"{v} {loss:.3f}" for v, loss in results["final_training_loss"].items()) + f"\n\nLoss curves: {results['plot']}\n"
+    if results["claim"]:
+        text += f"- claim: {results['claim']['status']}\n"
+    copied = [m["cosine"] for m in results["copy_teacher_layer0"]["layers"].values()]
+    if min(copied) >= 0.99:
+        text += (f"- caution: the teacher's layer 0 copied already reaches cosine >= {min(copied):.3f} on every target "
+                 "layer; this teacher's layers are near copies of their input and the comparison says little\n")
+    return text
+
+
+if __name__ == "__main__":
+    main()

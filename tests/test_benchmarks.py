@@ -1,0 +1,150 @@
+"""Benchmarks: each script runs on CPU at a tiny size through its command line and writes well-formed results (no
+timing assertions); the cheaper student front-end and the shared frozen CNN they measure behave as documented."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import distill.train
+from distill.audio import pad_waveforms
+from distill.models import StudentConfig
+from distill.teachers import load_teacher
+from distill.train import DistillConfig, prepare_student, train_step
+from tests.conftest import random_waveforms, write_tone_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_module(module: str, *args: str) -> None:
+    result = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{module} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+
+
+def finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def test_train_throughput_cli(tmp_path):
+    run_module("benchmarks.train_throughput", "--device", "cpu", "--geometry", "tiny", "--batch-size", "2", "--samples", "8000",
+               "--steps", "1", "--repeats", "2", "--warmup", "1", "--threads", "1", "--profile", "--out", str(tmp_path))
+    data = json.loads((tmp_path / "train_throughput.json").read_text())
+    variants = data["variants"]
+    assert set(variants) == {"s3prl-reference", "distilhubert", "gendistiller", "gendistiller-frozen-cnn", "gendistiller-narrow-fe"}
+    for name, v in variants.items():
+        assert finite(v["s_per_step_median"]) and v["s_per_step_median"] > 0, name
+        assert len(v["s_per_step_rounds"]) == 2 and finite(v["speedup_vs_reference"]), name
+        assert (tmp_path / f"profile_{name}.txt").is_file()
+    # same student weights in s3prl's DistillerModel and ours: same parameter count, same fp32 loss on CPU
+    assert variants["s3prl-reference"]["student_parameters"] == variants["distilhubert"]["student_parameters"]
+    assert variants["gendistiller"]["student_parameters"] < 0.67 * variants["distilhubert"]["student_parameters"]
+    assert variants["gendistiller-narrow-fe"]["student_parameters"] < variants["gendistiller"]["student_parameters"]
+    checks = data["loss_checks"]
+    assert checks["reference_vs_distilhubert"]["relative_difference"] < 1e-4
+    assert max(checks["teacher_s3prl_vs_ours_fp32_max_rel_error"].values()) < 1e-4
+    assert data["targets"]["speed_3x"].startswith("pending GPU")
+    markdown = (tmp_path / "train_throughput.md").read_text()
+    assert "| s3prl-reference |" in markdown and "| gendistiller |" in markdown
+
+
+def test_inference_cli(tmp_path):
+    run_module("benchmarks.inference", "--device", "cpu", "--geometry", "tiny", "--seconds", "1", "--repeats", "1",
+               "--threads", "1", "--narrow-channels", "16", "--out", str(tmp_path))
+    data = json.loads((tmp_path / "inference_cpu.json").read_text())
+    models = data["models"]
+    expected = {"gendistiller", "distilhubert", "gendistiller-narrow-fe-16", "wavlm-teacher", "s3prl-wavlm",
+                "s3prl-distilhubert", "cnn-teacher", "cnn-narrow-16"}
+    assert set(models) == expected
+    for name, row in models.items():
+        assert finite(row["latency_s_median"]) and row["latency_s_median"] > 0, name
+        assert row["parameters"] > 0
+    assert models["distilhubert"]["ratio_vs_distilhubert"] == 1.0
+    assert models["cnn-narrow-16"]["parameters"] < models["cnn-teacher"]["parameters"]
+    assert models["s3prl-wavlm"]["parameters"] - models["wavlm-teacher"]["parameters"] == 96  # + its mask embedding
+    assert "not applicable" in data["targets"]["gendistiller_le_1.1x_baseline_cpu"]  # tiny geometry, 1 s
+    assert "| gendistiller-narrow-fe-16 |" in (tmp_path / "inference_cpu.md").read_text()
+
+
+def test_fidelity_cli(tmp_path, tiny_wavlm_path):
+    train_dir = write_tone_corpus(tmp_path / "train", num_files=6, seed=1)
+    heldout = write_tone_corpus(tmp_path / "heldout", num_files=4, seed=2)
+    out = tmp_path / "out"
+    run_module("benchmarks.fidelity", "--teacher", str(tiny_wavlm_path), "--train", str(train_dir), "--heldout", str(heldout),
+               "--steps", "3", "--batch-size", "2", "--crop-samples", "16000", "--threads", "1", "--out", str(out))
+    data = json.loads((out / "fidelity.json").read_text())
+    assert data["setup"]["target_layers"] == [2, 3, 4] and data["setup"]["heldout_files"] == 4
+    assert set(data["variants"]) == {"gendistiller", "distilhubert", "gendistiller-narrow-fe"}
+    for name, ev in data["variants"].items():
+        assert set(ev["layers"]) == {"0", "2", "3", "4"}, name
+        for layer, m in ev["layers"].items():
+            assert finite(m["l1"]) and m["l1"] >= 0, (name, layer)
+            assert finite(m["cosine"]) and -1.0 <= m["cosine"] <= 1.0, (name, layer)
+            assert finite(m["probe_r2"]) and m["probe_r2"] <= 1.0, (name, layer)
+            assert m["frames"] > 0
+    assert set(data["copy_teacher_layer0"]["layers"]) == {"2", "3", "4"}  # the free baseline: teacher layer 0 copied
+    claim = data["claim"]
+    assert claim["parameter_ratio"] < 0.67 and claim["status"].split(":")[0] in ("met", "not met")
+    png = out / "fidelity_loss.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    narrow_metrics = (out / "runs" / "gendistiller-narrow-fe" / "metrics.jsonl").read_text().splitlines()
+    assert "loss_layer_0" in json.loads(narrow_metrics[-1])  # the narrow front-end is distilled against layer 0
+    assert "| distilhubert |" in (out / "fidelity.md").read_text()
+
+
+# ---- the options the benchmarks measure ---------------------------------------------------------------------
+
+def student_for(teacher_path, **student):
+    teacher = load_teacher(str(teacher_path))
+    config = DistillConfig(teacher=str(teacher_path))
+    config.student = StudentConfig(kind=student.pop("kind", "gendistiller"), target_layers=[2, 3, 4], dropout=0.0, **student)
+    torch.manual_seed(0)
+    return config, teacher, prepare_student(config, teacher)
+
+
+@pytest.mark.parametrize("kind", ["gendistiller", "distilhubert"])
+def test_narrow_front_end_keeps_the_frames_and_starts_from_scratch(tiny_wavlm_path, kind):
+    _, teacher, student = student_for(tiny_wavlm_path, kind=kind, front_end_channels=16, cnn_grad_mult=1.0)
+    assert all(c == 16 for c, _, _ in student.feature_extractor.conv_layers_spec)
+    assert [(k, s) for _, k, s in student.feature_extractor.conv_layers_spec] == \
+        [(k, s) for _, k, s in teacher.model.config.conv_layers]
+    assert torch.equal(student.encoder.pos_conv.conv.bias, teacher.model.encoder.pos_conv.conv.bias)  # still copied
+    wavs = random_waveforms((16000, 9000, 4001), seed=3)
+    out = student.eval().infer(wavs)
+    assert torch.equal(out.lengths, teacher(wavs).lengths)
+    assert out.layer0 is not None and out.layer0.shape == out.predictions[0].shape
+    narrow = sum(p.numel() for p in student.feature_extractor.parameters())
+    assert narrow < sum(p.numel() for p in teacher.model.feature_extractor.parameters()) / 10
+
+
+def test_bad_front_end_config_is_rejected():
+    with pytest.raises(ValueError, match="front_end_channels"):
+        StudentConfig(front_end_channels=-1)
+    with pytest.raises(ValueError, match="cannot be frozen"):
+        StudentConfig(front_end_channels=32, cnn_grad_mult=0.0)
+
+
+def _one_step(tiny_wavlm_path, **student):
+    config, teacher, student_model = student_for(tiny_wavlm_path, **student)
+    optimizer = torch.optim.AdamW([p for p in student_model.parameters() if p.requires_grad], lr=1e-3)
+    waveforms, lengths = pad_waveforms(random_waveforms((16000, 12000), seed=8))
+    result = train_step(student_model, student_model, teacher, optimizer, waveforms, lengths, config, [True, False, True], None)
+    return result, student_model
+
+
+def test_shared_frozen_cnn_step_equals_running_it_twice(tiny_wavlm_path, monkeypatch):
+    """With a frozen CNN copied from the teacher, the step runs the CNN once; loss and update are unchanged."""
+    shared, shared_student = _one_step(tiny_wavlm_path, cnn_grad_mult=0.0)
+    monkeypatch.setattr(distill.train, "shares_teacher_cnn", lambda *args: False)
+    separate, separate_student = _one_step(tiny_wavlm_path, cnn_grad_mult=0.0)
+    assert torch.allclose(shared.losses.total, separate.losses.total, rtol=1e-6, atol=0)
+    for (name, a), (_, b) in zip(shared_student.state_dict().items(), separate_student.state_dict().items()):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7), name
+
+
+def test_layer0_loss_adds_a_term_for_the_front_end(tiny_wavlm_path):
+    result, _ = _one_step(tiny_wavlm_path, front_end_channels=16, cnn_grad_mult=1.0, layer0_loss=True)
+    assert result.layers == [0, 2, 3, 4] and len(result.losses.per_layer) == 4
+    assert math.isfinite(result.losses.total.item())
