@@ -6,10 +6,9 @@ from pathlib import Path
 
 import torch
 
-from distill.models import build_student
-from distill.train import load_config, read_student_checkpoint
 from distill.configuration import from_dict
-from distill.models import StudentConfig
+from distill.models import StudentConfig, build_student
+from distill.train import load_config, read_student_checkpoint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -99,6 +99,12 @@ class Student(nn.Module):
         return {name: sum(p.numel() for p in module.parameters()) for name, module in self.named_children()}
 
 
+def _zero_padding(states: Sequence[Tensor], lengths: Tensor) -> list[Tensor]:
+    """Zeroes each (B, T, D) state beyond its utterance's valid frames."""
+    mask = valid_mask(lengths, states[0].shape[1])[..., None]
+    return [state * mask.to(state.dtype) for state in states]
+
+
 def _load_matching(target: nn.Module, source: nn.Module) -> None:
     """Copies the parameters whose names exist in both (a WavLM layer has relative-position extras that a
     plain layer lacks; the baseline's projection has no LayerNorm)."""
@@ -188,9 +194,7 @@ class GenDistiller(Student):
             predictions.append(prediction)
             teacher_next = teacher_states is not None and use_teacher is not None and step < len(use_teacher) and use_teacher[step]
             history.append(teacher_states[step].to(prediction.dtype) if teacher_next else prediction)  # type: ignore[index]
-        mask = valid_mask(frame_lengths, h0.shape[1])[..., None]
-        predictions = [p * mask.to(p.dtype) for p in predictions]
-        h0 = h0 * mask.to(h0.dtype)
+        h0, *predictions = _zero_padding([h0, *predictions], frame_lengths)
         return StudentOutput([h0] + predictions, predictions, frame_lengths, h0)
 
 
@@ -241,8 +245,6 @@ class DistilHuBERT(Student):
         features, frame_lengths = self._features(waveforms, lengths, cnn_features)
         layer_states = self.encoder(features, frame_lengths)
         predictions = self.heads(layer_states[-1])
-        mask = valid_mask(frame_lengths, features.shape[1])[..., None]
         states = [features] + layer_states[1:] + predictions
-        states = [s * mask.to(s.dtype) for s in states]
-        layer0 = layer_states[0] * mask.to(layer_states[0].dtype)  # after the positional conv, like the teacher's state 0
+        *states, layer0 = _zero_padding([*states, layer_states[0]], frame_lengths)  # layer0: after the positional conv, like the teacher's state 0
         return StudentOutput(states, states[-len(predictions):], frame_lengths, layer0)
