@@ -5,6 +5,9 @@
 process each: the runner patches builtins), picks the lr with the best dev score, evaluates that run's
 `dev-best.ckpt` on test and appends one row per (upstream, task) to the results CSV.
 
+With `test_in_run` (the embedded demo) each training run also evaluates the test split whenever it evaluates dev,
+and the test score at the best-dev step is taken: the same weights as `dev-best.ckpt`, without a second process.
+
 Resumable: a finished training run leaves `sweep.json` (its dev scores) in its experiment folder and is never
 rerun; a finished (upstream, task) is a CSV row and is skipped. An interrupted training run is started again.
 """
@@ -127,8 +130,10 @@ def _check_sweepable(task: Task) -> None:
                          "recipe, so a dev-selected sweep does not apply; run it with `gendistiller superb`")
 
 
-def train_one(upstream: Upstream, task: Task, lr: float, run_dir: Path, overrides: Sequence[str]) -> float:
-    """Trains one (upstream, task, lr, fold) unless already done; returns its best dev score."""
+def train_one(upstream: Upstream, task: Task, lr: float, run_dir: Path, overrides: Sequence[str],
+              test_in_run: bool = False) -> float:
+    """Trains one (upstream, task, lr, fold) unless already done; returns its best dev score. With `test_in_run`
+    the run evaluates test beside dev and sweep.json keeps the test score at the best-dev step."""
     done = run_dir / "sweep.json"
     if done.is_file():
         return float(json.loads(done.read_text())["best_dev"])
@@ -140,13 +145,21 @@ def train_one(upstream: Upstream, task: Task, lr: float, run_dir: Path, override
             shutil.rmtree(cache)
         else:
             cache.unlink(missing_ok=True)
-    options = [*task.overrides, *overrides, f"config.optimizer.lr={lr}", f"config.runner.eval_dataloaders=['{task.dev_split}']"]
+    splits = [task.dev_split, task.test_split] if test_in_run else [task.dev_split]
+    options = [*task.overrides, *overrides, f"config.optimizer.lr={lr}", f"config.runner.eval_dataloaders={splits}"]
     stdout = _superb(["-m", "train", *upstream.runner_flags(), "-d", task.downstream, "-c", str(task.config),
                       "-p", str(run_dir), *task.extra_args, "-o", ",,".join(options)], run_dir)
     scores = _scores(task, run_dir, stdout, task.dev_split)  # type: ignore[arg-type]
-    best = max(scores.values()) if task.higher_is_better else min(scores.values())
-    done.write_text(json.dumps({"lr": lr, "dev_scores": scores, "best_dev": best}))
-    return best
+    # The first best step, as s3prl keeps dev-best.ckpt only for a strictly better score.
+    best_step = (max if task.higher_is_better else min)(scores, key=scores.__getitem__)
+    record = {"lr": lr, "dev_scores": scores, "best_dev": scores[best_step], "best_step": best_step}
+    if test_in_run:
+        test_scores = _scores(task, run_dir, stdout, task.test_split)
+        if test_scores.keys() != scores.keys():
+            raise RuntimeError(f"{run_dir}: test was evaluated at {sorted(test_scores)}, dev at {sorted(scores)}")
+        record["test_at_best_dev"] = test_scores[best_step]
+    done.write_text(json.dumps(record))
+    return scores[best_step]
 
 
 def _best_checkpoint(task: Task, run_dir: Path) -> Path:
@@ -162,7 +175,11 @@ def _best_checkpoint(task: Task, run_dir: Path) -> Path:
 
 
 def evaluate_test(task: Task, run_dir: Path) -> float:
-    """Evaluates the run's best-dev checkpoint on the test split (once; the score is kept in test.json)."""
+    """The test score of the run's best-dev weights: recorded during training (`test_in_run`), or evaluated from
+    its best-dev checkpoint (once; the score is kept in test.json)."""
+    recorded = json.loads((run_dir / "sweep.json").read_text()).get("test_at_best_dev")
+    if recorded is not None:
+        return float(recorded)
     done = run_dir / "test.json"
     if done.is_file():
         return float(json.loads(done.read_text())["test"])
@@ -174,9 +191,11 @@ def evaluate_test(task: Task, run_dir: Path) -> float:
 
 
 def sweep(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: Sequence[float], results: Path, expdir: Path,
-          overrides: Sequence[str] = (), corpus: Optional[Path] = None) -> list[dict[str, str]]:
+          overrides: Sequence[str] = (), corpus: Optional[Path] = None, test_in_run: bool = False) -> list[dict[str, str]]:
     """Runs every missing (upstream, task); returns all rows of the results CSV. Cross-validated tasks (ER) run
-    every fold per learning rate and average the fold scores. Scores are in s3prl's units (see tasks.yaml `scale`)."""
+    every fold per learning rate and average the fold scores. Scores are in s3prl's units (see tasks.yaml `scale`).
+    `test_in_run` saves one runner process per (upstream, task) and costs a test evaluation at every dev evaluation:
+    worth it for short runs with few evaluations (the embedded demo), not for SUPERB's schedules."""
     tasks = load_tasks()
     unknown = [name for name in task_names if name not in tasks]
     if unknown:
@@ -196,8 +215,8 @@ def sweep(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: Sequenc
         dev_by_lr = {}
         for lr in lrs:
             print(f"[superb-sweep] {number}/{len(todo)} {upstream.label} {task_name} lr={lr:g}", flush=True)
-            dev_by_lr[lr] = sum(train_one(upstream, task, lr, run_dir(lr, fold),
-                                          base + (task.fold_overrides(fold) if fold else [])) for fold in folds) / len(folds)
+            dev_by_lr[lr] = sum(train_one(upstream, task, lr, run_dir(lr, fold), base + (task.fold_overrides(fold) if fold else []),
+                                          test_in_run) for fold in folds) / len(folds)
         chosen = (max if task.higher_is_better else min)(dev_by_lr, key=dev_by_lr.__getitem__)
         test = sum(evaluate_test(task, run_dir(chosen, fold)) for fold in folds) / len(folds)
         append_result(results, {"upstream": upstream.label, "task": task_name, "metric": task.metric,
@@ -218,13 +237,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", default="superb_results.csv", type=Path)
     parser.add_argument("--expdir", default="superb_sweep", type=Path, help="experiment folders go here")
     parser.add_argument("--corpus", type=Path, help="a `gendistiller make-corpus` root: point the tasks at its data")
+    parser.add_argument("--test-in-run", action="store_true",
+                        help="evaluate test beside dev during training and take it at the best-dev step (short runs)")
     parser.add_argument("-o", "--override", action="append", default=[],
                         help="extra s3prl override for every run, e.g. config.runner.total_steps=2000 (repeatable)")
 
 
 def run(args: argparse.Namespace) -> int:
     rows = sweep([parse_upstream(s) for s in args.upstreams.split(",")], args.tasks.split(","),
-                 [float(lr) for lr in args.lrs.split(",")], args.results, args.expdir, args.override, args.corpus)
+                 [float(lr) for lr in args.lrs.split(",")], args.results, args.expdir, args.override, args.corpus,
+                 args.test_in_run)
     print(f"[superb-sweep] {len(rows)} results in {args.results}")
     return 0
 

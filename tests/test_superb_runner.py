@@ -122,3 +122,34 @@ def test_s3prl_distiller_on_exported_baseline(speech_commands, tmp_path_factory,
            "-p", str(expdir), "-o", ks_overrides(speech_commands, 20), cwd=tmp_path)
     assert "test at step 20:" in (expdir / "log.log").read_text()
     assert (expdir / "test_predict.txt").is_file()
+
+
+def test_sweep_test_in_run_equals_evaluating_the_best_dev_checkpoint(speech_commands, tmp_path_factory, tiny_wavlm_path,
+                                                                       tmp_path, monkeypatch):
+    import json
+
+    from distill.recipes import load_tasks
+    from distill.superb_sweep import evaluate_test, parse_upstream, read_results, sweep
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    student = trained_student(tmp_path_factory, tiny_wavlm_path, "gendistiller")
+    overrides = ["config.downstream_expert.datarc.batch_size=8", "config.downstream_expert.datarc.num_workers=0",
+                 "config.runner.total_steps=20", "config.runner.eval_step=10", "config.runner.save_step=10",
+                 "config.runner.log_step=10"]
+    results = tmp_path / "results.csv"
+    [row] = sweep([parse_upstream(f"gendistiller:{student}")], ["ks"], [1e-3], results, tmp_path / "sweep", overrides,
+                  speech_commands.parent, test_in_run=True)
+    run_dir = Path(row["expdir"])
+    record = json.loads((run_dir / "sweep.json").read_text())
+    assert sorted(record["dev_scores"]) == ["10", "20"] and record["best_step"] in (10, 20)
+    assert float(row["test"]) == record["test_at_best_dev"] and float(row["dev"]) == record["best_dev"]
+    assert (run_dir / "dev-best.ckpt").is_file()
+
+    # The same number from a separate `-m evaluate` of dev-best.ckpt, the path a plain sweep takes.
+    del record["test_at_best_dev"]
+    (run_dir / "sweep.json").write_text(json.dumps(record))
+    assert evaluate_test(load_tasks()["ks"], run_dir) == pytest.approx(float(row["test"]), abs=1e-6)
+    assert (run_dir / "test.json").is_file()
+    assert read_results(results) == [row]  # a finished combination is not rerun
+    assert sweep([parse_upstream(f"gendistiller:{student}")], ["ks"], [1e-3], results, tmp_path / "sweep", overrides,
+                 speech_commands.parent, test_in_run=True) == [row]
