@@ -70,24 +70,25 @@ class MaskedGroupNorm(nn.GroupNorm):
     """Per-channel normalisation over time (GroupNorm with groups == channels), over valid frames only.
 
     fairseq's `Fp32GroupNorm(dim, dim)` in the first CNN layer normalises over the whole padded tensor, which
-    makes a padded batch differ from the same utterances run alone. Statistics here use valid frames only.
+    makes a padded batch differ from the same utterances run alone. Here each utterance is normalised over its
+    own valid frames with the fused kernel, so it gives the same numbers as alone, and autograd keeps only the
+    valid samples (a masked form kept three full-size fp32 tensors). Padded frames come out as zeros.
     """
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:  # type: ignore[override]
         if self.num_groups != self.num_channels:
             raise ValueError("MaskedGroupNorm supports groups == channels only")
-        dtype = x.dtype
-        x = x.float()
-        if x.shape[0] == 1 and int(lengths[0]) == x.shape[-1]:  # one unpadded utterance: plain GroupNorm, one fused
-            # kernel (the masked form below costs ~8x more on CPU: benchmarks/inference.py, batch 1)
-            return F.group_norm(x, self.num_groups, self.weight.float(), self.bias.float(), self.eps).to(dtype)
-        mask = valid_mask(lengths, x.shape[-1])[:, None, :].to(x.dtype)
-        count = mask.sum(-1, keepdim=True).clamp(min=1)
-        mean = (x * mask).sum(-1, keepdim=True) / count
-        var = (((x - mean) * mask) ** 2).sum(-1, keepdim=True) / count
-        x = (x - mean) * torch.rsqrt(var + self.eps)
-        x = x * self.weight.float()[None, :, None] + self.bias.float()[None, :, None]
-        return x.to(dtype)
+        frames = x.shape[-1]
+        weight, bias = self.weight.float(), self.bias.float()
+        pieces = []
+        for utterance, length in zip(x, lengths.tolist()):
+            # In a batch, each utterance gets its own fp32 copy: autograd then keeps its valid samples only, not a
+            # view that would hold the whole padded batch alive.
+            valid = utterance[None, :, :length].to(torch.float32, copy=len(x) > 1)
+            if length > 0:
+                valid = F.group_norm(valid, self.num_groups, weight, bias, self.eps)
+            pieces.append(F.pad(valid, (0, frames - length)) if length < frames else valid)
+        return (pieces[0] if len(pieces) == 1 else torch.cat(pieces)).to(x.dtype)
 
 
 class ChannelLayerNorm(nn.LayerNorm):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from distill.audio import AudioError
-from distill.components import conv_output_lengths
+from distill.components import MaskedGroupNorm, conv_output_lengths
 from distill.teachers import CheckpointError, load_teacher
 from distill.teachers.tiny import TINY_WAVLM_CFG, WAVLM_BASE_PLUS_CFG, build_reference_wavlm, write_wavlm_checkpoint
 from tests.conftest import random_waveforms
@@ -89,6 +89,32 @@ def test_s3prl_reference_is_not_padding_invariant(tiny_wavlm_path):
         alone = expert([short])["hidden_states"][-1]
         batched = expert([short, long])["hidden_states"][-1][:1, : alone.shape[1]]
     assert (alone - batched).abs().max().item() > 1e-3
+
+
+def test_masked_group_norm_is_per_utterance_and_keeps_only_its_input():
+    torch.manual_seed(0)
+    norm = MaskedGroupNorm(8, 8)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    x = torch.randn(3, 8, 50, requires_grad=True)
+    lengths = torch.tensor([50, 30, 0])
+    saved: dict[int, int] = {}
+
+    def pack(tensor):
+        saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = norm(x, lengths)
+    for i, length in enumerate(lengths.tolist()[:2]):
+        alone = torch.nn.functional.group_norm(x[i:i + 1, :, :length], 8, norm.weight, norm.bias, norm.eps)
+        assert torch.equal(out[i:i + 1, :, :length], alone)
+        assert torch.equal(norm(x[i:i + 1, :, :length], lengths[i:i + 1]), alone)
+    assert not out[1, :, 30:].any() and not out[2].any()  # padding and an empty utterance: zeros
+    # Activation memory: the valid samples and per-channel statistics; nothing of the padding, no masked copies.
+    assert sum(saved.values()) < 1.2 * int(lengths.sum()) * 8 * x.element_size()
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all() and not x.grad[1, :, 30:].any()
 
 
 def test_teacher_is_frozen_and_in_eval(tiny_wavlm_path):

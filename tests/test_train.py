@@ -87,8 +87,11 @@ def test_two_process_ddp_matches_single_process(tmp_path, tiny_wavlm_path, corpu
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(command, check=True, env=env, capture_output=True, timeout=600)
     a, b = read_student_checkpoint(single)["student"], read_student_checkpoint(latest_checkpoint(ddp_out))["student"]
+    # Adam's step is lr * g / (|g| + eps): a gradient near eps turns float rounding of the split batch into up to
+    # ~1% of lr (measured 1.7e-5 at lr 3e-3); a wrong reduction moves every parameter by O(lr).
+    lr = load_config("tiny_gendistiller").optim.lr
     for name in a:
-        assert torch.allclose(a[name], b[name], atol=1e-5, rtol=1e-4), name
+        assert torch.allclose(a[name], b[name], atol=0.05 * lr, rtol=1e-4), name
 
 
 def test_bad_audio_is_reported_and_skipped(tmp_path, tiny_wavlm_path, corpus, capsys):
