@@ -106,6 +106,10 @@ class Task:
         pattern = self.score_pattern.replace("{split}", re.escape(split)).replace("{number}", NUMBER)
         return re.compile(pattern, re.MULTILINE)
 
+    def best_key(self, scores: Mapping[Any, float]) -> Any:
+        """The key of the best score (the first of equals: s3prl keeps dev-best.ckpt only for a strictly better one)."""
+        return (max if self.higher_is_better else min)(scores, key=scores.__getitem__)
+
     @property
     def score_has_step(self) -> bool:
         """Whether the score line names the runner's step (else parse_scores numbers evaluations 0, 1, ...)."""

@@ -150,8 +150,7 @@ def train_one(upstream: Upstream, task: Task, lr: float, run_dir: Path, override
     stdout = _superb(["-m", "train", *upstream.runner_flags(), "-d", task.downstream, "-c", str(task.config),
                       "-p", str(run_dir), *task.extra_args, "-o", ",,".join(options)], run_dir)
     scores = _scores(task, run_dir, stdout, task.dev_split)  # type: ignore[arg-type]
-    # The first best step, as s3prl keeps dev-best.ckpt only for a strictly better score.
-    best_step = (max if task.higher_is_better else min)(scores, key=scores.__getitem__)
+    best_step = task.best_key(scores)
     record = {"lr": lr, "dev_scores": scores, "best_dev": scores[best_step], "best_step": best_step}
     if test_in_run:
         test_scores = _scores(task, run_dir, stdout, task.test_split)
@@ -217,7 +216,7 @@ def sweep(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: Sequenc
             print(f"[superb-sweep] {number}/{len(todo)} {upstream.label} {task_name} lr={lr:g}", flush=True)
             dev_by_lr[lr] = sum(train_one(upstream, task, lr, run_dir(lr, fold), base + (task.fold_overrides(fold) if fold else []),
                                           test_in_run) for fold in folds) / len(folds)
-        chosen = (max if task.higher_is_better else min)(dev_by_lr, key=dev_by_lr.__getitem__)
+        chosen = task.best_key(dev_by_lr)
         test = sum(evaluate_test(task, run_dir(chosen, fold)) for fold in folds) / len(folds)
         append_result(results, {"upstream": upstream.label, "task": task_name, "metric": task.metric,
                                 "higher_is_better": task.higher_is_better, "lr": chosen, "dev": dev_by_lr[chosen],

@@ -24,8 +24,8 @@ from distill.train import latest_checkpoint, load_config, read_student_checkpoin
 
 TASKS = ("ks", "ic", "sid")
 STUDENTS = ("gendistiller", "distilhubert")
-# Smaller downstream batches for the embedded default, so nine s3prl runs fit the 2-core time budget.
-LOCAL_BATCHES = {
+# Smaller downstream batches and SID crops for the embedded default, so nine s3prl runs fit the 2-core time budget.
+LOCAL_OVERRIDES = {
     "ks": ["config.downstream_expert.datarc.batch_size=16"],
     "ic": ["config.downstream_expert.datarc.train_batch_size=8", "config.downstream_expert.datarc.eval_batch_size=16"],
     # SUPERB accumulates 4 batches of 8 per step and crops training utterances to 8 s; 2 s crops here
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     upstreams.append(parse_upstream(f"wavlm:{teacher}"))
     results = work / "superb_results.csv"
     for task in TASKS:
-        task_overrides = overrides if paper_scale else overrides + LOCAL_BATCHES[task]
+        task_overrides = overrides if paper_scale else overrides + LOCAL_OVERRIDES[task]
         sweep(upstreams, [task], lrs, results, work / "superb", task_overrides, superb_root, test_in_run=not paper_scale)
 
     _stage(5, "report")
