@@ -35,7 +35,8 @@ import torch
 from benchmarks.common import count_parameters, fmt, machine_info, markdown_table, pick_device, set_threads, write_outputs
 from distill.audio import read_audio
 from distill.teachers import load_teacher
-from distill.train import load_config, load_student, train
+from distill.models.checkpoint import load_student
+from distill.train import load_config, train
 
 VARIANTS = ("gendistiller", "distilhubert", "gendistiller-narrow-fe")
 AUDIO_SUFFIXES = (".flac", ".wav")

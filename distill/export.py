@@ -16,7 +16,8 @@ from typing import Any
 from distill.configuration import from_dict
 from distill.models import StudentConfig
 from distill.teachers.importers import map_state_dict
-from distill.train import read_student_checkpoint, save_atomically
+from distill.models.checkpoint import read_student_checkpoint
+from distill.serialization import save_atomically
 
 FORMATS = ("s3prl-distiller",)
 

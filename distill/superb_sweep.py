@@ -55,8 +55,8 @@ def parse_upstream(spec: str) -> Upstream:
     if label == "gendistiller":
         return Upstream(label, "gendistiller_local", rest)
     if label == "distilhubert":
-        from distill.train import CHECKPOINT_FORMAT
-        from distill.teachers.checkpoint import read_checkpoint
+        from distill.models.checkpoint import CHECKPOINT_FORMAT
+        from distill.serialization import read_checkpoint
 
         ours = read_checkpoint(rest).get("format") == CHECKPOINT_FORMAT
         return Upstream(label, "gendistiller_local" if ours else "distiller_local", rest, "paper")
@@ -68,7 +68,7 @@ def parse_upstream(spec: str) -> Upstream:
 
 def count_parameters(upstream: Upstream) -> int:
     """Parameters of the upstream as its own checkpoint holds them."""
-    from distill.teachers.checkpoint import read_checkpoint
+    from distill.serialization import read_checkpoint
 
     checkpoint = read_checkpoint(upstream.ckpt)
     if "student" in checkpoint:

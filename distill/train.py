@@ -25,12 +25,13 @@ from tqdm import tqdm
 
 from distill.configuration import from_dict
 from distill.data import BucketBatchSampler, CropDataset, collate, index_corpus
+from distill.encoder import normalize_waveforms
 from distill.loss import DistillLoss, compute_loss
 from distill.models import Student, StudentConfig, build_student
+from distill.models.checkpoint import CHECKPOINT_FORMAT, read_student_checkpoint
+from distill.serialization import save_atomically
 from distill.teachers import CheckpointTeacher, Teacher, TeacherOutput, load_teacher
-from distill.teachers.model import normalize_waveforms
 
-CHECKPOINT_FORMAT = "gendistiller-checkpoint-1"
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
@@ -165,16 +166,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_atomically(obj: Any, path: Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: a crash never leaves a torn file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def latest_checkpoint(output_dir: Path) -> Optional[Path]:
     pointer = output_dir / "checkpoints" / "latest"
     if pointer.is_file():
@@ -183,25 +174,6 @@ def latest_checkpoint(output_dir: Path) -> Optional[Path]:
             return path
     found = sorted((output_dir / "checkpoints").glob("step_*.pt"))
     return found[-1] if found else None
-
-
-def read_student_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Loads a checkpoint written by `gendistiller distill`, with a clear error for anything else."""
-    from distill.teachers.checkpoint import CheckpointError, read_checkpoint
-
-    checkpoint = read_checkpoint(path)
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        found = "a WavLM/fairseq teacher checkpoint" if "cfg" in checkpoint else f"a dict with keys {sorted(checkpoint)[:8]}"
-        raise CheckpointError(f"{path}: not a GenDistiller student checkpoint (format {CHECKPOINT_FORMAT!r}); found {found}")
-    return checkpoint
-
-
-def load_student(path: str | Path, device: str | torch.device = "cpu") -> tuple[Student, dict[str, Any]]:
-    """A trained student from its checkpoint, in eval mode, with the checkpoint dict."""
-    checkpoint = read_student_checkpoint(path)
-    student = build_student(from_dict(StudentConfig, checkpoint["config"]["student"], "student"))
-    student.load_state_dict(checkpoint["student"])
-    return student.to(device).eval(), checkpoint
 
 
 # ---- training ----------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from s3prl.upstream.interfaces import UpstreamBase
 
 from distill.audio import pad_waveforms
 from distill.models import DistilHuBERT
-from distill.train import load_student
+from distill.models.checkpoint import load_student
 
 
 class UpstreamExpert(UpstreamBase):

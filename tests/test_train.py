@@ -11,7 +11,8 @@ import soundfile
 import torch
 
 from distill.loss import loss_floor
-from distill.train import latest_checkpoint, load_config, load_student, read_student_checkpoint, train
+from distill.models.checkpoint import load_student, read_student_checkpoint
+from distill.train import latest_checkpoint, load_config, train
 from tests.conftest import write_tone_corpus
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from distill.train import latest_checkpoint, load_config, read_student_checkpoint, train
+from distill.models.checkpoint import read_student_checkpoint
+from distill.train import latest_checkpoint, load_config, train
 
 TASKS = ("ks", "ic", "sid")
 STUDENTS = ("gendistiller", "distilhubert")

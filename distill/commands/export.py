@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from distill.export import FORMATS, ExportError, export_s3prl_distiller
-from distill.teachers.checkpoint import CheckpointError
+from distill.serialization import CheckpointError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

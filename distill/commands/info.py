@@ -8,7 +8,8 @@ import torch
 
 from distill.configuration import from_dict
 from distill.models import StudentConfig, build_student
-from distill.train import load_config, read_student_checkpoint
+from distill.models.checkpoint import read_student_checkpoint
+from distill.train import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from distill.configuration import from_dict
-from distill.teachers.model import SSLModelConfig
+from distill.encoder import SSLModelConfig
 
 STUDENT_KINDS = ("gendistiller", "distilhubert")
 HISTORY_MODES = ("teacher_forcing", "free_running", "scheduled")

@@ -23,8 +23,8 @@ from distill.components import (
     scale_gradient,
     valid_mask,
 )
+from distill.encoder import SSLModel, SSLModelConfig, normalize_waveforms
 from distill.models.config import StudentConfig
-from distill.teachers.model import SSLModel, SSLModelConfig, normalize_waveforms
 
 
 @dataclass

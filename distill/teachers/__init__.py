@@ -11,9 +11,10 @@ from typing import Callable
 
 import torch
 
+from distill.encoder import SSLModel, SSLModelConfig
+from distill.serialization import CheckpointError
 from distill.teachers.base import Teacher, TeacherOutput
-from distill.teachers.checkpoint import CheckpointError, CheckpointTeacher, load_checkpoint_teacher
-from distill.teachers.model import SSLModel, SSLModelConfig
+from distill.teachers.checkpoint import CheckpointTeacher, load_checkpoint_teacher
 
 __all__ = ["load_teacher", "Teacher", "TeacherOutput", "CheckpointTeacher", "CheckpointError", "SSLModel", "SSLModelConfig"]
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import pickle
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
@@ -10,13 +9,10 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from distill.encoder import SSLModel
+from distill.serialization import CheckpointError, read_checkpoint
 from distill.teachers.base import Teacher, TeacherOutput
 from distill.teachers.importers import import_fairseq_model, import_wavlm
-from distill.teachers.model import SSLModel
-
-
-class CheckpointError(ValueError):
-    """A file that is not the checkpoint it should be: missing, unreadable, or of the wrong format/family."""
 
 
 class CheckpointTeacher(Teacher):
@@ -34,23 +30,6 @@ class CheckpointTeacher(Teacher):
     def forward_padded(self, waveforms: Tensor, lengths: Tensor, num_layers: Optional[int] = None) -> TeacherOutput:
         hidden_states, frame_lengths = self.model(waveforms, lengths, num_layers)
         return TeacherOutput(hidden_states, frame_lengths)
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """torch.load with errors that name the file and the problem. Teacher files are trusted user files
-    (as in s3prl), so full unpickling is allowed; fairseq checkpoints hold argparse/omegaconf objects."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, expected a checkpoint file (.pt)")
-    try:
-        checkpoint = torch.load(str(path), map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, ModuleNotFoundError) as error:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from error
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(f"{path}: expected a checkpoint dict, found a {type(checkpoint).__name__}")
-    return checkpoint
 
 
 def detect_family(checkpoint: dict[str, Any]) -> str:

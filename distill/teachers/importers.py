@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 from torch import Tensor
 
 from distill.components import parse_conv_layers
-from distill.teachers.model import SSLModel, SSLModelConfig
+from distill.encoder import SSLModel, SSLModelConfig
 
 # (pattern, replacement); replacement None = drop (pre-training-only weights). First match wins.
 _RENAME_RULES: tuple[tuple[str, str | None], ...] = (

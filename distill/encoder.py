@@ -1,8 +1,9 @@
-"""Our implementation of the wav2vec 2.0 / HuBERT / WavLM encoder, used for every checkpoint teacher.
+"""Our implementation of the wav2vec 2.0 / HuBERT / WavLM encoder: every checkpoint teacher runs on it, and the
+students take their geometry (`SSLModelConfig`) and front-end from it.
 
 One model covers the three families; they differ only in the attention the builder passes in (WavLM adds
-a bucketed relative position bias, optionally gated). Importers (`import_wavlm.py`, `import_fairseq.py`)
-turn foreign checkpoints into an `SSLModelConfig` plus a state dict for this model.
+a bucketed relative position bias, optionally gated). The importers (`distill/teachers/importers.py`) turn
+foreign checkpoints into an `SSLModelConfig` plus a state dict for this model.
 """
 from __future__ import annotations
 
