@@ -65,7 +65,8 @@ from benchmarks.common import (
 )
 from distill.models import StudentConfig
 from distill.teachers import CheckpointTeacher
-from distill.train import DistillConfig, _autocast_dtype, prepare_student, teacher_history, train_step
+from distill.runs import resolve_autocast_dtype
+from distill.train import DistillConfig, prepare_student, teacher_history, train_step
 
 REFERENCE = "s3prl-reference"
 OURS = ("distilhubert", "gendistiller", "gendistiller-frozen-cnn", "gendistiller-narrow-fe")
@@ -335,7 +336,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     steps, repeats, warmup = args.steps or (5 if cuda else 1), args.repeats or (5 if cuda else 3), args.warmup or (3 if cuda else 1)
     target_layers = args.target_layers or ([4, 8, 12] if args.geometry == "base" else [2, 3, 4])
     mixed = args.precision == "mixed" or (args.precision == "auto" and cuda)
-    autocast_dtype = _autocast_dtype("bf16" if mixed else "fp32", device)
+    autocast_dtype = resolve_autocast_dtype("bf16" if mixed else "fp32", device)
 
     reference_teacher, teacher = teachers(args.geometry, args.seed)
     teacher = teacher.to(device)

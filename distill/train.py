@@ -6,14 +6,12 @@ Single process, or `torchrun --nproc_per_node N -m distill.cli distill ...` (DDP
 """
 from __future__ import annotations
 
-import json
-import math
 import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -29,10 +27,10 @@ from distill.encoder import normalize_waveforms
 from distill.loss import DistillLoss, compute_loss
 from distill.models import Student, StudentConfig, build_student
 from distill.models.checkpoint import CHECKPOINT_FORMAT, read_student_checkpoint
-from distill.serialization import save_atomically
+from distill.runs import (MetricsLog, latest_checkpoint, lr_factor, pick_device, read_config, resolve_autocast_dtype, rng_state,
+                          save_checkpoint, set_rng_state)
 from distill.teachers import CheckpointTeacher, Teacher, TeacherOutput, load_teacher
 
-CONFIG_DIR = Path(__file__).parent / "configs"
 
 
 # ---- config ------------------------------------------------------------------------------------------------
@@ -95,37 +93,8 @@ def config_from_dict(raw: dict[str, Any]) -> DistillConfig:
     return DistillConfig(teacher=teacher, **sections)
 
 
-def resolve_config_path(name_or_path: str) -> Path:
-    """A path, or the name of a shipped config (`tiny_gendistiller`, `gendistiller_wavlm_base_plus`, ...)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    shipped = CONFIG_DIR / f"{name_or_path.removesuffix('.yaml')}.yaml"
-    if shipped.is_file():
-        return shipped
-    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-    raise FileNotFoundError(f"config {name_or_path!r} not found; give a YAML path or one of {names}")
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """`section.key=value` (value parsed as YAML). Keys are checked when the config is built."""
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {override!r} must look like section.key=value")
-        node = raw
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override {override!r}: {part} is not a section")
-        node[leaf] = yaml.safe_load(value)
-    return raw
-
-
-def load_config(name_or_path: str, overrides: list[str] = ()) -> DistillConfig:  # type: ignore[assignment]
-    raw = yaml.safe_load(resolve_config_path(name_or_path).read_text()) or {}
-    return config_from_dict(apply_overrides(raw, list(overrides)))
+def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> DistillConfig:
+    return config_from_dict(read_config(name_or_path, overrides))
 
 
 # ---- distributed -------------------------------------------------------------------------------------------
@@ -149,58 +118,7 @@ def setup_distributed(device_type: str) -> Distributed:
     return env
 
 
-# ---- checkpoints -------------------------------------------------------------------------------------------
-
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def latest_checkpoint(output_dir: Path) -> Optional[Path]:
-    pointer = output_dir / "checkpoints" / "latest"
-    if pointer.is_file():
-        path = output_dir / "checkpoints" / pointer.read_text().strip()
-        if path.is_file():
-            return path
-    found = sorted((output_dir / "checkpoints").glob("step_*.pt"))
-    return found[-1] if found else None
-
-
 # ---- training ----------------------------------------------------------------------------------------------
-
-def _pick_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
-
-def _autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision not in ("bf16", "fp32"):
-        raise ValueError(f"run.precision must be auto, bf16 or fp32, got {precision!r}")
-    return torch.bfloat16 if precision == "bf16" else None
-
-
-def lr_factor(step: int, total_steps: int, warmup_fraction: float) -> float:
-    """Linear warm-up to 1 over `warmup_fraction` of training, then linear decay to 0."""
-    warmup = max(1, int(total_steps * warmup_fraction))
-    if step < warmup:
-        return (step + 1) / warmup
-    return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
 
 def teacher_history(config: StudentConfig, step: int, total_steps: int, seed: int) -> list[bool]:
     """Per generation step: True = the next step's history is the teacher's layer. Same on every rank."""
@@ -300,11 +218,11 @@ def _teacher_cnn(teacher: Teacher, waveforms: torch.Tensor, lengths: torch.Tenso
 def train(config: DistillConfig, resume: bool = False) -> Path:
     """Runs distillation; returns the path of the last checkpoint."""
     output_dir = Path(config.run.output_dir)
-    device = _pick_device(config.run.device, int(os.environ.get("LOCAL_RANK", 0)))
+    device = pick_device(config.run.device, int(os.environ.get("LOCAL_RANK", 0)))
     env = setup_distributed(device.type)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    autocast_dtype = _autocast_dtype(config.run.precision, device)
+    autocast_dtype = resolve_autocast_dtype(config.run.precision, device)
 
     checkpoint = None
     if resume:
@@ -345,16 +263,13 @@ def train(config: DistillConfig, resume: bool = False) -> Path:
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         step, epoch, batch_in_epoch = checkpoint["step"], checkpoint["epoch"], checkpoint["batch_in_epoch"]
-        _set_rng_state(checkpoint["rng"])
+        set_rng_state(checkpoint["rng"])
 
-    writer, metrics_file = None, None
+    metrics: Optional[MetricsLog] = None
     if env.is_main:
         (output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         (output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-        from tensorboardX import SummaryWriter
-
-        writer = SummaryWriter(str(output_dir / "tensorboard"), purge_step=step)
-        metrics_file = _open_metrics(output_dir / "metrics.jsonl", step)
+        metrics = MetricsLog(output_dir, step)
         print(f"[distill] teacher {teacher.spec}: {teacher.num_layers} layers, width {teacher.dim}")
         print(f"[distill] student {config.student.kind}: {sum(p.numel() for p in student.parameters()):,} parameters")
         print(f"[distill] data {config.data.train}: {len(corpus.items)} files, {corpus.hours:.2f} h; "
@@ -362,19 +277,13 @@ def train(config: DistillConfig, resume: bool = False) -> Path:
         for problem in corpus.problems:
             print(f"[distill] skipped {problem}")
 
-    def save(last: bool = False) -> Path:
-        path = output_dir / "checkpoints" / f"step_{step:08d}.pt"
+    def save() -> None:
         if env.is_main:
-            save_atomically({
+            save_checkpoint(output_dir, step, {
                 "format": CHECKPOINT_FORMAT, "config": config.to_dict(), "student": student.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
-                "batch_in_epoch": batch_in_epoch, "rng": _rng_state(), "teacher": teacher.identity(),
-            }, path)
-            (output_dir / "checkpoints" / ".latest.tmp").write_text(path.name)
-            os.replace(output_dir / "checkpoints" / ".latest.tmp", output_dir / "checkpoints" / "latest")
-            for old in sorted((output_dir / "checkpoints").glob("step_*.pt"))[: -config.run.keep_checkpoints]:
-                old.unlink()
-        return path
+                "batch_in_epoch": batch_in_epoch, "rng": rng_state(), "teacher": teacher.identity(),
+            }, config.run.keep_checkpoints)
 
     failed_reads: set[str] = set()
     progress = tqdm(total=total_steps, initial=step, disable=not (env.is_main and config.run.progress), desc="distill",
@@ -407,7 +316,7 @@ def train(config: DistillConfig, resume: bool = False) -> Path:
                           "grad_norm": float(grad_norm), "audio_seconds_per_second": audio_since_log / max(elapsed, 1e-9)}
                 for layer, total, l1, cosine in zip(result.layers, losses.per_layer, losses.l1, losses.cosine):
                     record.update({f"loss_layer_{layer}": total.item(), f"l1_layer_{layer}": l1.item(), f"cos_layer_{layer}": cosine.item()})
-                _log(writer, metrics_file, record)
+                metrics.log(record)  # type: ignore[union-attr]
                 progress.set_postfix(loss=f"{record['loss']:.3f}", audio_s_per_s=f"{record['audio_seconds_per_second']:.1f}")
                 last_log_time, audio_since_log = time.time(), 0.0
             if step % config.run.checkpoint_every == 0 or step == total_steps:
@@ -420,28 +329,8 @@ def train(config: DistillConfig, resume: bool = False) -> Path:
     if env.is_main:
         if failed_reads:
             print(f"[distill] {len(failed_reads)} files failed to read and were skipped")
-        writer.close()  # type: ignore[union-attr]
-        metrics_file.close()  # type: ignore[union-attr]
+        metrics.close()  # type: ignore[union-attr]
     if env.world_size > 1:
         dist.barrier()
         dist.destroy_process_group()
     return output_dir / "checkpoints" / f"step_{step:08d}.pt"
-
-
-def _open_metrics(path: Path, resume_step: int):
-    """metrics.jsonl, with records past the resumed step dropped (they were never checkpointed)."""
-    kept = []
-    if path.is_file():
-        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
-    path.write_text("".join(line + "\n" for line in kept))
-    return open(path, "a")
-
-
-def _log(writer: Any, metrics_file: Any, record: dict[str, float]) -> None:
-    step = int(record["step"])
-    for key, value in record.items():
-        if key != "step" and math.isfinite(value):
-            group = key.split("_layer_")[0] if "_layer_" in key else "train"
-            writer.add_scalar(f"{group}/{key}", value, step)
-    metrics_file.write(json.dumps(record) + "\n")
-    metrics_file.flush()

@@ -52,20 +52,20 @@ def test_loss_drops_by_half(tmp_path, tiny_wavlm_path, corpus, kind):
 
 def test_resume_is_exact(tmp_path, tiny_wavlm_path, corpus, monkeypatch):
     """A run killed right after its step-4 checkpoint, resumed to step 8, equals an uninterrupted 8-step run."""
-    import distill.train
+    import distill.runs
 
     common = ["optim.total_steps=8", "run.checkpoint_every=4", "run.log_every=1", "student.dropout=0.1",
               "student.history=scheduled"]
     straight = train(tiny_config("gendistiller", tiny_wavlm_path, corpus, tmp_path / "straight", *common))
 
-    real_save = distill.train.save_atomically
+    real_save = distill.runs.save_atomically
 
     def save_then_crash(obj, path):
         real_save(obj, path)
         raise KeyboardInterrupt("killed after the first checkpoint")
 
     resumed_out = tmp_path / "resumed"
-    monkeypatch.setattr(distill.train, "save_atomically", save_then_crash)
+    monkeypatch.setattr(distill.runs, "save_atomically", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config("gendistiller", tiny_wavlm_path, corpus, resumed_out, *common))
     monkeypatch.undo()
