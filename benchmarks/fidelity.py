@@ -1,14 +1,15 @@
 """Fidelity at equal budget: GenDistiller vs the DistilHuBERT baseline, distilled from the same teacher on the same
 corpus for the same steps with the real trainer, evaluated free running on held-out audio.
 
-    python -m benchmarks.fidelity                                   # tiny WavLM teacher, local synthetic LibriSpeech
+    python -m benchmarks.fidelity                                   # pretrained tiny WavLM, local synthetic LibriSpeech
     python -m benchmarks.fidelity --teacher wavlm:/path/WavLM-Base+.pt --train /data/LibriSpeech/train-clean-100 \\
         --heldout /data/LibriSpeech/dev-clean --steps 20000 --batch-size 24 --crop-samples 250000
     python -m benchmarks.fidelity --corpus-size tiny --steps 10     # CI size
 
-Defaults: the tiny WavLM teacher of the tests (`distill.teachers.tiny`, random weights, real WavLM Base+ structure)
-written under --out, and the LibriSpeech-layout corpus from `distill.corpus.build_corpus` (espeak-ng speech):
-train on train-clean-100, evaluate on dev-clean + test-clean.
+Defaults: the LibriSpeech-layout corpus from `distill.corpus.build_corpus` (espeak-ng speech), and as teacher the
+small WavLM of the main job pretrained on its train-clean-100 (`gendistiller pretrain-teacher`, config
+pretrain_tiny_wavlm, --pretrain-steps; kept under --out/teacher): train on train-clean-100, evaluate on dev-clean +
+test-clean.
 
 Per target layer (and layer 0, the front-end output) on held-out audio, with the student in inference mode (free
 running, no teacher input): mean L1, mean cosine similarity, and the linear-probe R² of the teacher layer from the
@@ -16,9 +17,11 @@ student's layer (closed-form ridge regression on frames, fit on the first half o
 the other half, variance-weighted over dimensions). Parameter counts beside. Loss vs step for every variant (sum
 of the target-layer losses from the trainer's metrics.jsonl) goes to fidelity_loss.png.
 
-Variants: `gendistiller` and `distilhubert` (the shipped tiny/base configs), `gendistiller-narrow-fe` (the cheaper
-front-end: `student.front_end_channels`, trained from scratch with `layer0_loss`).
-Claim tested (issue §4): GenDistiller >= baseline on most layers with <= 67% of its parameters.
+Variants (VARIANTS): `gendistiller` and `distilhubert` (the shipped tiny/base configs), `*-narrow-fe` (the cheaper
+front-end: `student.front_end_channels`, trained from scratch with `layer0_loss`), and ablations of GenDistiller's
+options, each the shipped default with one thing changed (`gendistiller-v0`: the first design, one output
+projection shared by all steps and no output LayerNorm).
+Claim tested (issues §4, #10): GenDistiller >= baseline on most layers with <= 67% of its parameters.
 """
 from __future__ import annotations
 
@@ -27,19 +30,39 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 
 from benchmarks.common import count_parameters, fmt, machine_info, markdown_table, pick_device, set_threads, write_outputs
 from distill.audio import read_audio
+from distill.fidelity import audio_files, layer_pairs
+from distill.models.checkpoint import load_student, read_student_checkpoint
+from distill.runs import latest_checkpoint
 from distill.teachers import load_teacher
-from distill.models.checkpoint import load_student
 from distill.train import load_config, train
 
-VARIANTS = ("gendistiller", "distilhubert", "gendistiller-narrow-fe")
-AUDIO_SUFFIXES = (".flac", ".wav")
+# variant -> (student kind, its config overrides given the number of target layers and the narrow channel count).
+Overrides = Callable[[int, int], list[str]]
+_NARROW: Overrides = lambda k, channels: [f"student.front_end_channels={channels}", "student.cnn_grad_mult=1.0",
+                                          "student.layer0_loss=true"]
+VARIANTS: dict[str, tuple[str, Overrides]] = {
+    "gendistiller": ("gendistiller", lambda k, c: []),
+    "distilhubert": ("distilhubert", lambda k, c: []),
+    "gendistiller-narrow-fe": ("gendistiller", _NARROW),
+    "distilhubert-narrow-fe": ("distilhubert", _NARROW),
+    "gendistiller-v0": ("gendistiller", lambda k, c: [f"student.output_projection_groups={[0] * k}", "student.output_norm=false"]),
+    "gendistiller-shared-projection": ("gendistiller", lambda k, c: [f"student.output_projection_groups={[0] * k}"]),
+    "gendistiller-projection-per-step": ("gendistiller", lambda k, c: [f"student.output_projection_groups={list(range(k))}"]),
+    "gendistiller-no-projection": ("gendistiller", lambda k, c: [f"student.output_projection_groups={[-1] * k}"]),
+    "gendistiller-no-output-norm": ("gendistiller", lambda k, c: ["student.output_norm=false"]),
+    "gendistiller-teacher-forcing": ("gendistiller", lambda k, c: ["student.history=teacher_forcing"]),
+    "gendistiller-free-running": ("gendistiller", lambda k, c: ["student.history=free_running"]),
+    "gendistiller-2d-attention": ("gendistiller", lambda k, c: ["student.attention_2d=true"]),
+    "gendistiller-first-step-twice": ("gendistiller", lambda k, c: [f"student.generator_repeats={[2] + [1] * (k - 1)}"]),
+}
+DEFAULT_VARIANTS = ("gendistiller", "distilhubert", "gendistiller-narrow-fe")
 PARAMETER_RATIO = 0.67
 
 
@@ -49,50 +72,34 @@ def default_target_layers(num_layers: int) -> list[int]:
 
 def prepare_data(args: argparse.Namespace) -> tuple[str, Path, list[Path]]:
     """(teacher spec, train folder, held-out folders): what was given, or the defaults built under --out."""
-    teacher = args.teacher
-    if teacher is None:
-        from distill.teachers.tiny import write_wavlm_checkpoint
-
-        path = args.out / "teacher" / f"tiny_wavlm_x{args.teacher_residual_scale:g}.pt"
-        if not path.is_file():
-            write_wavlm_checkpoint(path)
-            if args.teacher_residual_scale != 1:
-                scale_residual_branches(path, args.teacher_residual_scale)
-        teacher = str(path)
     if args.train is not None:
-        if not args.heldout:
-            raise SystemExit("--train needs --heldout (held-out audio folders)")
-        return teacher, args.train, list(args.heldout)
+        if not args.heldout or args.teacher is None:
+            raise SystemExit("--train needs --heldout (held-out audio folders) and --teacher")
+        return args.teacher, args.train, list(args.heldout)
     from distill.corpus import build_corpus
 
     root = args.corpus_root or (args.out / "corpus")
     librispeech = build_corpus(root, ("librispeech",), size=args.corpus_size, progress=False)["librispeech"]
-    return teacher, librispeech / "train-clean-100", [librispeech / "dev-clean", librispeech / "test-clean"]
+    train_dir = librispeech / "train-clean-100"
+    teacher = args.teacher or str(pretrained_teacher(args.out / "teacher", train_dir, args.pretrain_steps, args.seed))
+    return teacher, train_dir, [librispeech / "dev-clean", librispeech / "test-clean"]
 
 
-def scale_residual_branches(path: Path, scale: float) -> None:
-    """Multiplies each layer's attention output projection and second FFN matrix by `scale`. At random init the
-    residual branches are tiny and every layer is almost its input (cosine of layer 4 with layer 0: 0.998 for the tiny
-    teacher); scaled by 10, layers differ (0.8), so predicting them takes more than copying the front-end."""
-    checkpoint = torch.load(path, weights_only=True)
-    for name, value in checkpoint["model"].items():
-        if name.endswith(("self_attn.out_proj.weight", "fc2.weight")):
-            value.mul_(scale)
-    torch.save(checkpoint, path)
+def pretrained_teacher(folder: Path, train_dir: Path, steps: int, seed: int) -> Path:
+    """The main job's small WavLM, pretrained on `train_dir` (once; reused while the file exists)."""
+    from distill.pretrain import load_config as pretrain_config, pretrain
 
-
-def heldout_files(folders: list[Path], limit: Optional[int]) -> list[Path]:
-    files = sorted(p for folder in folders for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    if len(files) < 2:
-        raise SystemExit(f"need at least 2 held-out audio files in {[str(f) for f in folders]}, found {len(files)}")
-    if limit:  # spread over the list so both probe halves keep several speakers
-        files = [files[i] for i in np.linspace(0, len(files) - 1, min(limit, len(files))).round().astype(int)]
-    return files
+    path = folder / f"wavlm_pretrained_{steps}.pt"
+    if not path.is_file():
+        with torch.random.fork_rng():
+            pretrain(pretrain_config("pretrain_tiny_wavlm", [f"data.train={train_dir}", f"optim.total_steps={steps}",
+                                                             f"run.seed={seed}", "run.progress=false"]), path)
+    return path
 
 
 def distil(variant: str, args: argparse.Namespace, teacher: str, train_dir: Path, target_layers: list[int],
            narrow_channels: int) -> Path:
-    kind = "distilhubert" if variant == "distilhubert" else "gendistiller"
+    kind, variant_overrides = VARIANTS[variant]
     base = f"tiny_{kind}" if args.base_config == "tiny" else f"{kind}_wavlm_base_plus"
     out = args.out / "runs" / variant
     overrides = [f"teacher={teacher}", f"data.train={train_dir}", f"run.output_dir={out}", f"optim.total_steps={args.steps}",
@@ -102,11 +109,14 @@ def distil(variant: str, args: argparse.Namespace, teacher: str, train_dir: Path
                  f"run.seed={args.seed}", f"run.device={args.device}"]
     if args.from_scratch:
         overrides.append("student.init_from_teacher=false")
-    if variant == "gendistiller-narrow-fe":
-        overrides += [f"student.front_end_channels={narrow_channels}", "student.cnn_grad_mult=1.0", "student.layer0_loss=true"]
+    overrides += variant_overrides(len(target_layers), narrow_channels)
+    last = latest_checkpoint(out)
+    if last is not None and read_student_checkpoint(last)["step"] >= args.steps:
+        print(f"[fidelity] {variant}: already distilled ({last})", flush=True)
+        return last
     print(f"[fidelity] distilling {variant} for {args.steps} steps -> {out}", flush=True)
     with torch.random.fork_rng():
-        return train(load_config(base, overrides))
+        return train(load_config(base, overrides), resume=last is not None)
 
 
 def ridge_r2(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, ridge: float) -> float:
@@ -146,19 +156,9 @@ def copy_baseline(teacher, files: list[Path], target_layers: list[int], ridge: f
     return {"parameters": 0, "layers": {str(layer): layer_metrics(items, ridge) for layer, items in pairs.items()}}
 
 
-@torch.inference_mode()
-def evaluate(checkpoint: Path, teacher, files: list[Path], target_layers: list[int], ridge: float) -> dict[str, Any]:
+def evaluate(checkpoint: Path, teacher, files: list[Path], ridge: float) -> dict[str, Any]:
     student, _ = load_student(checkpoint)
-    layers = [0] + list(target_layers)
-    pairs: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {layer: [] for layer in layers}
-    for path in files:
-        wav = torch.from_numpy(read_audio(path))
-        reference = teacher([wav]).hidden_states
-        out = student.infer([wav])
-        mine = [out.layer0] + list(out.predictions)
-        for layer, state in zip(layers, mine):
-            pairs[layer].append((state[0].double().numpy(), reference[layer][0].double().numpy()))
-    per_layer = {str(layer): layer_metrics(items, ridge) for layer, items in pairs.items()}
+    per_layer = {str(layer): layer_metrics(items, ridge) for layer, items in layer_pairs(student, teacher, files).items()}
     return {"parameters": count_parameters(student), "checkpoint": str(checkpoint), "layers": per_layer}
 
 
@@ -196,11 +196,11 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--teacher", default=None, help="teacher spec (default: a tiny random WavLM written under --out)")
     parser.add_argument("--train", type=Path, default=None, help="training audio folder or .tsv manifest (default: build_corpus)")
     parser.add_argument("--heldout", type=Path, nargs="*", default=None, help="held-out audio folders (with --train)")
-    parser.add_argument("--teacher-residual-scale", type=float, default=1.0, help="default teacher only: scale its "
-                        "layers' residual branches (out_proj, fc2) so that layers differ from their input (try 10)")
+    parser.add_argument("--pretrain-steps", type=int, default=1000, help="pretraining steps of the default teacher "
+                        "(the main job's default)")
     parser.add_argument("--corpus-root", type=Path, default=None, help="where build_corpus writes (default: OUT/corpus)")
-    parser.add_argument("--corpus-size", choices=("tiny", "small", "default"), default="small")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--corpus-size", choices=("tiny", "small", "default"), default="default")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(DEFAULT_VARIANTS))
     parser.add_argument("--base-config", choices=("tiny", "base"), default="tiny",
                         help="shipped config the runs start from: tiny_* (default) or *_wavlm_base_plus")
     parser.add_argument("--target-layers", type=int, nargs="+", default=None, help="default: 4 8 12 for 12 layers, else thirds")
@@ -208,11 +208,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         "(default: a quarter of the teacher's CNN channels)")
     parser.add_argument("--from-scratch", action="store_true", help="student.init_from_teacher=false for every variant "
                         "(removes the head start that copying teacher layers gives; the front-end CNN is then random too)")
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--crop-samples", type=int, default=32000)
+    # Defaults: the main job's distillation (`gendistiller demo`: tiny configs, batch 8 of 1 s crops, 400 steps).
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--crop-samples", type=int, default=16000)
     parser.add_argument("--bucket-batches", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="trainer device (default cpu; evaluation runs on CPU)")
     parser.add_argument("--ridge", type=float, default=1e-3, help="probe ridge, relative to the mean eigenvalue of XᵀX")
@@ -231,11 +232,11 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     teacher = load_teacher(teacher_spec)
     target_layers = args.target_layers or default_target_layers(teacher.num_layers)
     narrow = args.narrow_channels or max(8, teacher.model.config.conv_layers[0][0] // 4)
-    files = heldout_files(heldout, args.max_heldout_files)
+    files = audio_files(heldout, args.max_heldout_files)
 
     checkpoints = {variant: distil(variant, args, teacher_spec, train_dir, target_layers, narrow) for variant in args.variants}
     print(f"[fidelity] evaluating on {len(files)} held-out files", flush=True)
-    evaluations = {variant: evaluate(path, teacher, files, target_layers, args.ridge) for variant, path in checkpoints.items()}
+    evaluations = {variant: evaluate(path, teacher, files, args.ridge) for variant, path in checkpoints.items()}
     curves = loss_curves(args.out, args.variants, target_layers)
     png = plot(curves, args.out / "fidelity_loss.png", f"{teacher.spec} ({teacher.num_parameters() / 1e6:.2f}M), "
                f"batch {args.batch_size} x {args.crop_samples}, {args.steps} steps")
@@ -246,7 +247,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                   "heldout": [str(h) for h in heldout], "heldout_files": len(files), "target_layers": target_layers,
                   "steps": args.steps, "batch_size": args.batch_size, "crop_samples": args.crop_samples, "lr": args.lr,
                   "base_config": args.base_config, "from_scratch": args.from_scratch, "narrow_channels": narrow,
-                  "teacher_residual_scale": args.teacher_residual_scale if args.teacher is None else None,
+                  "teacher_pretrain_steps": args.pretrain_steps if args.teacher is None else None,
                   "ridge": args.ridge, "seed": args.seed,
                   "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:]))},
         "variants": evaluations,
@@ -287,11 +288,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         for layer, m in ev["layers"].items():
             rows.append([variant, f"{ev['parameters'] / 1e6:.3f}", layer if layer != "0" else "0 (front-end)",
                          fmt(m["l1"], 4), fmt(m["cosine"], 4), fmt(m["probe_r2"], 4)])
-    scale = setup.get("teacher_residual_scale")
-    scaled = "" if scale in (None, 1) else f", residual branches x{scale:g}"
+    steps = setup.get("teacher_pretrain_steps")
+    pretrained = "" if steps is None else f", pretrained {steps} steps"
     init = "from scratch" if setup["from_scratch"] else "initialised from the teacher"
     text = (f"Fidelity on {setup['heldout_files']} held-out files, teacher {setup['teacher']} "
-            f"({setup['teacher_parameters'] / 1e6:.2f}M{scaled}), {setup['steps']} steps of batch {setup['batch_size']} x "
+            f"({setup['teacher_parameters'] / 1e6:.2f}M{pretrained}), {setup['steps']} steps of batch {setup['batch_size']} x "
             f"{setup['crop_samples']} samples, students {init} "
             f"({results['machine']['date']}); evaluated free running.\n\n")
     for layer, m in results["copy_teacher_layer0"]["layers"].items():

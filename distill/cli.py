@@ -18,6 +18,8 @@ from typing import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("distill.commands.demo", "the main job: corpus, teacher, both students, KS/IC/SID through s3prl, report"),
     "distill": ("distill.commands.distill", "distil a student from a teacher (YAML config + overrides)"),
+    "pretrain-teacher": ("distill.commands.pretrain_teacher",
+                         "pretrain a small WavLM teacher HuBERT-style on a folder of audio (official WavLM format)"),
     "info": ("distill.commands.info", "print a student's parameter count by part (config or checkpoint)"),
     "make-corpus": ("distill.corpus", "build the offline synthetic mini-SUPERB corpora (espeak-ng)"),
     "superb-sweep": ("distill.superb_sweep", "learning-rate sweep over upstreams x SUPERB tasks with s3prl's runner"),

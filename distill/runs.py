@@ -109,6 +109,13 @@ def latest_checkpoint(output_dir: Path) -> Optional[Path]:
     return found[-1] if found else None
 
 
+def check_new_run(output_dir: Path) -> None:
+    """A run started afresh must not overwrite (and then prune) the checkpoints of an earlier run in its folder."""
+    if latest_checkpoint(output_dir) is not None:
+        raise ValueError(f"{output_dir} already holds the checkpoints of a run; resume it (--resume) or choose another "
+                         "output folder")
+
+
 def save_checkpoint(output_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:
     """checkpoints/step_NNNNNNNN.pt written atomically, then the `latest` pointer; only the newest `keep` stay."""
     folder = output_dir / "checkpoints"

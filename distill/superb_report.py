@@ -1,18 +1,23 @@
-"""`gendistiller superb-report RESULTS.csv [--out DIR] [--runs label=RUN_DIR ...]`: markdown tables and PNG plots.
+"""`gendistiller superb-report RESULTS.csv [--out DIR] [--runs LABEL=RUN_DIR ...] [--teacher LABEL] [--control LABEL]
+[--corpus ROOT] [--fidelity JSON]`: markdown tables and PNG plots.
 
-Writes DIR/superb.md (measured scores with parameter counts, then the published SUPERB rows for context),
-DIR/superb.png (a bar chart per task) and, for distillation runs given with --runs, DIR/distillation.md
-(final loss, L1 and cosine per target layer) and DIR/distillation_loss.png (loss curves).
+Writes DIR/superb.md (measured scores with parameter counts; with --corpus a chance row; with --teacher and
+--control the share of the teacher's margin over the untrained control that each student keeps; then the published
+SUPERB rows for context), DIR/superb.png (a bar chart per task in SUPERB's unit, chance and the control marked)
+and, for distillation runs given with --runs, DIR/distillation.md (final training loss, L1 and cosine per target
+layer; with --fidelity the same measured on held-out audio) and DIR/distillation_loss.png (loss curves).
 """
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Optional
 
 import yaml
 
+from distill.recipes import load_tasks
 from distill.superb_sweep import read_results
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "superb_recipes" / "published.yaml"
@@ -27,27 +32,58 @@ def _matplotlib():
     return plt
 
 
-def _score(value: str, task: str) -> str:
+@dataclass
+class Reference:
+    """Rows the students are read against: chance per task, and which upstreams are the teacher and the
+    random-weight control (the teacher's architecture, untrained)."""
+
+    chance: dict[str, float] = field(default_factory=dict)  # task -> score in s3prl's unit
+    teacher: Optional[str] = None  # upstream label of the teacher
+    control: Optional[str] = None  # upstream label of the control
+
+
+def _scaled(value: float, task: str) -> float:
     """s3prl's logged value in SUPERB's unit (percent for all tasks but QbE)."""
-    from distill.recipes import load_tasks
-
-    return f"{float(value) * load_tasks()[task].scale:.2f}"
+    return value * load_tasks()[task].scale
 
 
-def superb_markdown(rows: list[dict[str, str]]) -> str:
-    tasks = list(dict.fromkeys(row["task"] for row in rows))
+def _ordered_upstreams(rows: list[dict[str, str]], reference: Reference) -> list[str]:
+    """Control, then teacher, then the rest in the order of the results file."""
     upstreams = list(dict.fromkeys(row["upstream"] for row in rows))
+    first = [label for label in (reference.control, reference.teacher) if label in upstreams]
+    return first + [u for u in upstreams if u not in first]
+
+
+def _role(upstream: str, reference: Reference) -> str:
+    return {reference.teacher: f"{upstream} (teacher)", reference.control: f"{upstream} (control: untrained)"}.get(upstream, upstream)
+
+
+def margin_kept(student: float, teacher: float, control: float) -> Optional[float]:
+    """Share of the teacher's margin over the control that a student keeps: (student - control) / (teacher - control).
+    Holds for either metric direction; None when the teacher has no margin."""
+    if teacher == control:
+        return None
+    return (student - control) / (teacher - control)
+
+
+def superb_markdown(rows: list[dict[str, str]], reference: Reference = Reference()) -> str:
+    tasks = list(dict.fromkeys(row["task"] for row in rows))
+    upstreams = _ordered_upstreams(rows, reference)
     by_key = {(row["upstream"], row["task"]): row for row in rows}
     lines = ["## Measured (s3prl runner; best dev learning rate, test score)", "",
              "| upstream | params (M) | " + " | ".join(f"{t.upper()} {by_key_metric(rows, t)}" for t in tasks) + " |",
              "|---|---|" + "---|" * len(tasks)]
+    if reference.chance:
+        cells = [f"{_scaled(reference.chance[t], t):.2f}" if t in reference.chance else "–" for t in tasks]
+        lines.append("| chance (majority class) | – | " + " | ".join(cells) + " |")
     for upstream in upstreams:
         params = next(int(row["params"]) for row in rows if row["upstream"] == upstream)
         cells = []
         for task in tasks:
             row = by_key.get((upstream, task))
-            cells.append(f"{_score(row['test'], task)} (lr {float(row['lr']):g})" if row else "–")
-        lines.append(f"| {upstream} | {params / 1e6:.2f} | " + " | ".join(cells) + " |")
+            cells.append(f"{_scaled(float(row['test']), task):.2f} (lr {float(row['lr']):g})" if row else "–")
+        lines.append(f"| {_role(upstream, reference)} | {params / 1e6:.2f} | " + " | ".join(cells) + " |")
+    lines += _margin_lines(rows, reference, tasks, upstreams, by_key)
     published = yaml.safe_load(PUBLISHED.read_text())
     columns = [t for t in ("pr", "ks", "ic", "sid", "er", "asr", "asv", "sd")]
     lines += ["", "## Published SUPERB rows (full corpora; not comparable with a local mini-SUPERB)", "",
@@ -57,26 +93,67 @@ def superb_markdown(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _margin_lines(rows: list[dict[str, str]], reference: Reference, tasks: list[str], upstreams: list[str],
+                  by_key: dict[tuple[str, str], dict[str, str]]) -> list[str]:
+    if reference.teacher is None or reference.control is None:
+        return []
+    lines = ["", "## Share of the teacher's margin over the control that each student keeps",
+             "", "(student - control) / (teacher - control), test scores; 100% = as good as the teacher, 0% = no better "
+             "than the untrained control", "", "| upstream | " + " | ".join(t.upper() for t in tasks) + " |",
+             "|---|" + "---|" * len(tasks)]
+    for upstream in upstreams:
+        if upstream in (reference.teacher, reference.control):
+            continue
+        cells = []
+        for task in tasks:
+            keys = [(label, task) for label in (upstream, reference.teacher, reference.control)]
+            kept = (margin_kept(*(float(by_key[key]["test"]) for key in keys)) if all(key in by_key for key in keys)
+                    else None)
+            cells.append("–" if kept is None else f"{100 * kept:.0f}%")
+        lines.append(f"| {upstream} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def by_key_metric(rows: list[dict[str, str]], task: str) -> str:
     row = next(r for r in rows if r["task"] == task)
     arrow = "↑" if row["higher_is_better"] in ("True", "true", "1") else "↓"
     return f"{row['metric']}{arrow}"
 
 
-def superb_plot(rows: list[dict[str, str]], path: Path) -> None:
+def superb_plot(rows: list[dict[str, str]], path: Path, reference: Reference = Reference()) -> None:
+    """One panel per task, bars in SUPERB's unit; chance as a dashed line, the control's score as a dotted line."""
     plt = _matplotlib()
     tasks = list(dict.fromkeys(row["task"] for row in rows))
-    upstreams = list(dict.fromkeys(row["upstream"] for row in rows))
-    figure, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.2), squeeze=False)
+    upstreams = _ordered_upstreams(rows, reference)
+    figure, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.6), squeeze=False)
     for axis, task in zip(axes[0], tasks):
         task_rows = {row["upstream"]: row for row in rows if row["task"] == task}
-        values = [float(task_rows[u]["test"]) if u in task_rows else 0.0 for u in upstreams]
-        axis.bar(range(len(upstreams)), values, color=[f"C{i}" for i in range(len(upstreams))])
+        values = [_scaled(float(task_rows[u]["test"]), task) if u in task_rows else 0.0 for u in upstreams]
+        axis.bar(range(len(upstreams)), values, color=[f"C{i}" for i in range(len(upstreams))],
+                 hatch=["//" if u == reference.control else "" for u in upstreams])
         axis.set_xticks(range(len(upstreams)), upstreams, rotation=30, ha="right")
-        axis.set_title(f"{task.upper()} ({by_key_metric(rows, task)})")
+        if task in reference.chance:
+            axis.axhline(_scaled(reference.chance[task], task), color="gray", linestyle="--", label="chance")
+        if reference.control in task_rows:
+            axis.axhline(_scaled(float(task_rows[reference.control]["test"]), task), color="black", linestyle=":",
+                         label="untrained control")
+        unit = "%" if load_tasks()[task].scale == 100 else ""
+        axis.set_title(f"{task.upper()} ({by_key_metric(rows, task)}{', ' + unit if unit else ''})")
+        if task in reference.chance or reference.control in task_rows:
+            axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def fidelity_markdown(fidelity: dict[str, Any]) -> str:
+    """`fidelity`: {student: {"files": N, "layers": {layer: {"l1", "cosine"}}}} (what `heldout_fidelity` measures)."""
+    lines = ["## Fidelity to the teacher on held-out audio (student free running, as at inference)", "",
+             "| student | files | per teacher layer: L1 ↓ / cosine ↑ |", "|---|---|---|"]
+    for label, entry in fidelity.items():
+        cells = "; ".join(f"L{layer}: {m['l1']:.3f} / {m['cosine']:.3f}" for layer, m in entry["layers"].items())
+        lines.append(f"| {label} | {entry['files']} | {cells} |")
+    return "\n".join(lines) + "\n"
 
 
 def _metrics(run_dir: Path) -> list[dict[str, float]]:
@@ -109,16 +186,17 @@ def distillation_plot(runs: dict[str, Path], path: Path) -> None:
     plt.close(figure)
 
 
-def write_report(results: Path, out: Path, runs: dict[str, Path] | None = None) -> list[Path]:
+def write_report(results: Path, out: Path, runs: dict[str, Path] | None = None, reference: Reference = Reference(),
+                 fidelity: dict[str, Any] | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     rows = read_results(results)
     if rows:
-        (out / "superb.md").write_text(superb_markdown(rows))
-        superb_plot(rows, out / "superb.png")
+        (out / "superb.md").write_text(superb_markdown(rows, reference))
+        superb_plot(rows, out / "superb.png", reference)
         written += [out / "superb.md", out / "superb.png"]
     if runs:
-        (out / "distillation.md").write_text(distillation_markdown(runs))
+        (out / "distillation.md").write_text(distillation_markdown(runs) + ("\n" + fidelity_markdown(fidelity) if fidelity else ""))
         distillation_plot(runs, out / "distillation_loss.png")
         written += [out / "distillation.md", out / "distillation_loss.png"]
     return written
@@ -129,15 +207,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("report"))
     parser.add_argument("--runs", nargs="*", default=[], metavar="LABEL=RUN_DIR",
                         help="distillation output folders (with metrics.jsonl) to tabulate and plot")
+    parser.add_argument("--teacher", help="upstream label of the teacher (with --control: margin kept per student)")
+    parser.add_argument("--control", help="upstream label of the untrained control (the teacher's architecture)")
+    parser.add_argument("--corpus", type=Path, help="a `gendistiller make-corpus` root: adds the chance row")
+    parser.add_argument("--fidelity", type=Path, help="held-out fidelity JSON written by `gendistiller demo`")
 
 
 def run(args: argparse.Namespace) -> int:
     runs = dict(_label_path(item) for item in args.runs)
     if not args.results.is_file() and not runs:
         raise FileNotFoundError(f"{args.results}: no results CSV (run `gendistiller superb-sweep` first)")
-    for path in write_report(args.results, args.out, runs):
+    rows = read_results(args.results)
+    reference = Reference(chance_scores({row["task"] for row in rows}, args.corpus) if args.corpus else {},
+                          args.teacher, args.control)
+    fidelity = json.loads(args.fidelity.read_text()) if args.fidelity else None
+    for path in write_report(args.results, args.out, runs, reference, fidelity):
         print(f"[superb-report] wrote {path}")
     return 0
+
+
+def chance_scores(tasks: set[str] | list[str], corpus_root: Path) -> dict[str, float]:
+    """Chance (majority class) of each task with a local stand-in under `corpus_root`."""
+    from distill.chance import chance_score
+
+    all_tasks = load_tasks()
+    scores = {task: chance_score(all_tasks[task], corpus_root) for task in tasks}
+    return {task: score for task, score in scores.items() if score is not None}
 
 
 def _label_path(item: str) -> tuple[str, Path]:

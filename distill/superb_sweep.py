@@ -14,16 +14,19 @@ rerun; a finished (upstream, task) is a CSV row and is skipped. An interrupted t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 from distill.recipes import Task, load_tasks, parse_scores
 
@@ -190,11 +193,14 @@ def evaluate_test(task: Task, run_dir: Path) -> float:
 
 
 def sweep(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: Sequence[float], results: Path, expdir: Path,
-          overrides: Sequence[str] = (), corpus: Optional[Path] = None, test_in_run: bool = False) -> list[dict[str, str]]:
+          overrides: Sequence[str] = (), corpus: Optional[Path] = None, test_in_run: bool = False,
+          task_overrides: Optional[Mapping[str, Sequence[str]]] = None, jobs: int = 1) -> list[dict[str, str]]:
     """Runs every missing (upstream, task); returns all rows of the results CSV. Cross-validated tasks (ER) run
     every fold per learning rate and average the fold scores. Scores are in s3prl's units (see tasks.yaml `scale`).
     `test_in_run` saves one runner process per (upstream, task) and costs a test evaluation at every dev evaluation:
-    worth it for short runs with few evaluations (the embedded demo), not for SUPERB's schedules."""
+    worth it for short runs with few evaluations (the embedded demo), not for SUPERB's schedules.
+    `task_overrides`: extra -o items per task. `jobs`: (upstream, task) pairs run at the same time, each in its own
+    runner process; runs of a task whose expert caches inside the s3prl package never overlap."""
     tasks = load_tasks()
     unknown = [name for name in task_names if name not in tasks]
     if unknown:
@@ -203,27 +209,36 @@ def sweep(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: Sequenc
         _check_sweepable(tasks[name])
     finished = {(row["upstream"], row["task"]) for row in read_results(results)}
     todo = [(u, t) for u in upstreams for t in task_names if (u.label, t) not in finished]
-    for number, (upstream, task_name) in enumerate(todo, start=1):
+    cache_locks = {name: threading.Lock() for name in task_names if tasks[name].s3prl_caches}
+
+    def one(number: int, upstream: Upstream, task_name: str) -> dict[str, object]:
         task = tasks[task_name]
-        base = [*(task.corpus_overrides(corpus) if corpus else []), *overrides]
+        base = [*(task.corpus_overrides(corpus) if corpus else []), *overrides, *(task_overrides or {}).get(task_name, ())]
         folds = list(task.folds) or [None]
 
         def run_dir(lr: float, fold: Optional[str]) -> Path:
             return expdir / upstream.label / task_name / f"lr_{lr:g}" / (fold or "")
 
-        dev_by_lr = {}
-        for lr in lrs:
-            print(f"[superb-sweep] {number}/{len(todo)} {upstream.label} {task_name} lr={lr:g}", flush=True)
-            dev_by_lr[lr] = sum(train_one(upstream, task, lr, run_dir(lr, fold), base + (task.fold_overrides(fold) if fold else []),
-                                          test_in_run) for fold in folds) / len(folds)
-        chosen = task.best_key(dev_by_lr)
-        test = sum(evaluate_test(task, run_dir(chosen, fold)) for fold in folds) / len(folds)
-        append_result(results, {"upstream": upstream.label, "task": task_name, "metric": task.metric,
-                                "higher_is_better": task.higher_is_better, "lr": chosen, "dev": dev_by_lr[chosen],
-                                "test": test, "params": count_parameters(upstream), "ckpt": upstream.ckpt,
-                                "expdir": str(run_dir(chosen, None)), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        with cache_locks.get(task_name) or contextlib.nullcontext():
+            dev_by_lr = {}
+            for lr in lrs:
+                print(f"[superb-sweep] {number}/{len(todo)} {upstream.label} {task_name} lr={lr:g}", flush=True)
+                dev_by_lr[lr] = sum(train_one(upstream, task, lr, run_dir(lr, fold),
+                                              base + (task.fold_overrides(fold) if fold else []), test_in_run)
+                                    for fold in folds) / len(folds)
+            chosen = task.best_key(dev_by_lr)
+            test = sum(evaluate_test(task, run_dir(chosen, fold)) for fold in folds) / len(folds)
         print(f"[superb-sweep] {upstream.label} {task_name}: lr {chosen:g}, dev {dev_by_lr[chosen]:.4f}, "
               f"test {task.metric} {test:.4f}", flush=True)
+        return {"upstream": upstream.label, "task": task_name, "metric": task.metric,
+                "higher_is_better": task.higher_is_better, "lr": chosen, "dev": dev_by_lr[chosen], "test": test,
+                "params": count_parameters(upstream), "ckpt": upstream.ckpt, "expdir": str(run_dir(chosen, None)),
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # threads wait on runner processes
+        futures = [pool.submit(one, number, upstream, task_name) for number, (upstream, task_name) in enumerate(todo, 1)]
+        for future in as_completed(futures):
+            append_result(results, future.result())  # this thread alone writes the CSV
     return read_results(results)
 
 
@@ -238,6 +253,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", type=Path, help="a `gendistiller make-corpus` root: point the tasks at its data")
     parser.add_argument("--test-in-run", action="store_true",
                         help="evaluate test beside dev during training and take it at the best-dev step (short runs)")
+    parser.add_argument("--jobs", type=int, default=1, help="runner processes at the same time (default 1)")
     parser.add_argument("-o", "--override", action="append", default=[],
                         help="extra s3prl override for every run, e.g. config.runner.total_steps=2000 (repeatable)")
 
@@ -245,7 +261,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     rows = sweep([parse_upstream(s) for s in args.upstreams.split(",")], args.tasks.split(","),
                  [float(lr) for lr in args.lrs.split(",")], args.results, args.expdir, args.override, args.corpus,
-                 args.test_in_run)
+                 args.test_in_run, jobs=args.jobs)
     print(f"[superb-sweep] {len(rows)} results in {args.results}")
     return 0
 

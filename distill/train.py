@@ -27,7 +27,7 @@ from distill.encoder import normalize_waveforms
 from distill.loss import DistillLoss, compute_loss
 from distill.models import Student, StudentConfig, build_student
 from distill.models.checkpoint import CHECKPOINT_FORMAT, read_student_checkpoint
-from distill.runs import (MetricsLog, latest_checkpoint, lr_factor, pick_device, read_config, resolve_autocast_dtype, rng_state,
+from distill.runs import (MetricsLog, check_new_run, latest_checkpoint, lr_factor, pick_device, read_config, resolve_autocast_dtype, rng_state,
                           save_checkpoint, set_rng_state)
 from distill.teachers import CheckpointTeacher, Teacher, TeacherOutput, load_teacher
 
@@ -225,7 +225,9 @@ def train(config: DistillConfig, resume: bool = False) -> Path:
     autocast_dtype = resolve_autocast_dtype(config.run.precision, device)
 
     checkpoint = None
-    if resume:
+    if not resume:
+        check_new_run(output_dir)
+    else:
         found = latest_checkpoint(output_dir)
         if found is None:
             raise FileNotFoundError(f"--resume: no checkpoint in {output_dir / 'checkpoints'}")

@@ -73,10 +73,15 @@ def test_fidelity_cli(tmp_path, tiny_wavlm_path):
     heldout = write_tone_corpus(tmp_path / "heldout", num_files=4, seed=2)
     out = tmp_path / "out"
     run_module("benchmarks.fidelity", "--teacher", str(tiny_wavlm_path), "--train", str(train_dir), "--heldout", str(heldout),
-               "--steps", "3", "--batch-size", "2", "--crop-samples", "16000", "--threads", "1", "--out", str(out))
+               "--steps", "3", "--batch-size", "2", "--crop-samples", "16000", "--threads", "1", "--out", str(out),
+               "--variants", "gendistiller", "distilhubert", "gendistiller-narrow-fe", "gendistiller-v0")
     data = json.loads((out / "fidelity.json").read_text())
     assert data["setup"]["target_layers"] == [2, 3, 4] and data["setup"]["heldout_files"] == 4
-    assert set(data["variants"]) == {"gendistiller", "distilhubert", "gendistiller-narrow-fe"}
+    assert set(data["variants"]) == {"gendistiller", "distilhubert", "gendistiller-narrow-fe", "gendistiller-v0"}
+    from distill.models.checkpoint import read_student_checkpoint
+
+    ablation = read_student_checkpoint(data["variants"]["gendistiller-v0"]["checkpoint"])["config"]["student"]
+    assert ablation["output_projection_groups"] == [0, 0, 0] and ablation["output_norm"] is False
     for name, ev in data["variants"].items():
         assert set(ev["layers"]) == {"0", "2", "3", "4"}, name
         for layer, m in ev["layers"].items():

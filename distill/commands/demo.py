@@ -2,30 +2,37 @@
 
 Embedded default (offline, under 20 minutes on 2 CPU cores):
   1. build the local mini-SUPERB corpus with espeak-ng (LibriSpeech, Speech Commands, Fluent Commands, VoxCeleb1 layouts);
-  2. write a small WavLM teacher checkpoint in the official format (random weights: no weights can be downloaded);
+  2. pretrain a small WavLM teacher on the LibriSpeech-layout part, HuBERT-style (`gendistiller pretrain-teacher`; no
+     weights can be downloaded), written in the official format, beside its untrained initialisation (the control);
   3. distil GenDistiller and the DistilHuBERT baseline from it on the LibriSpeech-layout corpus;
-  4. run KS, IC and SID with s3prl's runner for student, baseline and teacher;
-  5. write report/: markdown tables (parameters, accuracy, distillation loss per layer) and PNG plots.
+  4. run KS, IC and SID with s3prl's runner for student, baseline, teacher and the untrained control;
+  5. write report/: markdown tables (parameters; accuracy beside chance and the control; the share of the teacher's
+     margin each student keeps; distillation loss and held-out fidelity per layer) and PNG plots.
 Paper scale: `gendistiller demo --teacher WavLM-Base+.pt --librispeech DIR --superb-data DIR` distils with the
 shipped paper configs (200k steps) and sweeps the downstream learning rate; DIR for --superb-data holds
-speech_commands/{train,test}, fluent_commands and voxceleb1 in the layouts of superb_recipes/README.md.
+speech_commands/{train,test}, fluent_commands and voxceleb1 in the layouts of superb_recipes/README.md. No control
+is trained at paper scale (the report then has no margin table).
 Every stage is resumable: rerunning the command continues where it stopped.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from distill.models.checkpoint import read_student_checkpoint
-from distill.train import latest_checkpoint, load_config, train
+from distill.runs import latest_checkpoint
+from distill.train import load_config, train
 
 TASKS = ("ks", "ic", "sid")
 STUDENTS = ("gendistiller", "distilhubert")
-# Smaller downstream batches and SID crops for the embedded default, so nine s3prl runs fit the 2-core time budget.
+TEACHER_LABEL, CONTROL_LABEL = "wavlm", "wavlm-untrained"
+# Smaller downstream batches and SID crops for the embedded default, so the s3prl runs fit the 2-core time budget.
 LOCAL_OVERRIDES = {
     "ks": ["config.downstream_expert.datarc.batch_size=16"],
     "ic": ["config.downstream_expert.datarc.train_batch_size=8", "config.downstream_expert.datarc.eval_batch_size=16"],
@@ -39,9 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/demo"), help="corpus, teacher, runs and sweeps go here")
     parser.add_argument("--report", type=Path, default=Path("report"), help="where the report is written")
     parser.add_argument("--size", default="default", choices=("tiny", "small", "default"), help="local corpus size")
+    parser.add_argument("--pretrain-steps", type=int, default=1000, help="teacher pretraining steps (embedded default)")
     parser.add_argument("--distill-steps", type=int, default=400, help="distillation steps per student (embedded default)")
-    parser.add_argument("--superb-steps", type=int, default=200, help="downstream training steps per run (embedded default)")
-    parser.add_argument("--lrs", default=None, help="downstream learning rates (default: 1e-3 locally, 1e-2,1e-3,1e-4 at paper scale)")
+    parser.add_argument("--superb-steps", type=int, default=1000, help="downstream training steps per run (embedded default)")
+    parser.add_argument("--lrs", default=None, help="downstream learning rates (default: 1e-2 locally, 1e-2,1e-3,1e-4 at paper scale)")
+    parser.add_argument("--jobs", type=int, default=2, help="s3prl runner processes at the same time (default 2: one per core)")
     parser.add_argument("--teacher", help="a WavLM/HuBERT/wav2vec 2.0 checkpoint: switches to the paper-scale recipe")
     parser.add_argument("--librispeech", type=Path, help="LibriSpeech 960 h root (paper scale)")
     parser.add_argument("--superb-data", type=Path, help="SUPERB data root for KS/IC/SID (paper scale)")
@@ -49,6 +58,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _stage(number: int, text: str) -> None:
     print(f"\n[demo] ({number}/5) {text}", flush=True)
+
+
+def _pretrain_teacher(folder: Path, data: Path, steps: int) -> tuple[Path, Path]:
+    """The embedded teacher, pretrained once on `data` (resumed if interrupted); returns (teacher, untrained control)."""
+    from distill.pretrain import default_run_dir, load_config as pretrain_config, pretrain
+
+    teacher = folder / "wavlm_pretrained.pt"
+    control = default_run_dir(teacher) / "untrained_teacher.pt"
+    if teacher.is_file() and control.is_file():
+        print(f"[demo] teacher: already pretrained ({teacher})")
+        return teacher, control
+    config = pretrain_config("pretrain_tiny_wavlm", [f"data.train={data}", f"optim.total_steps={steps}"])
+    result = pretrain(config, teacher, resume=latest_checkpoint(default_run_dir(teacher)) is not None)
+    return result.teacher, result.untrained
 
 
 def _distill(kind: str, paper_scale: bool, teacher: str, data: Path, out: Path, steps: int) -> Path:
@@ -65,11 +88,29 @@ def _distill(kind: str, paper_scale: bool, teacher: str, data: Path, out: Path, 
     return train(config, resume=last is not None)
 
 
+def _heldout_fidelity(students: dict[str, Path], teacher: str, heldout: list[Path], cache: Path) -> dict[str, object]:
+    """Per student and target layer, L1 and cosine against the teacher on held-out audio (kept in `cache`)."""
+    from distill.fidelity import audio_files, heldout_fidelity
+    from distill.models.checkpoint import load_student
+    from distill.teachers import load_teacher
+
+    keys = {label: str(path) for label, path in students.items()}
+    if cache.is_file() and json.loads(cache.read_text()).get("checkpoints") == keys:
+        return json.loads(cache.read_text())["students"]
+    files = audio_files(heldout)
+    reference = load_teacher(teacher)
+    measured = {}
+    for label, path in students.items():
+        layers = heldout_fidelity(load_student(path)[0], reference, files)
+        measured[label] = {"files": len(files), "layers": {str(layer): asdict(m) for layer, m in layers.items()}}
+    cache.write_text(json.dumps({"checkpoints": keys, "students": measured}, indent=1))
+    return measured
+
+
 def run(args: argparse.Namespace) -> int:
     from distill.corpus import build_corpus
-    from distill.superb_report import write_report
+    from distill.superb_report import Reference, chance_scores, write_report
     from distill.superb_sweep import parse_upstream, sweep
-    from distill.teachers.tiny import write_wavlm_checkpoint
 
     started = time.time()
     paper_scale = args.teacher is not None
@@ -85,36 +126,44 @@ def run(args: argparse.Namespace) -> int:
     _stage(1, "corpus")
     if paper_scale:
         distill_data, superb_root = args.librispeech, args.superb_data
+        heldout = [args.librispeech / "dev-clean"]
     else:
         corpus = build_corpus(work / "corpus", size=args.size)
         distill_data, superb_root = corpus["librispeech"] / "train-clean-100", work / "corpus"
+        heldout = [corpus["librispeech"] / "dev-clean", corpus["librispeech"] / "test-clean"]
 
     _stage(2, "teacher")
-    teacher = Path(args.teacher) if paper_scale else work / "teacher" / "tiny_wavlm.pt"
-    if not paper_scale and not teacher.is_file():
-        write_wavlm_checkpoint(teacher)
-    print(f"[demo] teacher: {teacher}")
+    control = None
+    if paper_scale:
+        teacher = Path(args.teacher)
+    else:
+        teacher, control = _pretrain_teacher(work / "teacher", distill_data, args.pretrain_steps)
+    print(f"[demo] teacher: {teacher}" + (f"; untrained control: {control}" if control else ""))
 
     _stage(3, "distillation")
     students = {kind: _distill(kind, paper_scale, str(teacher), distill_data, work / kind, args.distill_steps)
                 for kind in STUDENTS}
 
     _stage(4, "SUPERB tasks through s3prl: " + ", ".join(TASKS))
-    lrs = [float(lr) for lr in (args.lrs or ("1e-2,1e-3,1e-4" if paper_scale else "1e-3")).split(",")]
+    lrs = [float(lr) for lr in (args.lrs or ("1e-2,1e-3,1e-4" if paper_scale else "1e-2")).split(",")]
     overrides = [] if paper_scale else [f"config.runner.total_steps={args.superb_steps}",
                                         f"config.runner.eval_step={args.superb_steps}",  # one dev evaluation, at the end
                                         f"config.runner.save_step={args.superb_steps}",
                                         f"config.runner.log_step={args.superb_steps // 4}",
                                         "config.downstream_expert.datarc.num_workers=0"]
     upstreams = [parse_upstream(f"{kind}:{path}") for kind, path in students.items()]
-    upstreams.append(parse_upstream(f"wavlm:{teacher}"))
+    upstreams.append(parse_upstream(f"{TEACHER_LABEL}:{teacher}"))
+    if control is not None:
+        upstreams.append(replace(parse_upstream(f"{TEACHER_LABEL}:{control}"), label=CONTROL_LABEL))
     results = work / "superb_results.csv"
-    for task in TASKS:
-        task_overrides = overrides if paper_scale else overrides + LOCAL_OVERRIDES[task]
-        sweep(upstreams, [task], lrs, results, work / "superb", task_overrides, superb_root, test_in_run=not paper_scale)
+    sweep(upstreams, TASKS, lrs, results, work / "superb", overrides, superb_root, test_in_run=not paper_scale,
+          task_overrides=None if paper_scale else LOCAL_OVERRIDES, jobs=args.jobs)
 
     _stage(5, "report")
-    for path in write_report(results, args.report, {kind: work / kind for kind in STUDENTS}):
+    fidelity = _heldout_fidelity(students, str(teacher), heldout, work / "heldout_fidelity.json")
+    reference = Reference(chance={} if paper_scale else chance_scores(TASKS, superb_root), teacher=TEACHER_LABEL,
+                          control=CONTROL_LABEL if control is not None else None)
+    for path in write_report(results, args.report, {kind: work / kind for kind in STUDENTS}, reference, fidelity):
         print(f"[demo] wrote {path}")
     print(f"[demo] done in {time.time() - started:.0f} s")
     return 0

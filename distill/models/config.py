@@ -28,7 +28,14 @@ class StudentConfig:
     share_generator: bool = True  # one G for every step (False: one G per target layer)
     generator_init_layer: int = 1  # teacher layer whose weights initialise G (0 = random init)
     step_embedding: bool = True  # learned embedding of the step k added to the history
-    output_projection: bool = True  # Linear(dim, dim) after G, shared across steps
+    # Which output projection each step uses, numbered from 0, -1 for none; D² parameters each. Default (None):
+    # only the first step, from the front-end output, has one ([0, -1, -1] for three targets). [0, 0, 0] is one
+    # shared by all steps (the first design), [0, 1, 2] one per step. Measured in BENCHMARKS.md §4.
+    output_projection_groups: list[int] | None = None
+    output_norm: bool = True  # a LayerNorm per step on each prediction (the teacher's post-LN layers end in one)
+    # Times G runs at each step ([] = once each): e.g. [2, 1, 1] doubles the depth of the first step (from the
+    # front-end output) at no parameter cost.
+    generator_repeats: list[int] = field(default_factory=list)
     history: str = "scheduled"  # training history: teacher_forcing, free_running, or scheduled (sampling)
     teacher_forcing_start: float = 1.0  # scheduled: probability of teacher history at step 0 ...
     teacher_forcing_end: float = 0.0  # ... decaying linearly to this at the last training step
@@ -47,6 +54,17 @@ class StudentConfig:
             raise ValueError(f"student.target_layers must be teacher layer numbers >= 1, got {self.target_layers}")
         if list(self.target_layers) != sorted(set(self.target_layers)):
             raise ValueError(f"student.target_layers must be increasing, got {self.target_layers}")
+        if self.generator_repeats and (len(self.generator_repeats) != len(self.target_layers)
+                                       or min(self.generator_repeats) < 1):
+            raise ValueError(f"student.generator_repeats must give a count >= 1 for each of the {len(self.target_layers)} "
+                             f"target layers, got {self.generator_repeats}")
+        if self.output_projection_groups is None:
+            self.output_projection_groups = [0] + [-1] * (len(self.target_layers) - 1)
+        groups = self.output_projection_groups
+        used = sorted({group for group in groups if group >= 0})
+        if len(groups) != len(self.target_layers) or used != list(range(len(used))):
+            raise ValueError(f"student.output_projection_groups must number the projection of each of the "
+                             f"{len(self.target_layers)} target layers as 0, 1, ... without gaps, got {groups}")
         if self.cnn_grad_mult < 0:
             raise ValueError(f"student.cnn_grad_mult must be >= 0, got {self.cnn_grad_mult}")
         if self.front_end_channels < 0:

@@ -122,9 +122,11 @@ def _plain_layer(geometry: SSLModelConfig, dropout: float) -> EncoderLayer:
 
 
 class GenDistiller(Student):
-    """Generates the K target layers one after another: ĥ_k = Out(h_{k-1} + G(h_{k-1} + e_k)).
+    """Generates the K target layers one after another: ĥ_k = Norm_k(Out_k(h_{k-1} + G(h_{k-1} + e_k))).
 
-    h_0 is the front-end output; during training h_{k-1} for k > 1 is the teacher's layer (teacher forcing)
+    G is one transformer block shared by all steps (run `generator_repeats[k]` times at step k), e_k a learned step
+    embedding, Out_k a linear projection (by default the first step has its own, the later steps share one) and
+    Norm_k a per-step LayerNorm. h_0 is the front-end output; during training h_{k-1} for k > 1 is the teacher's layer (teacher forcing)
     or ĥ_{k-1} (free running), chosen per step by `use_teacher`; inference is always free running. With
     `attention_2d`, G attends over the frames of every earlier layer h_0..h_{k-1} (causal across layers,
     bidirectional in time) instead of h_{k-1} alone.
@@ -141,11 +143,9 @@ class GenDistiller(Student):
         self.step_embedding = nn.Embedding(num_steps, geometry.dim) if config.step_embedding else None
         if self.step_embedding is not None:
             nn.init.normal_(self.step_embedding.weight, std=0.02)
-        self.output_projection = nn.Linear(geometry.dim, geometry.dim) if config.output_projection else None
-        if self.output_projection is not None:  # starts as the mean of the history and G's output
-            nn.init.eye_(self.output_projection.weight)
-            self.output_projection.weight.data.mul_(0.5)
-            nn.init.zeros_(self.output_projection.bias)
+        self.projection_of_step = config.output_projection_groups or [0] * num_steps  # resolved by StudentConfig
+        self.output_projection = nn.ModuleList(_half_identity(geometry.dim) for _ in range(max(self.projection_of_step) + 1))
+        self.output_norm = nn.ModuleList(nn.LayerNorm(geometry.dim) for _ in range(num_steps)) if config.output_norm else None
 
     def init_from_teacher(self, teacher: SSLModel) -> None:
         super().init_from_teacher(teacher)
@@ -171,12 +171,15 @@ class GenDistiller(Student):
             context = torch.cat([self._embed_step(h, j) for j, h in enumerate(history)], dim=1)
             if key_padding is not None:
                 context_padding = key_padding.repeat(1, len(history))
-        for layer in block:
-            x, _ = layer(x, context_padding, None, context)
-            context = None  # deeper layers of G attend over its own output
-            context_padding = key_padding
+        for _ in range(self.config.generator_repeats[step] if self.config.generator_repeats else 1):
+            for layer in block:
+                x, _ = layer(x, context_padding, None, context)
+                context = None  # deeper layers of G attend over its own output
+                context_padding = key_padding
         y = previous + x
-        return self.output_projection(y) if self.output_projection is not None else y
+        if self.projection_of_step[step] >= 0:
+            y = self.output_projection[self.projection_of_step[step]](y)
+        return self.output_norm[step](y) if self.output_norm is not None else y
 
     def forward(
         self,
@@ -196,6 +199,15 @@ class GenDistiller(Student):
             history.append(teacher_states[step].to(prediction.dtype) if teacher_next else prediction)  # type: ignore[index]
         h0, *predictions = _zero_padding([h0, *predictions], frame_lengths)
         return StudentOutput([h0] + predictions, predictions, frame_lengths, h0)
+
+
+def _half_identity(dim: int) -> nn.Linear:
+    """Linear(dim, dim) starting as ½·I: the output projection starts as the mean of the history and G's output."""
+    projection = nn.Linear(dim, dim)
+    nn.init.eye_(projection.weight)
+    projection.weight.data.mul_(0.5)
+    nn.init.zeros_(projection.bias)
+    return projection
 
 
 class PredictionHeads(nn.Module):

@@ -1,0 +1,64 @@
+"""How close a student's layers come to its teacher's on held-out audio: per target layer (and layer 0, the
+front-end output), mean L1 and mean cosine similarity over all frames, the student free running as at inference.
+The report of the main job and `benchmarks/fidelity.py` both measure with this.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from distill.audio import read_audio
+from distill.data import AUDIO_SUFFIXES
+from distill.models import Student
+from distill.teachers import Teacher
+
+LayerPairs = dict[int, list[tuple[np.ndarray, np.ndarray]]]  # teacher layer -> (student frames, teacher frames) per file
+
+
+@dataclass
+class LayerFidelity:
+    l1: float  # mean |student - teacher| over frames and channels
+    cosine: float  # mean cosine similarity over frames
+    frames: int
+
+
+def audio_files(folders: Sequence[str | Path], limit: int | None = None) -> list[Path]:
+    """Sorted audio files under `folders`; with `limit`, that many spread evenly over the sorted list."""
+    files = sorted(p for folder in folders for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no .flac or .wav files under {[str(f) for f in folders]}")
+    if limit and limit < len(files):
+        files = [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
+    return files
+
+
+@torch.inference_mode()
+def layer_pairs(student: Student, teacher: Teacher, files: Sequence[Path]) -> LayerPairs:
+    """Student and teacher states of every file, one utterance at a time, for layer 0 and each target layer."""
+    layers = [0, *student.config.target_layers]
+    pairs: LayerPairs = {layer: [] for layer in layers}
+    student.eval()
+    for path in files:
+        wav = torch.from_numpy(read_audio(path))
+        reference = teacher([wav]).hidden_states
+        out = student.infer([wav])
+        for layer, state in zip(layers, [out.layer0, *out.predictions]):
+            pairs[layer].append((state[0].double().numpy(), reference[layer][0].double().numpy()))
+    return pairs
+
+
+def fidelity(pairs: list[tuple[np.ndarray, np.ndarray]]) -> LayerFidelity:
+    student = np.concatenate([s for s, _ in pairs])
+    teacher = np.concatenate([t for _, t in pairs])
+    norms = np.maximum(np.linalg.norm(student, axis=-1) * np.linalg.norm(teacher, axis=-1), 1e-12)
+    cosine = (student * teacher).sum(-1) / norms
+    return LayerFidelity(float(np.abs(student - teacher).mean()), float(cosine.mean()), len(student))
+
+
+def heldout_fidelity(student: Student, teacher: Teacher, files: Sequence[Path]) -> dict[int, LayerFidelity]:
+    """Per teacher layer (0 = front-end output, then the student's target layers)."""
+    return {layer: fidelity(items) for layer, items in layer_pairs(student, teacher, files).items()}
