@@ -15,13 +15,11 @@ Reads top to bottom like `distill/train.py`: config, model, data, units, optimis
 from __future__ import annotations
 
 import math
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
@@ -35,8 +33,8 @@ from distill.configuration import from_dict
 from distill.data import BucketBatchSampler, CorpusIndex, CropDataset, collate, index_corpus
 from distill.encoder import SSLModel
 from distill.export import distiller_rules
-from distill.runs import (MetricsLog, check_new_run, latest_checkpoint, lr_factor, pick_device, read_config, resolve_autocast_dtype,
-                          rng_state, save_checkpoint, set_rng_state)
+from distill.runs import (MetricsLog, adamw_with_schedule, pick_device, read_config, resolve_autocast_dtype, restore,
+                          rng_state, save_checkpoint, start_run)
 from distill.serialization import CheckpointError, read_checkpoint, save_atomically
 from distill.teachers.importers import map_state_dict, wavlm_config_from_checkpoint
 from distill.teachers.tiny import TINY_WAVLM_CFG
@@ -192,6 +190,13 @@ def _check_corpus(source: str) -> CorpusIndex:
     return corpus
 
 
+def _read_pretraining_checkpoint(path: Path) -> dict[str, Any]:
+    checkpoint = read_checkpoint(path)
+    if checkpoint.get("format") != PRETRAIN_FORMAT:
+        raise CheckpointError(f"{path}: not a pretraining checkpoint (format {PRETRAIN_FORMAT!r})")
+    return checkpoint
+
+
 def _fit_or_load_codebook(config: PretrainConfig, corpus: CorpusIndex, run_dir: Path, window: int, hop: int,
                           resume: bool) -> UnitCodebook:
     """k-means units of the corpus, fitted when a run starts and kept in units.pt, which a resumed run reads."""
@@ -214,21 +219,9 @@ def pretrain(config: PretrainConfig, out: str | Path, resume: bool = False) -> P
     device = pick_device(config.run.device)
     autocast_dtype = resolve_autocast_dtype(config.run.precision, device)
 
-    checkpoint = None
-    if not resume:
-        check_new_run(run_dir)
-    else:
-        found = latest_checkpoint(run_dir)
-        if found is None:
-            raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
-        checkpoint = read_checkpoint(found)
-        if checkpoint.get("format") != PRETRAIN_FORMAT:
-            raise CheckpointError(f"{found}: not a pretraining checkpoint (format {PRETRAIN_FORMAT!r})")
+    checkpoint = start_run(run_dir, resume, _read_pretraining_checkpoint, config.run.seed)
+    if checkpoint is not None:
         config.model = checkpoint["config"]["model"]  # architecture from the checkpoint
-
-    random.seed(config.run.seed)
-    np.random.seed(config.run.seed)
-    torch.manual_seed(config.run.seed)
 
     corpus = _check_corpus(config.data.train)
     backbone = SSLModel(wavlm_config_from_checkpoint(config.model))
@@ -240,10 +233,8 @@ def pretrain(config: PretrainConfig, out: str | Path, resume: bool = False) -> P
     if checkpoint is None:
         save_atomically(wavlm_checkpoint(model, config.model), untrained)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas),  # type: ignore[arg-type]
-                                  weight_decay=config.optim.weight_decay)
+    optimizer, scheduler = adamw_with_schedule(model.parameters(), config.optim)
     total_steps = config.optim.total_steps
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, config.optim.warmup_fraction))
     sampler = BucketBatchSampler(corpus.items, config.data.batch_size, config.data.crop_samples, config.run.seed,
                                  bucket_batches=config.data.bucket_batches)
     loader = DataLoader(CropDataset(corpus.items, config.data.crop_samples), batch_sampler=sampler, collate_fn=collate,
@@ -251,11 +242,7 @@ def pretrain(config: PretrainConfig, out: str | Path, resume: bool = False) -> P
 
     step, epoch, batch_in_epoch = 0, 0, 0
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        step, epoch, batch_in_epoch = checkpoint["step"], checkpoint["epoch"], checkpoint["batch_in_epoch"]
-        set_rng_state(checkpoint["rng"])
+        step, epoch, batch_in_epoch = restore(checkpoint, "model", model, optimizer, scheduler)
 
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

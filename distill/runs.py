@@ -9,7 +9,7 @@ import math
 import os
 import random
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -109,11 +109,39 @@ def latest_checkpoint(output_dir: Path) -> Optional[Path]:
     return found[-1] if found else None
 
 
-def check_new_run(output_dir: Path) -> None:
-    """A run started afresh must not overwrite (and then prune) the checkpoints of an earlier run in its folder."""
-    if latest_checkpoint(output_dir) is not None:
-        raise ValueError(f"{output_dir} already holds the checkpoints of a run; resume it (--resume) or choose another "
-                         "output folder")
+def start_run(output_dir: Path, resume: bool, read: Callable[[Path], dict[str, Any]], seed: int) -> Optional[dict[str, Any]]:
+    """Seeds every RNG; returns the newest checkpoint (read with `read`) when resuming, else None. A run started
+    afresh must not overwrite (and then prune) the checkpoints of an earlier run in its folder."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    found = latest_checkpoint(output_dir)
+    if not resume:
+        if found is not None:
+            raise ValueError(f"{output_dir} already holds the checkpoints of a run; resume it (--resume) or choose "
+                             "another output folder")
+        return None
+    if found is None:
+        raise FileNotFoundError(f"--resume: no checkpoint in {output_dir / 'checkpoints'}")
+    return read(found)
+
+
+def adamw_with_schedule(parameters: Iterable[torch.nn.Parameter], optim: Any) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW and the warm-up/decay schedule from an optim config section (lr, betas, weight_decay, total_steps,
+    warmup_fraction)."""
+    optimizer = torch.optim.AdamW(list(parameters), lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, optim.total_steps, optim.warmup_fraction))
+    return optimizer, scheduler
+
+
+def restore(checkpoint: dict[str, Any], weights_key: str, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            scheduler: Any) -> tuple[int, int, int]:
+    """Loads weights, optimizer, schedule and RNG state from a checkpoint; returns (step, epoch, batch_in_epoch)."""
+    module.load_state_dict(checkpoint[weights_key])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    set_rng_state(checkpoint["rng"])
+    return checkpoint["step"], checkpoint["epoch"], checkpoint["batch_in_epoch"]
 
 
 def save_checkpoint(output_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
@@ -27,8 +26,8 @@ from distill.encoder import normalize_waveforms
 from distill.loss import DistillLoss, compute_loss
 from distill.models import Student, StudentConfig, build_student
 from distill.models.checkpoint import CHECKPOINT_FORMAT, read_student_checkpoint
-from distill.runs import (MetricsLog, check_new_run, latest_checkpoint, lr_factor, pick_device, read_config, resolve_autocast_dtype, rng_state,
-                          save_checkpoint, set_rng_state)
+from distill.runs import (MetricsLog, adamw_with_schedule, pick_device, read_config, resolve_autocast_dtype, restore,
+                          rng_state, save_checkpoint, start_run)
 from distill.teachers import CheckpointTeacher, Teacher, TeacherOutput, load_teacher
 
 
@@ -224,19 +223,9 @@ def train(config: DistillConfig, resume: bool = False) -> Path:
         torch.cuda.set_device(device)
     autocast_dtype = resolve_autocast_dtype(config.run.precision, device)
 
-    checkpoint = None
-    if not resume:
-        check_new_run(output_dir)
-    else:
-        found = latest_checkpoint(output_dir)
-        if found is None:
-            raise FileNotFoundError(f"--resume: no checkpoint in {output_dir / 'checkpoints'}")
-        checkpoint = read_student_checkpoint(found)
+    checkpoint = start_run(output_dir, resume, read_student_checkpoint, config.run.seed)
+    if checkpoint is not None:
         config.student = from_dict(StudentConfig, checkpoint["config"]["student"], "student")  # architecture from the checkpoint
-
-    random.seed(config.run.seed)
-    np.random.seed(config.run.seed)
-    torch.manual_seed(config.run.seed)
 
     teacher = load_teacher(config.teacher, device)
     if checkpoint is not None and checkpoint["teacher"]["num_parameters"] != teacher.num_parameters():
@@ -247,10 +236,8 @@ def train(config: DistillConfig, resume: bool = False) -> Path:
     if env.world_size > 1:
         model = DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
 
-    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=config.optim.lr,
-                                  betas=tuple(config.optim.betas), weight_decay=config.optim.weight_decay)  # type: ignore[arg-type]
+    optimizer, scheduler = adamw_with_schedule((p for p in student.parameters() if p.requires_grad), config.optim)
     total_steps = config.optim.total_steps
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, config.optim.warmup_fraction))
 
     corpus = index_corpus(config.data.train)
     sampler = BucketBatchSampler(corpus.items, config.data.batch_size, config.data.crop_samples, config.run.seed,
@@ -261,11 +248,7 @@ def train(config: DistillConfig, resume: bool = False) -> Path:
 
     step, epoch, batch_in_epoch = 0, 0, 0
     if checkpoint is not None:
-        student.load_state_dict(checkpoint["student"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        step, epoch, batch_in_epoch = checkpoint["step"], checkpoint["epoch"], checkpoint["batch_in_epoch"]
-        set_rng_state(checkpoint["rng"])
+        step, epoch, batch_in_epoch = restore(checkpoint, "student", student, optimizer, scheduler)
 
     metrics: Optional[MetricsLog] = None
     if env.is_main:

@@ -58,6 +58,22 @@ def trained_student(tmp_path_factory, teacher: Path, kind: str) -> Path:
     return path
 
 
+def killed_after_first_checkpoint(monkeypatch, run) -> None:
+    """Runs `run()` with the process 'killed' (KeyboardInterrupt) right after its first checkpoint is written."""
+    import distill.runs
+
+    real_save = distill.runs.save_atomically
+
+    def save_then_crash(obj, path):
+        real_save(obj, path)
+        raise KeyboardInterrupt("killed after the first checkpoint")
+
+    monkeypatch.setattr(distill.runs, "save_atomically", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.undo()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_thread():
     """Tiny tensors on a 2-core machine: a second OpenMP thread mostly waits for the first."""

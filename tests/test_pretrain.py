@@ -13,7 +13,7 @@ from distill.pretrain import default_run_dir, load_config, pretrain, span_mask
 from distill.runs import latest_checkpoint
 from distill.teachers import load_teacher
 from distill.units import UnitCodebook, mfcc_features
-from tests.conftest import random_waveforms, write_tone_corpus
+from tests.conftest import killed_after_first_checkpoint, random_waveforms, write_tone_corpus
 
 # A smaller WavLM than the demo's, so a CPU test run takes seconds; the structure is the same (gated relative bias).
 SMALL = ["model.conv_feature_layers='[(32,10,5)] + [(32,3,2)] * 4 + [(32,2,2)] * 2'", "model.encoder_layers=2",
@@ -81,21 +81,10 @@ def test_trained_weights_differ_from_the_control(pretrained):
 
 def test_resume_is_exact(tmp_path, corpus, monkeypatch):
     """Killed right after its step-4 checkpoint and resumed to 8: the same teacher as an uninterrupted 8-step run."""
-    import distill.runs
-
     common = ["optim.total_steps=8", "run.checkpoint_every=4", "run.log_every=1"]
     straight = pretrain(config(corpus, *common), tmp_path / "straight.pt").teacher
-    real_save = distill.runs.save_atomically
-
-    def save_then_crash(obj, path):
-        real_save(obj, path)
-        raise KeyboardInterrupt("killed after the first checkpoint")
-
     stopped = tmp_path / "resumed.pt"
-    monkeypatch.setattr(distill.runs, "save_atomically", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(config(corpus, *common), stopped)
-    monkeypatch.undo()
+    killed_after_first_checkpoint(monkeypatch, lambda: pretrain(config(corpus, *common), stopped))
     assert torch.load(latest_checkpoint(default_run_dir(stopped)), weights_only=False)["step"] == 4
     resumed = pretrain(config(corpus, *common), stopped, resume=True).teacher
     a, b = torch.load(straight, weights_only=True)["model"], torch.load(resumed, weights_only=True)["model"]

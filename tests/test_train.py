@@ -12,8 +12,9 @@ import torch
 
 from distill.loss import loss_floor
 from distill.models.checkpoint import load_student, read_student_checkpoint
-from distill.train import latest_checkpoint, load_config, train
-from tests.conftest import write_tone_corpus
+from distill.runs import latest_checkpoint
+from distill.train import load_config, train
+from tests.conftest import killed_after_first_checkpoint, write_tone_corpus
 
 
 @pytest.fixture(scope="module")
@@ -52,23 +53,12 @@ def test_loss_drops_by_half(tmp_path, tiny_wavlm_path, corpus, kind):
 
 def test_resume_is_exact(tmp_path, tiny_wavlm_path, corpus, monkeypatch):
     """A run killed right after its step-4 checkpoint, resumed to step 8, equals an uninterrupted 8-step run."""
-    import distill.runs
-
     common = ["optim.total_steps=8", "run.checkpoint_every=4", "run.log_every=1", "student.dropout=0.1",
               "student.history=scheduled"]
     straight = train(tiny_config("gendistiller", tiny_wavlm_path, corpus, tmp_path / "straight", *common))
-
-    real_save = distill.runs.save_atomically
-
-    def save_then_crash(obj, path):
-        real_save(obj, path)
-        raise KeyboardInterrupt("killed after the first checkpoint")
-
     resumed_out = tmp_path / "resumed"
-    monkeypatch.setattr(distill.runs, "save_atomically", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_config("gendistiller", tiny_wavlm_path, corpus, resumed_out, *common))
-    monkeypatch.undo()
+    killed_after_first_checkpoint(monkeypatch, lambda: train(tiny_config("gendistiller", tiny_wavlm_path, corpus,
+                                                                         resumed_out, *common)))
     assert read_student_checkpoint(latest_checkpoint(resumed_out))["step"] == 4
     resumed = train(tiny_config("gendistiller", tiny_wavlm_path, corpus, resumed_out, *common), resume=True)
     a, b = read_student_checkpoint(straight)["student"], read_student_checkpoint(resumed)["student"]
