@@ -154,13 +154,18 @@ class FeatureExtractor(nn.Module):
 class FeatureProjection(nn.Module):
     """LayerNorm over CNN channels, then Linear to the model width (WavLM/HuBERT `layer_norm` + `post_extract_proj`).
 
-    `layer_norm=False` gives DistilHuBERT's front-end, which projects the CNN output directly.
+    `layer_norm=False` gives DistilHuBERT's front-end, which projects the CNN output directly. `project`: whether
+    there is a Linear; None = only when the widths differ (fairseq); transformers' models always have one.
     """
 
-    def __init__(self, in_features: int, out_features: int, layer_norm: bool = True):
+    def __init__(self, in_features: int, out_features: int, layer_norm: bool = True, project: Optional[bool] = None):
         super().__init__()
+        if project is None:
+            project = in_features != out_features
+        if not project and in_features != out_features:
+            raise ValueError(f"a front-end without projection needs equal widths, got {in_features} -> {out_features}")
         self.layer_norm = nn.LayerNorm(in_features) if layer_norm else None
-        self.projection = nn.Linear(in_features, out_features) if in_features != out_features else None
+        self.projection = nn.Linear(in_features, out_features) if project else None
 
     def forward(self, x: Tensor) -> Tensor:
         if self.layer_norm is not None:

@@ -43,7 +43,9 @@ class SSLModelConfig:
     num_buckets: int = 320
     max_distance: int = 800
     gated_relative_position: bool = False  # WavLM gru_rel_pos
+    project_features: bool | None = None  # Linear after the CNN; None: only if widths differ (fairseq; HF: always)
     normalize: bool = False  # layer-normalise each waveform before the CNN (Large models)
+    normalize_eps: float = 1e-5  # variance epsilon of that normalisation (fairseq: 1e-5; HF feature extractors: 1e-7)
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -61,7 +63,7 @@ class SSLModel(nn.Module):
         super().__init__()
         self.config = config
         self.feature_extractor = FeatureExtractor(config.conv_layers, config.extractor_mode, config.conv_bias)
-        self.projection = FeatureProjection(self.feature_extractor.out_channels, config.dim)
+        self.projection = FeatureProjection(self.feature_extractor.out_channels, config.dim, project=config.project_features)
         relative = RelativePositionBias(config.num_buckets, config.max_distance, config.num_heads) if config.relative_position else None
         layers = [
             build_encoder_layer(
@@ -79,9 +81,7 @@ class SSLModel(nn.Module):
 
     def front_end(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Padded waveforms (B, samples) -> projected CNN features (B, frames, dim) and frame lengths."""
-        if self.config.normalize:
-            waveforms = normalize_waveforms(waveforms, lengths)
-        features, frame_lengths = self.feature_extractor(waveforms, lengths)
+        features, frame_lengths = self.feature_extractor(model_input(self.config, waveforms, lengths), lengths)
         return self.projection(features), frame_lengths
 
     def forward(self, waveforms: Tensor, lengths: Tensor, num_layers: int | None = None) -> tuple[list[Tensor], Tensor]:
@@ -90,12 +90,15 @@ class SSLModel(nn.Module):
         return self.encoder(features, frame_lengths, num_layers), frame_lengths
 
 
-def normalize_waveforms(waveforms: Tensor, lengths: Tensor) -> Tensor:
-    """Zero mean, unit variance per utterance over its valid samples (fairseq's `normalize` / F.layer_norm)."""
+def model_input(config: SSLModelConfig, waveforms: Tensor, lengths: Tensor) -> Tensor:
+    """What the CNN sees: the waveforms, normalised to zero mean and unit variance per utterance over its valid
+    samples where the model was trained so (`normalize`: fairseq's F.layer_norm, HF's feature extractor)."""
+    if not config.normalize:
+        return waveforms
     out = torch.zeros_like(waveforms)
     for i, length in enumerate(lengths.tolist()):
         wav = waveforms[i, :length]
-        out[i, :length] = nn.functional.layer_norm(wav, wav.shape)
+        out[i, :length] = nn.functional.layer_norm(wav, wav.shape, eps=config.normalize_eps)
     return out
 
 

@@ -6,6 +6,7 @@ Single process, or `torchrun --nproc_per_node N -m distill.cli distill ...` (DDP
 """
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -20,15 +21,17 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from distill.components import conv_output_lengths
 from distill.configuration import from_dict
 from distill.data import BucketBatchSampler, CropDataset, collate, index_corpus
-from distill.encoder import normalize_waveforms
+from distill.encoder import model_input
 from distill.loss import DistillLoss, compute_loss
 from distill.models import Student, StudentConfig, build_student
 from distill.models.checkpoint import CHECKPOINT_FORMAT, read_student_checkpoint
 from distill.runs import (MetricsLog, adamw_with_schedule, pick_device, read_config, resolve_autocast_dtype, restore,
                           rng_state, save_checkpoint, start_run)
 from distill.teachers import CheckpointTeacher, Teacher, TeacherOutput, load_teacher
+from distill.teachers.base import align_to_student, check_hop
 
 
 
@@ -136,14 +139,21 @@ def prepare_student(config: DistillConfig, teacher: Teacher) -> Student:
     """The student config takes the teacher's geometry; weights are copied from the teacher where configured."""
     student_config = config.student
     if max(student_config.target_layers) > teacher.num_layers:
-        raise ValueError(f"student.target_layers {student_config.target_layers} exceed the teacher's {teacher.num_layers} layers")
+        raise ValueError(f"student.target_layers {student_config.target_layers} ask for layers the teacher {teacher.spec} "
+                         f"lacks: it has {teacher.num_layers}; choose target layers from 1 to {teacher.num_layers}")
     if isinstance(teacher, CheckpointTeacher):
         geometry = teacher.model.config.to_dict()
         geometry.update(relative_position=False, gated_relative_position=False)  # student layers use plain attention
         student_config.geometry = geometry
     elif student_config.init_from_teacher:
-        raise ValueError(f"student.init_from_teacher needs a checkpoint teacher; {teacher.spec} is an s3prl upstream "
-                         "(set student.init_from_teacher=false)")
+        raise ValueError(f"student.init_from_teacher needs a checkpoint teacher (WavLM, fairseq or HF); {teacher.spec} "
+                         "is not one: set student.init_from_teacher=false and give student.geometry")
+    width = student_config.geometry_config().dim
+    if width != teacher.dim:
+        raise ValueError(f"the student is {width} wide but the teacher {teacher.spec} is {teacher.dim} wide; the "
+                         f"students predict the teacher's states as they are: set the width to {teacher.dim} "
+                         "(student.geometry's dim)")
+    check_hop(teacher, math.prod(stride for _, _, stride in student_config.front_end_conv_layers()))
     student = build_student(StudentConfig(**student_config.to_dict()))
     if student_config.init_from_teacher:
         student.init_from_teacher(teacher.model)  # type: ignore[union-attr]
@@ -176,6 +186,7 @@ def train_step(model: torch.nn.Module, student: Student, teacher: Teacher, optim
     """
     target_layers = config.student.target_layers
     device_type = waveforms.device.type
+    student_lengths = conv_output_lengths(lengths, config.student.front_end_conv_layers())
     with torch.autocast(device_type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
         cnn_features = None
         with torch.no_grad():
@@ -186,18 +197,17 @@ def train_step(model: torch.nn.Module, student: Student, teacher: Teacher, optim
                 teacher_out = TeacherOutput(hidden_states, cnn_features[1])
             else:
                 teacher_out = teacher.forward_padded(waveforms, lengths, num_layers=max(target_layers))
+        teacher_out = align_to_student(teacher_out, student_lengths, int(student_lengths.max()))
         targets = [teacher_out.hidden_states[layer] for layer in target_layers]
         out = model(waveforms, lengths, targets, use_teacher, cnn_features=cnn_features)
-    if not torch.equal(out.lengths, teacher_out.lengths):
-        raise RuntimeError(f"student frames {out.lengths.tolist()} differ from teacher frames {teacher_out.lengths.tolist()}")
-    total_frames = out.lengths.sum().float()
+    total_frames = teacher_out.lengths.sum().float()
     if world_size > 1:  # normalise by the global frame count so DDP's gradient mean equals one big batch
         dist.all_reduce(total_frames)
         total_frames = total_frames / world_size
     predictions, layers = list(out.predictions), list(target_layers)
     if config.student.layer0_loss:
         predictions, targets, layers = [out.layer0] + predictions, [teacher_out.hidden_states[0]] + targets, [0] + layers
-    losses = compute_loss(predictions, targets, out.lengths, config.optim.cosine_weight, total_frames)
+    losses = compute_loss(predictions, targets, teacher_out.lengths, config.optim.cosine_weight, total_frames)
 
     optimizer.zero_grad(set_to_none=True)
     losses.total.backward()
@@ -209,13 +219,12 @@ def train_step(model: torch.nn.Module, student: Student, teacher: Teacher, optim
 def _teacher_cnn(teacher: Teacher, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The teacher's CNN output (B, T, C) and frame lengths (the first half of `SSLModel.front_end`)."""
     model = teacher.model  # type: ignore[attr-defined]
-    if model.config.normalize:
-        waveforms = normalize_waveforms(waveforms, lengths)
-    return model.feature_extractor(waveforms, lengths)
+    return model.feature_extractor(model_input(model.config, waveforms, lengths), lengths)
 
 
-def train(config: DistillConfig, resume: bool = False) -> Path:
-    """Runs distillation; returns the path of the last checkpoint."""
+def train(config: DistillConfig, resume: bool = False, teacher: Optional[Teacher] = None) -> Path:
+    """Runs distillation; returns the path of the last checkpoint. `teacher`: a teacher built in Python (e.g.
+    `ModuleTeacher(my_model)`) instead of the one `config.teacher` names."""
     output_dir = Path(config.run.output_dir)
     device = pick_device(config.run.device, int(os.environ.get("LOCAL_RANK", 0)))
     env = setup_distributed(device.type)
@@ -227,7 +236,8 @@ def train(config: DistillConfig, resume: bool = False) -> Path:
     if checkpoint is not None:
         config.student = from_dict(StudentConfig, checkpoint["config"]["student"], "student")  # architecture from the checkpoint
 
-    teacher = load_teacher(config.teacher, device)
+    teacher = load_teacher(config.teacher, device) if teacher is None else teacher.to(device)
+    config.teacher = teacher.spec
     if checkpoint is not None and checkpoint["teacher"]["num_parameters"] != teacher.num_parameters():
         raise ValueError(f"--resume: the checkpoint was distilled from {checkpoint['teacher']['spec']}, "
                          f"which differs from the configured teacher {config.teacher}")

@@ -23,7 +23,7 @@ from distill.components import (
     scale_gradient,
     valid_mask,
 )
-from distill.encoder import SSLModel, SSLModelConfig, normalize_waveforms
+from distill.encoder import SSLModel, SSLModelConfig, model_input
 from distill.models.config import StudentConfig
 
 
@@ -44,7 +44,8 @@ class Student(nn.Module):
         geometry = config.geometry_config()
         self.geometry = geometry
         self.feature_extractor = FeatureExtractor(config.front_end_conv_layers(), geometry.extractor_mode, geometry.conv_bias)
-        self.projection = FeatureProjection(self.feature_extractor.out_channels, geometry.dim, layer_norm=feature_layer_norm)
+        self.projection = FeatureProjection(self.feature_extractor.out_channels, geometry.dim, layer_norm=feature_layer_norm,
+                                            project=geometry.project_features if not config.front_end_channels else None)
         pos_conv = ConvPositionalEmbedding(geometry.dim, geometry.conv_pos, geometry.conv_pos_groups)
         self.encoder = Encoder(pos_conv, encoder_layers, geometry.dim, geometry.layer_norm_first)
 
@@ -59,8 +60,7 @@ class Student(nn.Module):
                                  f"got cnn_grad_mult={self.config.cnn_grad_mult}")
             features, frame_lengths = cnn_features
             return self.projection(features), frame_lengths
-        if self.geometry.normalize:
-            waveforms = normalize_waveforms(waveforms, lengths)
+        waveforms = model_input(self.geometry, waveforms, lengths)
         mult = self.config.cnn_grad_mult
         if mult == 0:
             with torch.no_grad():

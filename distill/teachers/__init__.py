@@ -1,9 +1,12 @@
 """Teachers: `load_teacher(spec)` returns a frozen, eval-mode model whose `forward(wavs)` gives every hidden state.
 
 Spec forms:
-- `PATH`: an official WavLM checkpoint or a fairseq HuBERT / wav2vec 2.0 checkpoint (family detected);
-- `wavlm:PATH`, `hubert:PATH`, `wav2vec2:PATH`: the same, insisting on that family;
-- `s3prl:NAME` or `s3prl:NAME:CKPT`: any s3prl upstream, through its `hidden_states`.
+- `PATH`: an official WavLM checkpoint, a fairseq HuBERT / wav2vec 2.0 checkpoint, or a HuggingFace `save_pretrained`
+  folder (config.json) of a WavLMModel / HubertModel / Wav2Vec2Model (format and family detected);
+- `wavlm:PATH`, `hubert:PATH`, `wav2vec2:PATH`: a checkpoint file, insisting on that family; `hf:DIR`: a HF folder;
+- `s3prl:NAME` or `s3prl:NAME:CKPT`: any s3prl upstream, through its `hidden_states`;
+- `module:package.module:factory`: the nn.Module that `factory()` returns (see `ModuleTeacher` for its contract).
+From Python, `ModuleTeacher(model)` wraps a model directly (pass it to `distill.train.train(config, teacher=...)`).
 """
 from __future__ import annotations
 
@@ -13,19 +16,19 @@ import torch
 
 from distill.encoder import SSLModel, SSLModelConfig
 from distill.serialization import CheckpointError
-from distill.teachers.base import Teacher, TeacherOutput
-from distill.teachers.checkpoint import CheckpointTeacher, load_checkpoint_teacher
+from distill.teachers.base import FrameAlignmentError, Teacher, TeacherOutput
+from distill.teachers.checkpoint import CheckpointTeacher, load_checkpoint_teacher, load_hf_teacher
+from distill.teachers.module_teacher import ModuleTeacher, imported_teacher, s3prl_teacher
 
-__all__ = ["load_teacher", "Teacher", "TeacherOutput", "CheckpointTeacher", "CheckpointError", "SSLModel", "SSLModelConfig"]
+__all__ = ["load_teacher", "Teacher", "TeacherOutput", "CheckpointTeacher", "ModuleTeacher", "CheckpointError",
+           "FrameAlignmentError", "SSLModel", "SSLModelConfig"]
 
 
 def _s3prl(rest: str) -> Teacher:
-    from distill.teachers.s3prl_teacher import S3PRLTeacher
-
     name, _, ckpt = rest.partition(":")
     if not name:
         raise ValueError("s3prl teacher spec needs an upstream name: 's3prl:NAME' or 's3prl:NAME:CKPT'")
-    return S3PRLTeacher(f"s3prl:{rest}", name, ckpt or None)
+    return s3prl_teacher(name, ckpt or None)
 
 
 # spec prefix -> loader for the rest of the spec. An explicit table; a bare path is auto-detected.
@@ -33,7 +36,9 @@ _LOADERS: dict[str, Callable[[str], Teacher]] = {
     "wavlm": lambda path: load_checkpoint_teacher(path, "wavlm"),
     "hubert": lambda path: load_checkpoint_teacher(path, "hubert"),
     "wav2vec2": lambda path: load_checkpoint_teacher(path, "wav2vec2"),
+    "hf": load_hf_teacher,
     "s3prl": _s3prl,
+    "module": imported_teacher,
 }
 
 

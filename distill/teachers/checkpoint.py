@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
@@ -24,6 +25,7 @@ class CheckpointTeacher(Teacher):
         self.family = model.config.family
         self.num_layers = model.config.num_layers
         self.dim = model.config.dim
+        self.downsample_rate = math.prod(stride for _, _, stride in model.config.conv_layers)
         self.source_parameters = source_parameters  # parameters as the original class counts them (incl. pre-training-only ones)
         self.freeze()
 
@@ -56,8 +58,21 @@ def detect_family(checkpoint: dict[str, Any]) -> str:
                           "checkpoint (`cfg` + `model`) or a fairseq HuBERT/wav2vec 2.0 checkpoint")
 
 
+def load_hf_teacher(folder: str | Path) -> CheckpointTeacher:
+    """A HuggingFace `save_pretrained` folder of a WavLMModel, HubertModel or Wav2Vec2Model."""
+    from distill.teachers.huggingface import import_hf_folder, is_hf_folder
+
+    if not is_hf_folder(folder):
+        raise CheckpointError(f"{folder}: not a HuggingFace model folder (expected a directory with config.json)")
+    model, source_parameters = import_hf_folder(folder)
+    return CheckpointTeacher(f"hf:{folder}", model, source_parameters)
+
+
 def load_checkpoint_teacher(path: str | Path, expected_family: Optional[str] = None) -> CheckpointTeacher:
+    """A teacher checkpoint file, or a HuggingFace folder (recognised by its config.json)."""
     path = Path(path)
+    if expected_family is None and path.is_dir() and (path / "config.json").is_file():
+        return load_hf_teacher(path)
     checkpoint = read_checkpoint(path)
     try:
         family = detect_family(checkpoint)

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from distill.components import parse_conv_layers
 from distill.encoder import SSLModel, SSLModelConfig
+from distill.serialization import CheckpointError
 
 # (pattern, replacement); replacement None = drop (pre-training-only weights). First match wins.
 _RENAME_RULES: tuple[tuple[str, str | None], ...] = (
@@ -52,15 +53,18 @@ def map_state_dict(
                     mapped[re.sub(pattern, replacement, key)] = value
                 break
         else:
-            raise KeyError(f"{source}: unknown weight {key!r}; this importer does not know how to map it")
+            raise CheckpointError(f"{source}: unknown weight {key!r}; this importer does not know how to map it")
     return mapped
 
 
-def _build_and_load(config: SSLModelConfig, foreign: Mapping[str, Tensor], source: str) -> SSLModel:
+def build_and_load(config: SSLModelConfig, foreign: Mapping[str, Tensor], source: str,
+                   rules: Sequence[tuple[str, str | None]] = _RENAME_RULES) -> SSLModel:
+    """Our model for `config` with the foreign weights renamed by `rules`; every weight of the model must be given."""
     model = SSLModel(config)
-    result = model.load_state_dict(map_state_dict(foreign, source), strict=False)
+    result = model.load_state_dict(map_state_dict(foreign, source, rules), strict=False)
     if result.missing_keys or result.unexpected_keys:
-        raise KeyError(f"{source}: weights do not fit the model: missing {result.missing_keys[:8]}, unexpected {result.unexpected_keys[:8]}")
+        raise CheckpointError(f"{source}: weights do not fit the model: missing {result.missing_keys[:8]}, "
+                              f"unexpected {result.unexpected_keys[:8]}")
     return model
 
 
@@ -103,7 +107,7 @@ def wavlm_config_from_checkpoint(cfg: Mapping[str, Any]) -> SSLModelConfig:
 
 def import_wavlm(checkpoint: Mapping[str, Any], source: str = "WavLM checkpoint") -> SSLModel:
     """An official WavLM checkpoint (dict with `cfg` and `model`) -> our model with its weights."""
-    return _build_and_load(wavlm_config_from_checkpoint(checkpoint["cfg"]), checkpoint["model"], source)
+    return build_and_load(wavlm_config_from_checkpoint(checkpoint["cfg"]), checkpoint["model"], source)
 
 
 def import_fairseq_model(model: Any, task_normalize: bool, source: str = "fairseq checkpoint", model_cfg: Any = None) -> SSLModel:
@@ -121,4 +125,4 @@ def import_fairseq_model(model: Any, task_normalize: bool, source: str = "fairse
     cfg_dict = {key: cfg[key] for key in cfg.keys()} if hasattr(cfg, "keys") else dict(vars(cfg))
     _check_supported(cfg_dict, source)
     config = _common_config(families[name], cfg_dict, task_normalize)
-    return _build_and_load(config, model.state_dict(), source)
+    return build_and_load(config, model.state_dict(), source)
