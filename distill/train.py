@@ -138,9 +138,6 @@ def teacher_history(config: StudentConfig, step: int, total_steps: int, seed: in
 def prepare_student(config: DistillConfig, teacher: Teacher) -> Student:
     """The student config takes the teacher's geometry; weights are copied from the teacher where configured."""
     student_config = config.student
-    if max(student_config.target_layers) > teacher.num_layers:
-        raise ValueError(f"student.target_layers {student_config.target_layers} ask for layers the teacher {teacher.spec} "
-                         f"lacks: it has {teacher.num_layers}; choose target layers from 1 to {teacher.num_layers}")
     if isinstance(teacher, CheckpointTeacher):
         geometry = teacher.model.config.to_dict()
         geometry.update(relative_position=False, gated_relative_position=False)  # student layers use plain attention
@@ -148,12 +145,15 @@ def prepare_student(config: DistillConfig, teacher: Teacher) -> Student:
     elif student_config.init_from_teacher:
         raise ValueError(f"student.init_from_teacher needs a checkpoint teacher (WavLM, fairseq or HF); {teacher.spec} "
                          "is not one: set student.init_from_teacher=false and give student.geometry")
+    check_hop(teacher, math.prod(stride for _, _, stride in student_config.front_end_conv_layers()))
+    if max(student_config.target_layers) > teacher.num_layers:
+        raise ValueError(f"student.target_layers {student_config.target_layers} ask for layers the teacher {teacher.spec} "
+                         f"lacks: it has {teacher.num_layers}; choose target layers from 1 to {teacher.num_layers}")
     width = student_config.geometry_config().dim
     if width != teacher.dim:
         raise ValueError(f"the student is {width} wide but the teacher {teacher.spec} is {teacher.dim} wide; the "
                          f"students predict the teacher's states as they are: set the width to {teacher.dim} "
                          "(student.geometry's dim)")
-    check_hop(teacher, math.prod(stride for _, _, stride in student_config.front_end_conv_layers()))
     student = build_student(StudentConfig(**student_config.to_dict()))
     if student_config.init_from_teacher:
         student.init_from_teacher(teacher.model)  # type: ignore[union-attr]

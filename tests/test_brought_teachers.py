@@ -150,7 +150,10 @@ def _distill_cli(tmp_path: Path, teacher: str, data: Path, *extra: str) -> int:
 def test_s3prl_upstream_teacher_on_mixed_lengths(tmp_path, tiny_wavlm_path, mixed_lengths):
     """The issue's command: s3prl's own wavlm_local counts round(samples / 320) frames, one more than the student's
     CNN on a 2 s crop; the frames are aligned and it trains."""
-    assert _distill_cli(tmp_path, f"s3prl:wavlm_local:{tiny_wavlm_path}", mixed_lengths, TINY_GEOMETRY) == 0
+    spec = f"s3prl:wavlm_local:{tiny_wavlm_path}"
+    # s3prl's rule, round(samples / 320) capped at the batch's frames, against the CNN's 1 + (samples - 400) // 320:
+    assert load_teacher(spec)(random_waveforms([32000, 20200])).lengths.tolist() == [99, 63]  # the student: [99, 62]
+    assert _distill_cli(tmp_path, spec, mixed_lengths, TINY_GEOMETRY) == 0
     assert (tmp_path / "run" / "checkpoints" / "step_00000002.pt").is_file()
 
 
@@ -204,6 +207,7 @@ def test_custom_module_teacher_from_python(tmp_path, mixed_lengths):
 @pytest.mark.parametrize("teacher, extra, message", [
     ("module:tests.test_brought_teachers:make_160_hop_teacher", ["student.target_layers=[1,2]"],
      "gives a frame every 160 samples, the student every 320"),
+    ("s3prl:fbank", [], "the teacher s3prl:fbank gives a frame every 160 samples, the student every 320"),
     ("module:tests.test_brought_teachers:make_toy_teacher", ["student.target_layers=[2,3]"],
      "ask for layers the teacher module:tests.test_brought_teachers:make_toy_teacher lacks: it has 2"),
     ("module:tests.test_brought_teachers:make_toy_teacher",
