@@ -17,6 +17,7 @@ setup(
         "soundfile",
         "tensorboardX",
     ],
-    extras_require={"s3prl": ["s3prl==0.4.18"], "fairseq": ["fairseq-fixed==0.12.3.1"]},
+    extras_require={"s3prl": ["s3prl==0.4.18"], "fairseq": ["fairseq-fixed==0.12.3.1"], "pretrain": ["scikit-learn"],
+                    "onnx": ["onnx", "onnxruntime"]},
     entry_points={"console_scripts": ["gendistiller=distill.cli:main"]},
 )

@@ -35,6 +35,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$deps_hash" ]; then
   # pandas, librosa, editdistance, h5py, dtw-python and sox: imported by s3prl's SUPERB experts (IC, SID, PR/ASR, SD, QbE, ASV)
   "${PIP[@]}" s3prl==0.4.18 soundfile tensorboardX tensorboard "huggingface_hub<1" "transformers<5" \
     pyyaml tqdm matplotlib pytest pandas librosa editdistance h5py dtw-python sox
+  # scikit-learn: k-means units for teacher pretraining; onnx + onnxruntime: ONNX export, int8 and the torch-free runtime
+  "${PIP[@]}" scikit-learn==1.9.1 onnx==1.23.2 onnxruntime==1.32.0
   # catalyst is imported by s3prl's KS expert; its pinned deps clash with ours, so install it alone.
   "${PIP[@]}" --no-deps catalyst==22.4
   "${PIP[@]}" hydra-slayer
@@ -48,7 +50,7 @@ fi
 step "check imports"
 check_log=$(mktemp)
 if ! "$VENV/bin/python" - >"$check_log" 2>&1 <<'PY'
-import torch, torchaudio, s3prl.hub, fairseq, catalyst, soundfile, tensorboardX, distill, gendistiller_upstream
+import torch, torchaudio, s3prl.hub, fairseq, catalyst, soundfile, tensorboardX, sklearn, onnx, onnxruntime, distill, gendistiller_upstream
 print(f"torch {torch.__version__}, torchaudio {torchaudio.__version__}, fairseq {fairseq.__version__}: ok")
 PY
 then

@@ -63,7 +63,16 @@ class _ScaleGradient(torch.autograd.Function):
 
 def scale_gradient(x: Tensor, scale: float) -> Tensor:
     """Identity forward; multiplies the gradient by `scale` (fairseq's GradMultiply)."""
-    return x if scale == 1.0 else _ScaleGradient.apply(x, scale)
+    return x if scale == 1.0 or not x.requires_grad else _ScaleGradient.apply(x, scale)
+
+
+def masked_standardize(x: Tensor, mask: Tensor, eps: float) -> Tensor:
+    """(x - mean) / sqrt(var + eps) over the last axis, statistics from the positions where `mask` (same rank,
+    broadcastable, 0/1) is 1; zero where it is 0. The loop-free form of per-utterance normalisation."""
+    count = mask.sum(-1, keepdim=True).clamp(min=1.0)
+    mean = (x * mask).sum(-1, keepdim=True) / count
+    variance = (((x - mean) * mask) ** 2).sum(-1, keepdim=True) / count
+    return (x - mean) / torch.sqrt(variance + eps) * mask
 
 
 class MaskedGroupNorm(nn.GroupNorm):
@@ -72,12 +81,15 @@ class MaskedGroupNorm(nn.GroupNorm):
     fairseq's `Fp32GroupNorm(dim, dim)` in the first CNN layer normalises over the whole padded tensor, which
     makes a padded batch differ from the same utterances run alone. Here each utterance is normalised over its
     own valid frames with the fused kernel, so it gives the same numbers as alone, and autograd keeps only the
-    valid samples (a masked form kept three full-size fp32 tensors). Padded frames come out as zeros.
+    valid samples (a masked form kept three full-size fp32 tensors). Padded frames come out as zeros. An ONNX export
+    records the masked form, which needs no loop over the batch (same statistics).
     """
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:  # type: ignore[override]
         if self.num_groups != self.num_channels:
             raise ValueError("MaskedGroupNorm supports groups == channels only")
+        if torch.onnx.is_in_onnx_export():
+            return self._masked(x, lengths)
         frames = x.shape[-1]
         weight, bias = self.weight.float(), self.bias.float()
         pieces = []
@@ -89,6 +101,11 @@ class MaskedGroupNorm(nn.GroupNorm):
                 valid = F.group_norm(valid, self.num_groups, weight, bias, self.eps)
             pieces.append(F.pad(valid, (0, frames - length)) if length < frames else valid)
         return (pieces[0] if len(pieces) == 1 else torch.cat(pieces)).to(x.dtype)
+
+    def _masked(self, x: Tensor, lengths: Tensor) -> Tensor:
+        mask = valid_mask(lengths, x.shape[-1])[:, None, :].to(torch.float32)
+        normed = masked_standardize(x.float(), mask, self.eps) * self.weight.float()[:, None] + self.bias.float()[:, None]
+        return (normed * mask).to(x.dtype)
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -342,7 +359,8 @@ class Encoder(nn.Module):
     def embed(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         """Zero padded frames, add the positional conv, normalise. Returns (layer-0 state, key padding mask)."""
         valid = valid_mask(lengths, x.shape[1])
-        key_padding = None if bool(valid.all()) else ~valid
+        # An exported graph keeps the mask for every batch (a data-dependent branch would be frozen at export).
+        key_padding = None if not torch.onnx.is_in_onnx_export() and bool(valid.all()) else ~valid
         x = self.pos_conv(x * valid[..., None].to(x.dtype))
         if not self.layer_norm_first:
             x = self.layer_norm(x)

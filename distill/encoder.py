@@ -21,6 +21,8 @@ from distill.components import (
     FeatureProjection,
     RelativePositionBias,
     build_encoder_layer,
+    masked_standardize,
+    valid_mask,
 )
 
 FAMILIES = ("wavlm", "hubert", "wav2vec2")
@@ -95,6 +97,8 @@ def model_input(config: SSLModelConfig, waveforms: Tensor, lengths: Tensor) -> T
     samples where the model was trained so (`normalize`: fairseq's F.layer_norm, HF's feature extractor)."""
     if not config.normalize:
         return waveforms
+    if torch.onnx.is_in_onnx_export():  # the same statistics without a loop over the batch
+        return masked_standardize(waveforms, valid_mask(lengths, waveforms.shape[1]).to(waveforms.dtype), config.normalize_eps)
     out = torch.zeros_like(waveforms)
     for i, length in enumerate(lengths.tolist()):
         wav = waveforms[i, :length]

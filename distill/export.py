@@ -19,7 +19,6 @@ from distill.teachers.importers import map_state_dict
 from distill.models.checkpoint import read_student_checkpoint
 from distill.serialization import save_atomically
 
-FORMATS = ("s3prl-distiller",)
 
 
 class ExportError(ValueError):
