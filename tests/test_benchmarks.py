@@ -52,20 +52,25 @@ def test_train_throughput_cli(tmp_path):
 
 def test_inference_cli(tmp_path):
     run_module("benchmarks.inference", "--device", "cpu", "--geometry", "tiny", "--seconds", "1", "--repeats", "1",
-               "--threads", "1", "--narrow-channels", "16", "--out", str(tmp_path))
+               "--threads", "1", "--batch-sizes", "1", "2", "--narrow-channels", "16", "--out", str(tmp_path))
     data = json.loads((tmp_path / "inference_cpu.json").read_text())
-    models = data["models"]
+    assert [(s["threads"], s["batch"]) for s in data["settings"]] == [(1, 1), (1, 2)]
+    onnx = {f"onnx-{kind}-{q}" for kind in ("gendistiller", "distilhubert") for q in ("fp32", "int8", "int8-cnn")}
+    models = data["settings"][0]["models"]
     expected = {"gendistiller", "distilhubert", "gendistiller-narrow-fe-16", "wavlm-teacher", "s3prl-wavlm",
-                "s3prl-distilhubert", "cnn-teacher", "cnn-narrow-16"}
+                "s3prl-distilhubert", "cnn-teacher", "cnn-narrow-16"} | onnx
     assert set(models) == expected
+    assert set(data["settings"][1]["models"]) == {"gendistiller", "distilhubert", "s3prl-distilhubert"} | onnx
     for name, row in models.items():
         assert finite(row["latency_s_median"]) and row["latency_s_median"] > 0, name
         assert row["parameters"] > 0
     assert models["distilhubert"]["ratio_vs_distilhubert"] == 1.0
+    assert models["onnx-gendistiller-int8"]["parameters"] == models["gendistiller"]["parameters"]
     assert models["cnn-narrow-16"]["parameters"] < models["cnn-teacher"]["parameters"]
     assert models["s3prl-wavlm"]["parameters"] - models["wavlm-teacher"]["parameters"] == 96  # + its mask embedding
     assert "not applicable" in data["targets"]["gendistiller_le_1.1x_baseline_cpu"]  # tiny geometry, 1 s
-    assert "| gendistiller-narrow-fe-16 |" in (tmp_path / "inference_cpu.md").read_text()
+    assert "not applicable" in data["targets"]["onnx_int8_le_0.5x_pytorch_gendistiller_cpu"]
+    assert "| onnx-gendistiller-int8 | 1 | 2 |" in (tmp_path / "inference_cpu.md").read_text()
 
 
 def test_fidelity_cli(tmp_path, tiny_wavlm_path):
@@ -153,3 +158,17 @@ def test_layer0_loss_adds_a_term_for_the_front_end(tiny_wavlm_path):
     result, _ = _one_step(tiny_wavlm_path, front_end_channels=16, cnn_grad_mult=1.0, layer0_loss=True)
     assert result.layers == [0, 2, 3, 4] and len(result.losses.per_layer) == 4
     assert math.isfinite(result.losses.total.item())
+
+
+def test_deploy_cli(tmp_path, gendistiller_ckpt, distilhubert_ckpt):
+    audio = write_tone_corpus(tmp_path / "audio", num_files=3, seed=5)
+    out = tmp_path / "out"
+    run_module("benchmarks.deploy", "--checkpoints", f"gendistiller={gendistiller_ckpt}", f"distilhubert={distilhubert_ckpt}",
+               "--heldout", str(audio), "--calibration", str(audio), "--max-files", "2", "--threads", "1", "--out", str(out))
+    data = json.loads((out / "deploy.json").read_text())
+    assert set(data["students"]) == {"gendistiller", "distilhubert"}
+    for student in data["students"].values():
+        assert max(student["fp32_max_abs_error"]) < 1e-4
+        assert set(student["cosine_to_fp32"]) == {"int8", "int8-cnn"}
+        assert all(-1.0 <= c <= 1.0 for c in student["cosine_to_fp32"]["int8"])
+    assert data["target"].split(":")[0] in ("met", "not met") and "| gendistiller | 0 |" in (out / "deploy.md").read_text()
