@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 import math
 import sys
 from pathlib import Path
@@ -37,7 +38,7 @@ import torch
 
 from benchmarks.common import count_parameters, fmt, machine_info, markdown_table, pick_device, set_threads, write_outputs
 from distill.audio import read_audio
-from distill.fidelity import audio_files, layer_pairs
+from distill.fidelity import audio_files, fidelity, heldout_fidelity, layer_pairs
 from distill.models.checkpoint import load_student, read_student_checkpoint
 from distill.runs import latest_checkpoint
 from distill.teachers import load_teacher
@@ -136,12 +137,9 @@ def ridge_r2(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_tes
 def layer_metrics(pairs: list[tuple[np.ndarray, np.ndarray]], ridge: float) -> dict[str, Any]:
     """pairs[i] = (student frames, teacher frames) of held-out utterance i; the probe fits on the first half."""
     half = len(pairs) // 2
-    s, t = np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs])
-    cosine = (s * t).sum(-1) / np.maximum(np.linalg.norm(s, axis=-1) * np.linalg.norm(t, axis=-1), 1e-12)
     fit_s, fit_t = np.concatenate([a for a, _ in pairs[:half]]), np.concatenate([b for _, b in pairs[:half]])
     test_s, test_t = np.concatenate([a for a, _ in pairs[half:]]), np.concatenate([b for _, b in pairs[half:]])
-    return {"l1": float(np.abs(s - t).mean()), "cosine": float(cosine.mean()),
-            "probe_r2": ridge_r2(fit_s, fit_t, test_s, test_t, ridge), "frames": int(len(s))}
+    return {**asdict(fidelity(pairs)), "probe_r2": ridge_r2(fit_s, fit_t, test_s, test_t, ridge)}
 
 
 @torch.inference_mode()
@@ -252,6 +250,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                   "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:]))},
         "variants": evaluations,
         "copy_teacher_layer0": copy_baseline(teacher, files, target_layers, args.ridge),
+        "diagnostics": diagnostics(checkpoints, teacher, files, audio_files([train_dir], len(files))),
         "final_training_loss": {v: points[-1][1] for v, points in curves.items()},
         "plot": str(png),
     }
@@ -261,6 +260,22 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     print(markdown)
     print(f"[fidelity] wrote {json_path}, {md_path} and {png}")
     return results
+
+
+def diagnostics(checkpoints: dict[str, Path], teacher, heldout: list[Path], train: list[Path]) -> dict[str, Any]:
+    """Where the error comes from: GenDistiller free running (as at inference) vs teacher forced (each step given the
+    teacher's previous target layer: one step's error alone), and training vs held-out audio (over-fitting)."""
+    found: dict[str, Any] = {}
+    for variant in ("gendistiller", "distilhubert"):
+        if variant not in checkpoints:
+            continue
+        student, _ = load_student(checkpoints[variant])
+        modes = {"heldout_free_running": heldout_fidelity(student, teacher, heldout),
+                 "train_free_running": heldout_fidelity(student, teacher, train)}
+        if variant == "gendistiller":
+            modes["heldout_teacher_forced"] = heldout_fidelity(student, teacher, heldout, teacher_forced=True)
+        found[variant] = {mode: {str(layer): asdict(m) for layer, m in layers.items()} for mode, layers in modes.items()}
+    return found
 
 
 def claim(evaluations: dict[str, Any], target_layers: list[int]) -> dict[str, Any]:
@@ -302,6 +317,13 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{v} {loss:.3f}" for v, loss in results["final_training_loss"].items()) + f"\n\nLoss curves: {results['plot']}\n"
     if results["claim"]:
         text += f"- claim: {results['claim']['status']}\n"
+    if results["diagnostics"]:
+        modes = ("heldout_free_running", "heldout_teacher_forced", "train_free_running")
+        rows = [[variant, layer] + [f"{d[mode][layer]['l1']:.4f} / {d[mode][layer]['cosine']:.4f}" if mode in d else "–"
+                                    for mode in modes]
+                for variant, d in results["diagnostics"].items() for layer in d["heldout_free_running"]]
+        text += "\nWhere the error comes from (L1 / cosine):\n\n" + markdown_table(
+            ["variant", "teacher layer", "held-out, free running", "held-out, teacher forced", "training audio, free running"], rows)
     copied = [m["cosine"] for m in results["copy_teacher_layer0"]["layers"].values()]
     if min(copied) >= 0.99:
         text += (f"- caution: the teacher's layer 0 copied already reaches cosine >= {min(copied):.3f} on every target "

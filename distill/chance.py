@@ -3,6 +3,7 @@ read from the `gendistiller make-corpus` layouts (the test lists s3prl's experts
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Optional
@@ -28,11 +29,18 @@ def _voxceleb1(part: Path) -> Counter:
     return Counter(line.split()[1].split("/")[0] for line in lines if line.startswith("3 "))
 
 
+def _iemocap(part: Path) -> Counter:
+    """ER: the labels of every fold's test session (each session is one fold's test split)."""
+    return Counter(entry["label"] for path in sorted((part / "meta_data").glob("Session*/test_meta_data.json"))
+                   for entry in json.loads(path.read_text())["meta_data"])
+
+
 # make-corpus part -> class counts of its test split.
 _TEST_CLASSES: dict[str, Callable[[Path], Counter]] = {
     "speech_commands": _speech_commands,
     "fluent_commands": _fluent_commands,
     "voxceleb1": _voxceleb1,
+    "iemocap": _iemocap,
 }
 
 

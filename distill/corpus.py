@@ -1,8 +1,8 @@
 """A local mini-SUPERB: deterministic synthetic speech corpora in the real on-disk layouts.
 
-No LibriSpeech, Speech Commands, VoxCeleb1 or Fluent Speech Commands can be downloaded here, so this
-module synthesises small stand-ins with espeak-ng (resampled to 16 kHz mono 16-bit with sox) and writes
-them in exactly the layouts s3prl 0.4.18's own downstream datasets read. A "speaker" is an espeak-ng
+No LibriSpeech, Speech Commands, VoxCeleb1, Fluent Speech Commands, IEMOCAP, SNIPS, LibriMix or QUESST 2014
+can be downloaded here, so this module synthesises small stand-ins with espeak-ng (resampled to 16 kHz mono
+16-bit with sox) and writes them in exactly the layouts s3prl 0.4.18's own downstream datasets read. A "speaker" is an espeak-ng
 English voice + variant (e.g. `en-gb-scotland+f2`) with its own pitch and speaking rate; every clip gets a
 little pitch/rate jitter, random level and a noise floor. Everything is drawn from `numpy` generators
 seeded by `(seed, part)`, so the same seed gives byte-identical files, and building one part alone gives
@@ -41,8 +41,11 @@ voxceleb1        ROOT/voxceleb1/{dev,test}/wav/idNNNNN/VIDEOID/NNNNN.wav + ROOT/
                  last ~10% sit in test/wav like the real verification-test speakers. Each "video" has its own
                  channel (level, noise, filtering); a speaker's last video is its test set, the one before
                  its dev set.
+                 veri_test.txt: verification trials ("1|0 idA/.../n.wav idB/.../n.wav") among the test speakers.
   -d voxceleb1: downstream_expert.datarc.file_path = ROOT/voxceleb1,
       downstream_expert.datarc.meta_data = ROOT/voxceleb1/iden_split.txt.
+  -d sv_voxceleb1 (ASV): downstream_expert.datarc.file_path = ROOT/voxceleb1,
+      downstream_expert.datarc.{train,dev,test}_meta_data = ROOT/voxceleb1/veri_test.txt.
   Caveat (s3prl): SpeakerClassifiDataset caches its file lists in
   site-packages/s3prl/downstream/voxceleb1/.cache/{train,dev,test}.pkl and reuses them whatever
   file_path says: delete that folder after switching corpora or roots.
@@ -53,7 +56,28 @@ fluent_commands  ROOT/fluent_commands/wavs/speakers/SPEAKERID/UUID.wav +
                  Fluent Speech Commands, several phrasings each; valid/test speakers are unseen in train.
   -d fluent_commands: downstream_expert.datarc.file_path = ROOT/fluent_commands.
 
-`s3prl_overrides(paths)` returns these keys as a dict for the runner's `-o` option.
+iemocap          ROOT/iemocap/SessionN/sentences/wav/Ses0N{F,M}_improK/Ses0N{F,M}_improK_{F,M}NNN.wav and
+                 ROOT/iemocap/meta_data/SessionN/{train,test}_meta_data.json ({"labels": {neu, hap, ang, sad},
+                 "meta_data": [{path, label, speaker}]}): fold N tests on session N. Emotions are espeak-ng
+                 speaking styles (pitch, rate, level, pauses between words) of the same kind of sentences.
+  -d emotion: downstream_expert.datarc.root = ROOT/iemocap, downstream_expert.datarc.meta_data = ROOT/iemocap/meta_data.
+
+snips            ROOT/snips/{train,valid,test}/SPEAKER-snips-SPLIT-N.wav (speakers named as the recipe's SNIPS
+                 speakers), all.iob.snips.txt ("UID BOS words EOS<TAB>O tags INTENT", one slot name or O per
+                 word), all-trans.txt, slots.txt and character.txt.
+  -d ctc (SF, snips.yaml): downstream_expert.corpus.path = ROOT/snips,
+      downstream_expert.text.vocab_file = ROOT/snips/character.txt, downstream_expert.text.slots_file = ROOT/snips/slots.txt.
+
+librimix         Two-speaker recordings with overlap: ROOT/librimix/wav/{train,dev,test}/REC.wav and kaldi-style
+                 ROOT/librimix/{train,dev,test}/{wav.scp,segments,utt2spk,spk2utt,reco2dur,rttm}.
+  -d diarization: downstream_expert.loaderrc.{train,dev,test}_dir = ROOT/librimix/{train,dev,test}.
+
+quesst14         QUESST 2014's quesst14Database layout: Audio/ (documents), {dev,eval}_queries/ (single spoken
+                 words), scoring/language_key_{utterances,dev,eval}.lst (all "nnenglish") and
+                 scoring/groundtruth_quesst14_{dev,eval}/quesst14_{dev,eval}.{rttm,ecf.xml,tlist.xml}.
+  -d quesst14_dtw: downstream_expert.datarc.dataset_root = ROOT/quesst14.
+
+`s3prl_overrides(part, path)` returns these keys as a dict for the runner's `-o` option.
 
 Each part folder gets `.gendistiller` when its build starts and `.complete` (size, seed, generator version)
 when it ends: a complete part is skipped, anything else of ours is deleted and rebuilt, and a non-empty
@@ -79,12 +103,13 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-PARTS = ("librispeech", "speech_commands", "voxceleb1", "fluent_commands")
+PARTS = ("librispeech", "speech_commands", "voxceleb1", "fluent_commands", "iemocap", "snips", "librimix", "quesst14")
 SAMPLE_RATE = 16_000
 MARKER = ".complete"  # written last: {"size", "seed", "version"}; a part without it is rebuilt
 OWNER = ".gendistiller"  # written first and kept: marks a folder this module may delete and rebuild
 # Generator version per part: bump a part's when its generated content changes, so old copies of it are rebuilt.
-_VERSIONS = {"librispeech": 1, "speech_commands": 2, "voxceleb1": 1, "fluent_commands": 1}
+_VERSIONS = {"librispeech": 1, "speech_commands": 2, "voxceleb1": 2, "fluent_commands": 1, "iemocap": 1, "snips": 1,
+             "librimix": 1, "quesst14": 1}
 
 
 class CorpusError(RuntimeError):
@@ -102,23 +127,40 @@ SIZES: dict[str, dict[str, dict[str, int]]] = {
         "speech_commands": dict(train_speakers=6, dev_speakers=2, test_speakers=1, takes=1, unknown_words=2,
                                 noises=2, noise_seconds=3),
         # speakers, videos per speaker (last = test, one before = dev, rest = train), utterances per video
-        "voxceleb1": dict(speakers=4, videos=3, utterances=2),
+        # ... and verification trials (veri_test.txt) among the test speakers
+        "voxceleb1": dict(speakers=4, videos=3, utterances=2, trials=8),
         # speakers per split, repetitions of all 31 intents per train speaker, intents per valid/test speaker
         "fluent_commands": dict(train_speakers=1, valid_speakers=1, test_speakers=1, takes=1, eval_intents=8),
+        # utterances per speaker and emotion (5 sessions x 2 speakers x 4 emotions)
+        "iemocap": dict(utterances=1),
+        # speakers per split (of the recipe's), commands per speaker
+        "snips": dict(train_speakers=2, valid_speakers=1, test_speakers=1, utterances=4),
+        # two-speaker recordings: training and per dev/test, and the speakers they are drawn from
+        "librimix": dict(train_mixtures=4, eval_mixtures=2, speakers=4),
+        # documents, queries per split (dev, eval), speakers (the first says the queries)
+        "quesst14": dict(documents=12, queries=3, speakers=3),
     },
     "small": {
         "librispeech": dict(train_speakers=8, eval_speakers=2, chapters=2, utterances=5),
         "speech_commands": dict(train_speakers=16, dev_speakers=3, test_speakers=4, takes=2, unknown_words=10,
                                 noises=4, noise_seconds=10),
-        "voxceleb1": dict(speakers=12, videos=4, utterances=3),
+        "voxceleb1": dict(speakers=12, videos=4, utterances=3, trials=40),
         "fluent_commands": dict(train_speakers=6, valid_speakers=2, test_speakers=2, takes=1, eval_intents=31),
+        "iemocap": dict(utterances=3),
+        "snips": dict(train_speakers=4, valid_speakers=2, test_speakers=2, utterances=10),
+        "librimix": dict(train_mixtures=20, eval_mixtures=5, speakers=8),
+        "quesst14": dict(documents=40, queries=6, speakers=5),
     },
     "default": {
         "librispeech": dict(train_speakers=24, eval_speakers=4, chapters=2, utterances=10),
         "speech_commands": dict(train_speakers=36, dev_speakers=6, test_speakers=8, takes=2, unknown_words=20,
                                 noises=6, noise_seconds=20),
-        "voxceleb1": dict(speakers=40, videos=5, utterances=4),
+        "voxceleb1": dict(speakers=40, videos=5, utterances=4, trials=200),
         "fluent_commands": dict(train_speakers=16, valid_speakers=3, test_speakers=3, takes=2, eval_intents=31),
+        "iemocap": dict(utterances=6),
+        "snips": dict(train_speakers=8, valid_speakers=4, test_speakers=4, utterances=25),
+        "librimix": dict(train_mixtures=60, eval_mixtures=12, speakers=16),
+        "quesst14": dict(documents=100, queries=10, speakers=8),
     },
 }
 
@@ -190,9 +232,10 @@ class Utterance:
     effects: tuple[str, ...] = ()  # sox effects applied before resampling (a "channel")
     length: int | None = None  # fixed length in samples (speech placed at a random offset); None: natural
     pad: tuple[float, float] = (0.05, 0.3)  # silence added on each side (seconds, uniform) when length is None
+    word_gap: int = 0  # espeak-ng -g: extra pause between words, in units of 10 ms
 
     def render(self) -> np.ndarray:
-        speech = _trim(_synthesize(self.text, self.voice, self.pitch, self.rate, self.effects))
+        speech = _trim(_synthesize(self.text, self.voice, self.pitch, self.rate, self.effects, self.word_gap))
         if speech.size == 0:
             raise CorpusError(f"espeak-ng produced silence for {self.text!r} with voice {self.voice}")
         rng = np.random.default_rng(self.seed)
@@ -213,9 +256,10 @@ class Utterance:
         return (wav + noise).astype(np.float32)
 
 
-def _synthesize(text: str, voice: str, pitch: int, rate: int, effects: Sequence[str] = ()) -> np.ndarray:
+def _synthesize(text: str, voice: str, pitch: int, rate: int, effects: Sequence[str] = (), word_gap: int = 0) -> np.ndarray:
     """espeak-ng -> sox -> float32 mono 16 kHz. sox runs with -D (no dither), so the result is repeatable."""
-    espeak = subprocess.run([_tool("espeak-ng", "espeak-ng"), "-v", voice, "-p", str(pitch), "-s", str(rate),
+    gap = ["-g", str(word_gap)] if word_gap else []
+    espeak = subprocess.run([_tool("espeak-ng", "espeak-ng"), "-v", voice, "-p", str(pitch), "-s", str(rate), *gap,
                              "--stdout", text], capture_output=True)
     if espeak.returncode != 0 or len(espeak.stdout) <= 44:
         raise CorpusError(f"espeak-ng failed for voice {voice!r} and text {text!r}: "
@@ -414,7 +458,7 @@ def fluent_intents() -> list[tuple[tuple[str, str, str], tuple[str, ...]]]:
 
 @dataclass
 class _Plan:
-    audio: list[Utterance | Noise] = field(default_factory=list)
+    audio: list[Utterance | Noise | Mixture] = field(default_factory=list)
     files: dict[Path, str] = field(default_factory=dict)  # text files, written before the audio
     finish: Callable[[dict[Path, int]], dict[Path, str]] | None = None  # sample counts -> more text files
 
@@ -535,8 +579,8 @@ def _plan_voxceleb1(part: Path, size: dict[str, int], rng: np.random.Generator) 
     if size["videos"] < 3:
         raise ValueError(f"voxceleb1 needs at least 3 videos per speaker (train, dev, test), got {size['videos']}")
     plan = _Plan()
-    n_test = max(1, size["speakers"] // 10)
-    meta = []
+    n_test = max(2, size["speakers"] // 10)
+    meta, test_files = [], {}
     for i, speaker in enumerate(_draw_speakers(rng, size["speakers"])):
         speaker_id = f"id{10001 + i}"
         subset = "test" if i >= size["speakers"] - n_test else "dev"
@@ -550,8 +594,25 @@ def _plan_voxceleb1(part: Path, size: dict[str, int], rng: np.random.Generator) 
                 utt = speaker.say(rng, part / subset / "wav" / rel, _sentence(rng).lower(), effects=channel)
                 plan.audio.append(replace(utt, peak=level * float(rng.uniform(0.8, 1.0)), snr_db=snr))
                 meta.append(f"{split} {rel}\n")
+                if subset == "test":
+                    test_files.setdefault(speaker_id, []).append(rel)
     plan.files[part / "iden_split.txt"] = "".join(meta)
+    plan.files[part / "veri_test.txt"] = _verification_trials(test_files, size["trials"], rng)
     return plan
+
+
+def _verification_trials(files: dict[str, list[str]], count: int, rng: np.random.Generator) -> str:
+    """VoxCeleb1's veri_test.txt: "1|0 idA/video/n.wav idB/video/n.wav", half target trials (same speaker, other
+    recording), half non-target, drawn from the test speakers."""
+    speakers = sorted(files)
+    lines = []
+    for n in range(count):
+        first = speakers[n % len(speakers)]
+        other = first if n % 2 == 0 else _choice(rng, [s for s in speakers if s != first])
+        a = _choice(rng, files[first])
+        b = _choice(rng, [f for f in files[other] if f != a])
+        lines.append(f"{int(other == first)} {a} {b}\n")
+    return "".join(lines)
 
 
 def _plan_fluent_commands(part: Path, size: dict[str, int], rng: np.random.Generator) -> _Plan:
@@ -579,6 +640,210 @@ def _plan_fluent_commands(part: Path, size: dict[str, int], rng: np.random.Gener
     return plan
 
 
+# IEMOCAP's four SUPERB classes as espeak-ng speaking styles: pitch offset, rate factor, peak level, pause between
+# words (10 ms units). Anger loud and fast, happiness high and lively, sadness low, slow, quiet and halting.
+_EMOTIONS: dict[str, tuple[int, float, float, int]] = {
+    "neu": (0, 1.0, 0.5, 0),
+    "hap": (18, 1.15, 0.7, 0),
+    "ang": (6, 1.3, 0.95, 0),
+    "sad": (-16, 0.72, 0.25, 12),
+}
+
+
+def _plan_iemocap(part: Path, size: dict[str, int], rng: np.random.Generator) -> _Plan:
+    """Five sessions of two speakers (F, M); the same sentences in each emotion's style. meta_data/SessionN holds the
+    fold that tests on session N and trains on the other four, as s3prl's IEMOCAP preprocessing writes it."""
+    plan = _Plan()
+    speakers = iter(_draw_speakers(rng, 10))
+    by_session: dict[int, list[dict[str, str]]] = {}
+    for session in range(1, 6):
+        entries = []
+        for gender in ("F", "M"):
+            speaker = next(speakers)
+            dialog = f"Ses0{session}{gender}_impro0{int(rng.integers(1, 10))}"
+            for n in range(size["utterances"] * len(_EMOTIONS)):
+                emotion = list(_EMOTIONS)[n % len(_EMOTIONS)]
+                pitch, rate, peak, gap = _EMOTIONS[emotion]
+                rel = f"Session{session}/sentences/wav/{dialog}/{dialog}_{gender}{n:03d}.wav"
+                utt = speaker.say(rng, part / rel, _sentence(rng).lower())
+                plan.audio.append(replace(utt, pitch=int(np.clip(utt.pitch + pitch, 0, 99)), rate=int(utt.rate * rate),
+                                          peak=peak * float(rng.uniform(0.9, 1.0)), word_gap=gap))
+                entries.append({"path": rel, "label": emotion, "speaker": f"Ses0{session}{gender}"})
+        by_session[session] = entries
+    labels = {emotion: i for i, emotion in enumerate(_EMOTIONS)}
+    for session in by_session:
+        train = [entry for other, entries in by_session.items() if other != session for entry in entries]
+        for name, entries in (("train", train), ("test", by_session[session])):
+            plan.files[part / "meta_data" / f"Session{session}" / f"{name}_meta_data.json"] = json.dumps(
+                {"labels": labels, "meta_data": entries}, indent=1)
+    return plan
+
+
+# SNIPS-style spoken commands: (intent, template); {slot} fields are filled from _SNIPS_SLOTS and tagged.
+_SNIPS_TEMPLATES = (
+    ("PlayMusic", "PLAY {track} BY {artist}"),
+    ("PlayMusic", "PUT ON SOME {genre} MUSIC"),
+    ("GetWeather", "WHAT IS THE WEATHER IN {city} {timeRange}"),
+    ("GetWeather", "WILL IT RAIN IN {city}"),
+    ("BookRestaurant", "BOOK A TABLE FOR {party_size_number} AT {restaurant_name}"),
+    ("AddToPlaylist", "ADD {track} TO MY {playlist} PLAYLIST"),
+    ("RateBook", "GIVE {object_name} {rating_value} STARS"),
+    ("SearchCreativeWork", "FIND THE MOVIE {object_name}"),
+)
+_SNIPS_SLOTS: dict[str, tuple[str, ...]] = {
+    "track": ("YELLOW SUBMARINE", "BLUE MOON", "RIVER FLOWS", "GOLDEN HOUR"),
+    "artist": ("THE BEATLES", "MILES DAVIS", "NORAH JONES", "DAFT PUNK"),
+    "genre": ("JAZZ", "ROCK", "CLASSICAL", "FOLK"),
+    "city": ("PARIS", "BOSTON", "TOKYO", "BERLIN"),
+    "timeRange": ("TOMORROW", "TONIGHT", "THIS WEEKEND", "NEXT MONDAY"),
+    "party_size_number": ("TWO", "THREE", "FOUR", "SIX"),
+    "restaurant_name": ("THE RED LION", "BLUE GARDEN", "CASA ROSA", "THE OLD MILL"),
+    "playlist": ("WORKOUT", "ROAD TRIP", "DINNER", "FOCUS"),
+    "object_name": ("THE HOBBIT", "DUNE", "EMMA", "THE ODYSSEY"),
+    "rating_value": ("ONE", "THREE", "FOUR", "FIVE"),
+}
+# SNIPS's audio version names its speakers after the Amazon Polly voices; the SF recipe splits them so.
+SNIPS_SPEAKERS = {"train": ("Ivy", "Joanna", "Joey", "Justin", "Kendra", "Kimberly", "Matthew", "Salli"),
+                  "valid": ("Aditi", "Amy", "Geraint", "Nicole"), "test": ("Brian", "Emma", "Raveena", "Russell")}
+
+
+def snips_command(rng: np.random.Generator) -> tuple[str, str]:
+    """(spoken text, SNIPS iob line body "BOS w1 .. wn EOS<TAB>O t1 .. tn INTENT"), a tag per word (slot or O)."""
+    intent, template = _SNIPS_TEMPLATES[int(rng.integers(len(_SNIPS_TEMPLATES)))]
+    words, tags = [], []
+    for token in template.split():
+        if token.startswith("{"):
+            slot = token.strip("{}")
+            value = _choice(rng, _SNIPS_SLOTS[slot]).split()
+            words += value
+            tags += [slot] * len(value)
+        else:
+            words.append(token)
+            tags.append("O")
+    return " ".join(words), f"BOS {' '.join(words)} EOS\tO {' '.join(tags)} {intent}"
+
+
+def _plan_snips(part: Path, size: dict[str, int], rng: np.random.Generator) -> _Plan:
+    plan = _Plan()
+    iob, trans = [], []
+    voices = iter(_draw_speakers(rng, sum(len(names) for names in SNIPS_SPEAKERS.values())))
+    for split, names in SNIPS_SPEAKERS.items():
+        for name in names[: size[f"{split}_speakers"]]:
+            speaker = next(voices)
+            for n in range(size["utterances"]):
+                text, line = snips_command(rng)
+                uid = f"{name}-snips-{split}-{n}"
+                plan.audio.append(speaker.say(rng, part / split / f"{uid}.wav", text.lower()))
+                iob.append(f"{uid} {line}\n")
+                trans.append(f"{uid} {text}\n")
+    plan.files[part / "all.iob.snips.txt"] = "".join(iob)
+    plan.files[part / "all-trans.txt"] = "".join(trans)
+    plan.files[part / "slots.txt"] = "".join(f"{slot}\n" for slot in ("O", *_SNIPS_SLOTS))  # first line: s3prl skips it
+    plan.files[part / "character.txt"] = "".join(f"{c}\n" for c in " ABCDEFGHIJKLMNOPQRSTUVWXYZ'")
+    return plan
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """Two speakers' utterances summed with an overlap (LibriMix-style): rendered parts placed at their offsets."""
+
+    path: Path
+    parts: tuple[tuple[Utterance, float], ...]  # (utterance, start in seconds)
+    seconds: float
+
+    def render(self) -> np.ndarray:
+        wav = np.zeros(int(self.seconds * SAMPLE_RATE), np.float32)
+        for utterance, start in self.parts:
+            speech = utterance.render()
+            begin = int(start * SAMPLE_RATE)
+            wav[begin:begin + speech.size] += speech[: wav.size - begin]
+        return wav
+
+
+def _plan_librimix(part: Path, size: dict[str, int], rng: np.random.Generator) -> _Plan:
+    """Two-speaker recordings with overlap, in the kaldi-style folders s3prl's diarization expert reads: wav.scp,
+    segments, utt2spk, spk2utt, reco2dur and an RTTM of who speaks when. Speech is placed on a 0.1 s grid, with each
+    utterance's length estimated from its text and rate, and rendered with that fixed length."""
+    plan = _Plan()
+    counts = {"train": size["train_mixtures"], "dev": size["eval_mixtures"], "test": size["eval_mixtures"]}
+    speakers = _draw_speakers(rng, size["speakers"])
+    for split, count in counts.items():
+        folder = part / split
+        scp, segments, utt2spk, reco2dur, rttm = [], [], [], [], []
+        spk2utt: dict[str, list[str]] = {}
+        for m in range(count):
+            rec = f"{split}_mix{m:03d}"
+            pair = rng.choice(len(speakers), 2, replace=False)
+            first = float(np.round(rng.uniform(0.2, 0.5), 1))
+            duration = float(np.round(rng.uniform(2.0, 3.0), 1))
+            second = float(np.round(first + duration * rng.uniform(0.5, 0.9), 1))
+            pieces = []
+            for k, (index, start) in enumerate(zip(pair.tolist(), (first, second))):
+                spk = f"spk{index:03d}"
+                seconds = duration if k == 0 else float(np.round(rng.uniform(2.0, 3.0), 1))
+                utt = speakers[index].say(rng, folder / f"{rec}_{k}.wav", _sentence(rng).lower(),
+                                          length=int(seconds * SAMPLE_RATE))
+                pieces.append((utt, start))
+                seg = f"{rec}_{spk}_{k}"
+                segments.append(f"{seg} {rec} {start:.2f} {start + seconds:.2f}\n")
+                utt2spk.append(f"{seg} {spk}\n")
+                spk2utt.setdefault(spk, []).append(seg)
+                rttm.append(f"SPEAKER {rec} 1 {start:.2f} {seconds:.2f} <NA> <NA> {spk} <NA> <NA>\n")
+            total = float(np.round(max(start + utt.length / SAMPLE_RATE for utt, start in pieces) + 0.3, 1))
+            wav_path = (part / "wav" / split / f"{rec}.wav").resolve()
+            plan.audio.append(Mixture(wav_path, tuple(pieces), total))
+            scp.append(f"{rec} {wav_path}\n")
+            reco2dur.append(f"{rec} {total:.2f}\n")
+        plan.files.update({folder / "wav.scp": "".join(scp), folder / "segments": "".join(segments),
+                           folder / "utt2spk": "".join(utt2spk), folder / "reco2dur": "".join(reco2dur),
+                           folder / "rttm": "".join(rttm),
+                           folder / "spk2utt": "".join(f"{s} {' '.join(u)}\n" for s, u in sorted(spk2utt.items()))})
+    return plan
+
+
+# QUESST 2014 stand-in: spoken single-word queries searched in spoken sentences; the words come from the LibriSpeech
+# stand-in's lexicon, so a document contains a query when its sentence contains the word.
+_QUERY_WORDS = ("GARDEN", "RIVER", "FOREST", "WINDOW", "LETTER", "CAPTAIN", "VILLAGE", "SOLDIER", "DOCTOR", "FATHER",
+                "MOTHER", "STRANGE", "GENTLE", "QUIETLY", "MORNING", "EVENING", "HORSE", "KING", "CITY", "WATER")
+
+
+def _plan_quesst14(part: Path, size: dict[str, int], rng: np.random.Generator) -> _Plan:
+    """quesst14Database layout: Audio/ (documents), dev_queries/, eval_queries/, scoring/language_key_*.lst and
+    scoring/groundtruth_quesst14_{dev,eval}/ with the RTTM (LEXEME lines: document, query), ECF (documents) and
+    term list (queries) of the real scoring kit."""
+    plan = _Plan()
+    speakers = _draw_speakers(rng, size["speakers"])
+    words = [word for word in _QUERY_WORDS if word in lexicon()]
+    docs = []
+    for n in range(size["documents"]):
+        text = _sentence(rng)
+        name = f"quesst14_{n + 1:05d}"
+        plan.audio.append(speakers[int(rng.integers(1, len(speakers)))].say(rng, part / "Audio" / f"{name}.wav", text.lower()))
+        docs.append((name, set(text.split())))
+    keys = [f"quesst14Database/Audio/{name}.wav nnenglish\n" for name, _ in docs]
+    plan.files[part / "scoring" / "language_key_utterances.lst"] = "".join(keys)
+    chosen = [words[i] for i in rng.permutation(len(words))[: 2 * size["queries"]].tolist()]
+    for split, query_words in (("dev", chosen[: size["queries"]]), ("eval", chosen[size["queries"]:])):
+        names = [f"quesst14_{split}_{n + 1:04d}" for n in range(len(query_words))]
+        for name, word in zip(names, query_words):
+            plan.audio.append(speakers[0].say(rng, part / f"{split}_queries" / f"{name}.wav", word.lower(), pad=(0.05, 0.1)))
+        plan.files[part / "scoring" / f"language_key_{split}.lst"] = "".join(
+            f"quesst14Database/{split}_queries/{name}.wav nnenglish\n" for name in names)
+        truth = part / "scoring" / f"groundtruth_quesst14_{split}"
+        plan.files[truth / f"quesst14_{split}.rttm"] = "".join(
+            f"LEXEME {doc} 1 0.000 0.000 {name} <NA> <NA> <NA>\n"
+            for name, word in zip(names, query_words) for doc, doc_words in docs if word in doc_words)
+        plan.files[truth / f"quesst14_{split}.ecf.xml"] = (
+            '<ecf source_signal_duration="0" language="english" version="gendistiller">\n' + "".join(
+                f'  <excerpt audio_filename="Audio/{doc}.wav" channel="1" tbeg="0.000" dur="0.000" source_type="splitcts"/>\n'
+                for doc, _ in docs) + "</ecf>\n")
+        plan.files[truth / f"quesst14_{split}.tlist.xml"] = (
+            f'<termlist ecf_filename="quesst14_{split}.ecf.xml" language="english" version="gendistiller">\n' + "".join(
+                f'  <term termid="{name}"><termtext>{word.lower()}</termtext></term>\n'
+                for name, word in zip(names, query_words)) + "</termlist>\n")
+    return plan
+
+
 def _csv(header: list[str], rows: list[list[str]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -592,6 +857,10 @@ _PLANNERS: dict[str, Callable[[Path, dict[str, int], np.random.Generator], _Plan
     "speech_commands": _plan_speech_commands,
     "voxceleb1": _plan_voxceleb1,
     "fluent_commands": _plan_fluent_commands,
+    "iemocap": _plan_iemocap,
+    "snips": _plan_snips,
+    "librimix": _plan_librimix,
+    "quesst14": _plan_quesst14,
 }
 
 
@@ -599,7 +868,7 @@ _PLANNERS: dict[str, Callable[[Path, dict[str, int], np.random.Generator], _Plan
 # Building
 
 
-def _render_and_write(item: Utterance | Noise) -> int:
+def _render_and_write(item: Utterance | Noise | Mixture) -> int:
     return _write_audio(item.path, item.render())
 
 
@@ -669,28 +938,38 @@ def build_corpus(root: Path, parts: Sequence[str] = PARTS, size: str = "default"
     return paths
 
 
-def s3prl_overrides(paths: dict[str, Path]) -> dict[str, dict[str, str | list[str]]]:
-    """{s3prl downstream (-d): {config key: path}} for the parts in `paths` (see the module docstring)."""
-    keys: dict[str, dict[str, str | list[str]]] = {}
-    if "librispeech" in paths:
-        ls = paths["librispeech"].resolve()
-        keys["ctc"] = {"downstream_expert.corpus.path": str(ls),
-                       "downstream_expert.corpus.lexicon": [str(ls / "lexicon.txt")],
-                       "downstream_expert.text.vocab_file": str(ls / "phoneme.txt")}
-        keys["asr"] = {"downstream_expert.datarc.libri_root": str(ls),
-                       "downstream_expert.datarc.bucket_file": str(ls / "len_for_bucket"),
-                       "downstream_expert.datarc.dict_path": str(ls / "char.dict")}
-    if "speech_commands" in paths:
-        sc = paths["speech_commands"].resolve()
-        keys["speech_commands"] = {"downstream_expert.datarc.speech_commands_root": str(sc / "train"),
-                                   "downstream_expert.datarc.speech_commands_test_root": str(sc / "test")}
-    if "voxceleb1" in paths:
-        vc = paths["voxceleb1"].resolve()
-        keys["voxceleb1"] = {"downstream_expert.datarc.file_path": str(vc),
-                             "downstream_expert.datarc.meta_data": str(vc / "iden_split.txt")}
-    if "fluent_commands" in paths:
-        keys["fluent_commands"] = {"downstream_expert.datarc.file_path": str(paths["fluent_commands"].resolve())}
-    return keys
+def s3prl_overrides(part: str, path: Path) -> dict[str, dict[str, str | list[str]]]:
+    """{s3prl downstream (-d): {config key: value}} pointing the experts at one part (see the module docstring)."""
+    root = Path(path).resolve()
+    keys: dict[str, dict[str, dict[str, str | list[str]]]] = {
+        "librispeech": {
+            "ctc": {"downstream_expert.corpus.path": str(root), "downstream_expert.corpus.lexicon": [str(root / "lexicon.txt")],
+                    "downstream_expert.text.vocab_file": str(root / "phoneme.txt")},
+            "asr": {"downstream_expert.datarc.libri_root": str(root),
+                    "downstream_expert.datarc.bucket_file": str(root / "len_for_bucket"),
+                    "downstream_expert.datarc.dict_path": str(root / "char.dict")}},
+        "speech_commands": {"speech_commands": {"downstream_expert.datarc.speech_commands_root": str(root / "train"),
+                                                "downstream_expert.datarc.speech_commands_test_root": str(root / "test")}},
+        "voxceleb1": {
+            "voxceleb1": {"downstream_expert.datarc.file_path": str(root),
+                          "downstream_expert.datarc.meta_data": str(root / "iden_split.txt")},
+            # ASV trains on every dev/wav speaker; its train/dev meta files are read but not used by s3prl 0.4.18
+            "sv_voxceleb1": {"downstream_expert.datarc.file_path": str(root),
+                             **{f"downstream_expert.datarc.{split}_meta_data": str(root / "veri_test.txt")
+                                for split in ("train", "dev", "test")}}},
+        "fluent_commands": {"fluent_commands": {"downstream_expert.datarc.file_path": str(root)}},
+        "iemocap": {"emotion": {"downstream_expert.datarc.root": str(root),
+                                "downstream_expert.datarc.meta_data": str(root / "meta_data")}},
+        "snips": {"ctc": {"downstream_expert.corpus.path": str(root),
+                          "downstream_expert.text.vocab_file": str(root / "character.txt"),
+                          "downstream_expert.text.slots_file": str(root / "slots.txt")}},
+        "librimix": {"diarization": {f"downstream_expert.loaderrc.{split}_dir": str(root / split)
+                                     for split in ("train", "dev", "test")}},
+        "quesst14": {"quesst14_dtw": {"downstream_expert.datarc.dataset_root": str(root)}},
+    }
+    if part not in keys:
+        raise ValueError(f"unknown corpus part {part!r}; expected one of {list(keys)}")
+    return keys[part]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -715,7 +994,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for name, path in paths.items():
         print(f"{name}: {path}")
-    for downstream, keys in s3prl_overrides(paths).items():
-        options = ",,".join(f"config.{k}={v if isinstance(v, str) else repr(v)}" for k, v in keys.items())
-        print(f"-d {downstream} -o \"{options}\"")
+    for part, path in paths.items():
+        for downstream, keys in s3prl_overrides(part, path).items():
+            options = ",,".join(f"config.{k}={v if isinstance(v, str) else repr(v)}" for k, v in keys.items())
+            print(f"-d {downstream} -o \"{options}\"")
     return 0

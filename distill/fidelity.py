@@ -37,15 +37,18 @@ def audio_files(folders: Sequence[str | Path], limit: int | None = None) -> list
 
 
 @torch.inference_mode()
-def layer_pairs(student: Student, teacher: Teacher, files: Sequence[Path]) -> LayerPairs:
-    """Student and teacher states of every file, one utterance at a time, for layer 0 and each target layer."""
+def layer_pairs(student: Student, teacher: Teacher, files: Sequence[Path], teacher_forced: bool = False) -> LayerPairs:
+    """Student and teacher states of every file, one utterance at a time, for layer 0 and each target layer.
+    `teacher_forced`: GenDistiller's history is the teacher's previous target layer at every step (as in teacher-
+    forced training), which isolates one step's error from the errors of the steps before it."""
     layers = [0, *student.config.target_layers]
     pairs: LayerPairs = {layer: [] for layer in layers}
     student.eval()
     for path in files:
         wav = torch.from_numpy(read_audio(path))
         reference = teacher([wav]).hidden_states
-        out = student.infer([wav])
+        targets = [reference[layer] for layer in student.config.target_layers] if teacher_forced else None
+        out = student(wav[None], torch.tensor([len(wav)]), targets, [teacher_forced] * len(student.config.target_layers))
         for layer, state in zip(layers, [out.layer0, *out.predictions]):
             pairs[layer].append((state[0].double().numpy(), reference[layer][0].double().numpy()))
     return pairs
@@ -59,6 +62,7 @@ def fidelity(pairs: list[tuple[np.ndarray, np.ndarray]]) -> LayerFidelity:
     return LayerFidelity(float(np.abs(student - teacher).mean()), float(cosine.mean()), len(student))
 
 
-def heldout_fidelity(student: Student, teacher: Teacher, files: Sequence[Path]) -> dict[int, LayerFidelity]:
+def heldout_fidelity(student: Student, teacher: Teacher, files: Sequence[Path], teacher_forced: bool = False
+                     ) -> dict[int, LayerFidelity]:
     """Per teacher layer (0 = front-end output, then the student's target layers)."""
-    return {layer: fidelity(items) for layer, items in layer_pairs(student, teacher, files).items()}
+    return {layer: fidelity(items) for layer, items in layer_pairs(student, teacher, files, teacher_forced).items()}

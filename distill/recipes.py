@@ -11,7 +11,9 @@ Where a score appears depends on the expert (s3prl 0.4.18):
 - `stdout` (the runner's standard output, captured on its own: tqdm draws on stderr): PR/SF (`-d ctc`) print
   "dev per: 0.1234", ASR "dev-clean wer: 12.3", ASV "sv-voxceleb1/test-EER: 0.05", SD "mode dev acc 0.9 der 0.1",
   with no step;
-- `none`: QbE only writes a detection list that QUESST 2014's own scoring script turns into MTWV.
+- `mtwv`: QbE writes a detection list (EXPDIR/benchmark.stdlist.xml) that `distill.qbe_scoring` scores (MTWV)
+  against the QUESST 2014 ground truth under the data root;
+- `none`: no score is read back.
 Values are as logged (accuracy as a fraction, ASR WER in percent); `Task.scale` converts them to SUPERB's units.
 """
 from __future__ import annotations
@@ -29,7 +31,7 @@ from distill.configuration import from_dict
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "superb_recipes"
 TASKS_FILE = RECIPES_DIR / "tasks.yaml"
 
-SCORE_SOURCES = ("log.log", "stdout", "none")
+SCORE_SOURCES = ("log.log", "stdout", "mtwv", "none")
 # A number as Python prints a float (or an int): 0.9123, 1e-05, 12, nan, inf.
 NUMBER = r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)"
 
@@ -61,7 +63,6 @@ class _Entry:
     data_keys: list[str] = field(default_factory=list)
     requires: list[str] = field(default_factory=list)
     s3prl_caches: list[str] = field(default_factory=list)
-    runs_on_cpu: bool = True
     trains: bool = True
     default_for_downstream: bool = False
 
@@ -81,7 +82,7 @@ class Task:
     metric: str  # s3prl's name of the score: acc, per, wer, EER, der, slot_type_f1, mtwv
     higher_is_better: bool
     scale: float  # logged value x scale = SUPERB's unit (percent for all but QbE)
-    score_source: str  # "log.log", "stdout" or "none" (see the module docstring)
+    score_source: str  # "log.log", "stdout", "mtwv" or "none" (see the module docstring)
     score_pattern: Optional[str]  # regex template: {split} and {number} are filled in; groups `score`, optional `step`
     dev_split: Optional[str]  # split that selects the learning rate / checkpoint; None: the task has no dev set (ASV)
     test_split: str  # the split to pass as `-t` when evaluating
@@ -94,7 +95,6 @@ class Task:
     data_keys: tuple[str, ...]  # config keys that point at the task's data (placeholders in the recipe)
     requires: tuple[str, ...]  # modules the expert needs beyond s3prl's core (importable names)
     s3prl_caches: tuple[str, ...]  # what the expert caches inside the s3prl package (relative to it), whatever the data
-    runs_on_cpu: bool  # False where s3prl's expert hard-codes CUDA
     trains: bool  # False for QbE (evaluate only, no downstream model)
     default_for_downstream: bool  # the task `-d <downstream>` means where several tasks share a downstream
 
@@ -128,7 +128,7 @@ class Task:
             return []
         from distill.corpus import s3prl_overrides
 
-        keys = s3prl_overrides({self.corpus: Path(root) / self.corpus})[self.downstream]
+        keys = s3prl_overrides(self.corpus, Path(root) / self.corpus)[self.downstream]
         return [f"config.{key}={value if isinstance(value, str) else repr(value)}" for key, value in keys.items()]
 
     def load_config(self) -> dict[str, Any]:
@@ -189,8 +189,8 @@ def _build(name: str, raw: Any, base: Path) -> Task:
 
     if entry.score_source not in SCORE_SOURCES:
         raise bad("score_source", f"must be one of {list(SCORE_SOURCES)}, got {entry.score_source!r}")
-    if (entry.score_source == "none") != (entry.score_pattern is None):
-        raise bad("score_pattern", "must be given exactly when score_source is not 'none'")
+    if (entry.score_source in ("log.log", "stdout")) != (entry.score_pattern is not None):
+        raise bad("score_pattern", "must be given exactly when scores are read from log.log or stdout")
     if entry.score_pattern is not None:
         if "{split}" not in entry.score_pattern:
             raise bad("score_pattern", f"must contain {{split}}: {entry.score_pattern!r}")

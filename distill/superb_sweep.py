@@ -127,10 +127,25 @@ def _scores(task: Task, run_dir: Path, stdout: str, split: str, log_offset: int 
     return scores
 
 
-def _check_sweepable(task: Task) -> None:
-    if task.dev_split is None or task.best_checkpoint is None or not task.trains:
-        raise ValueError(f"task {task.name!r} ({task.title}) has no dev split or no best-dev checkpoint in s3prl's "
-                         "recipe, so a dev-selected sweep does not apply; run it with `gendistiller superb`")
+def evaluate_only(upstream: Upstream, task: Task, run_dir: Path, overrides: Sequence[str]) -> dict[str, float]:
+    """Tasks without training (QbE): the expert on the dev and test queries, each scored by our MTWV (once; kept in
+    run_dir/SPLIT/score.json)."""
+    from distill.qbe_scoring import dataset_root_from, score_experiment
+
+    scores = {}
+    for split in (task.dev_split, task.test_split):
+        split_dir = run_dir / str(split)
+        done = split_dir / "score.json"
+        if not done.is_file():
+            if split_dir.exists():
+                shutil.rmtree(split_dir)
+            split_dir.mkdir(parents=True)
+            _superb(["-m", "evaluate", "-t", str(split), *upstream.runner_flags(), "-d", task.downstream, "-c",
+                     str(task.config), "-p", str(split_dir), *task.extra_args, "-o", ",,".join([*task.overrides, *overrides])],
+                    split_dir)
+            done.write_text(json.dumps({"score": score_experiment(split_dir, dataset_root_from(list(overrides)), str(split))}))
+        scores[str(split)] = float(json.loads(done.read_text())["score"])
+    return scores
 
 
 def train_one(upstream: Upstream, task: Task, lr: float, run_dir: Path, overrides: Sequence[str],
@@ -139,7 +154,8 @@ def train_one(upstream: Upstream, task: Task, lr: float, run_dir: Path, override
     the run evaluates test beside dev and sweep.json keeps the test score at the best-dev step."""
     done = run_dir / "sweep.json"
     if done.is_file():
-        return float(json.loads(done.read_text())["best_dev"])
+        best = json.loads(done.read_text())["best_dev"]
+        return float("nan") if best is None else float(best)
     if run_dir.exists():  # an interrupted run: start it again from scratch
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
@@ -149,10 +165,15 @@ def train_one(upstream: Upstream, task: Task, lr: float, run_dir: Path, override
         else:
             cache.unlink(missing_ok=True)
     splits = [task.dev_split, task.test_split] if test_in_run else [task.dev_split]
+    if task.dev_split is None:  # nothing to evaluate while training: its last checkpoint is scored on test
+        splits = []
     options = [*task.overrides, *overrides, f"config.optimizer.lr={lr}", f"config.runner.eval_dataloaders={splits}"]
     stdout = _superb(["-m", "train", *upstream.runner_flags(), "-d", task.downstream, "-c", str(task.config),
                       "-p", str(run_dir), *task.extra_args, "-o", ",,".join(options)], run_dir)
-    scores = _scores(task, run_dir, stdout, task.dev_split)  # type: ignore[arg-type]
+    if task.dev_split is None:
+        done.write_text(json.dumps({"lr": lr, "best_dev": None}))
+        return float("nan")
+    scores = _scores(task, run_dir, stdout, task.dev_split)
     best_step = task.best_key(scores)
     record = {"lr": lr, "dev_scores": scores, "best_dev": scores[best_step], "best_step": best_step}
     if test_in_run:
@@ -166,13 +187,12 @@ def train_one(upstream: Upstream, task: Task, lr: float, run_dir: Path, override
 
 def _best_checkpoint(task: Task, run_dir: Path) -> Path:
     """The expert's best-dev checkpoint; s3prl saves one only when a dev score beats 0 (accuracy tasks), so a run
-    that never did falls back to its last checkpoint."""
-    best = run_dir / str(task.best_checkpoint)
-    if best.is_file():
-        return best
+    that never did falls back to its last checkpoint, as does a task without a dev split (ASV)."""
+    if task.best_checkpoint is not None and (run_dir / task.best_checkpoint).is_file():
+        return run_dir / task.best_checkpoint
     states = sorted(run_dir.glob("states-*.ckpt"), key=lambda p: int(p.stem.split("-")[1]))
     if not states:
-        raise FileNotFoundError(f"{run_dir}: neither {best.name} nor states-*.ckpt to evaluate")
+        raise FileNotFoundError(f"{run_dir}: neither {task.best_checkpoint} nor states-*.ckpt to evaluate")
     return states[-1]
 
 
@@ -205,8 +225,6 @@ def sweep(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: Sequenc
     unknown = [name for name in task_names if name not in tasks]
     if unknown:
         raise ValueError(f"unknown task(s) {unknown}; known: {sorted(tasks)}")
-    for name in task_names:
-        _check_sweepable(tasks[name])
     finished = {(row["upstream"], row["task"]) for row in read_results(results)}
     todo = [(u, t) for u in upstreams for t in task_names if (u.label, t) not in finished]
     cache_locks = {name: threading.Lock() for name in task_names if tasks[name].s3prl_caches}
@@ -220,19 +238,27 @@ def sweep(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: Sequenc
             return expdir / upstream.label / task_name / f"lr_{lr:g}" / (fold or "")
 
         with cache_locks.get(task_name) or contextlib.nullcontext():
-            dev_by_lr = {}
-            for lr in lrs:
-                print(f"[superb-sweep] {number}/{len(todo)} {upstream.label} {task_name} lr={lr:g}", flush=True)
-                dev_by_lr[lr] = sum(train_one(upstream, task, lr, run_dir(lr, fold),
-                                              base + (task.fold_overrides(fold) if fold else []), test_in_run)
-                                    for fold in folds) / len(folds)
-            chosen = task.best_key(dev_by_lr)
-            test = sum(evaluate_test(task, run_dir(chosen, fold)) for fold in folds) / len(folds)
-        print(f"[superb-sweep] {upstream.label} {task_name}: lr {chosen:g}, dev {dev_by_lr[chosen]:.4f}, "
+            if not task.trains:  # QbE: nothing to train or tune
+                print(f"[superb-sweep] {number}/{len(todo)} {upstream.label} {task_name} (evaluation only)", flush=True)
+                scores = evaluate_only(upstream, task, expdir / upstream.label / task_name, base)
+                chosen, dev_by_lr, test = "", {"": scores[str(task.dev_split)]}, scores[str(task.test_split)]
+            else:
+                # Without a dev split there is nothing to choose a learning rate on: the first one alone is trained.
+                task_lrs = lrs if task.dev_split is not None else lrs[:1]
+                dev_by_lr = {}
+                for lr in task_lrs:
+                    print(f"[superb-sweep] {number}/{len(todo)} {upstream.label} {task_name} lr={lr:g}", flush=True)
+                    dev_by_lr[lr] = sum(train_one(upstream, task, lr, run_dir(lr, fold),
+                                                  base + (task.fold_overrides(fold) if fold else []), test_in_run)
+                                        for fold in folds) / len(folds)
+                chosen = task.best_key(dev_by_lr) if task.dev_split is not None else task_lrs[0]
+                test = sum(evaluate_test(task, run_dir(chosen, fold)) for fold in folds) / len(folds)
+        print(f"[superb-sweep] {upstream.label} {task_name}: lr {chosen or '-'}, dev {dev_by_lr[chosen]:.4f}, "
               f"test {task.metric} {test:.4f}", flush=True)
+        expdir_of_run = expdir / upstream.label / task_name if not task.trains else run_dir(chosen, None)  # type: ignore[arg-type]
         return {"upstream": upstream.label, "task": task_name, "metric": task.metric,
                 "higher_is_better": task.higher_is_better, "lr": chosen, "dev": dev_by_lr[chosen], "test": test,
-                "params": count_parameters(upstream), "ckpt": upstream.ckpt, "expdir": str(run_dir(chosen, None)),
+                "params": count_parameters(upstream), "ckpt": upstream.ckpt, "expdir": str(expdir_of_run),
                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # threads wait on runner processes

@@ -20,13 +20,16 @@ ENTRIES: tuple[str, ...] = ("gendistiller", "gendistiller_local", "gendistiller_
 
 
 def register() -> list[str]:
-    """Adds our entries to `s3prl.hub` (idempotent); returns their names.
+    """Adds our entries to `s3prl.hub` (idempotent); returns their names. Also installs the ctc expert's corpus
+    modules (PR, SF) where s3prl lacks them (`gendistiller_upstream.ctc_corpus`).
 
     Raises RuntimeError if s3prl already has a different upstream under one of these names.
     """
     import s3prl.hub as hub
 
-    from gendistiller_upstream import hubconf
+    from gendistiller_upstream import ctc_corpus, hubconf
+
+    ctc_corpus.install()
 
     for name in ENTRIES:
         entry: Callable = getattr(hubconf, name)

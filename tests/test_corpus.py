@@ -116,7 +116,7 @@ def test_s3prl_speech_commands_reads_it(built, tmp_path):
     from s3prl.downstream.speech_commands.dataset import CLASSES
     from s3prl.downstream.speech_commands.expert import DownstreamExpert
 
-    keys = corpus.s3prl_overrides(built)["speech_commands"]
+    keys = corpus.s3prl_overrides("speech_commands", built["speech_commands"])["speech_commands"]
     datarc = {key.rsplit(".", 1)[1]: value for key, value in keys.items()} | {"batch_size": 2, "num_workers": 0}
     expert = DownstreamExpert(8, {"datarc": datarc, "modelrc": _MODELRC}, str(tmp_path))
     assert len(expert.train_dataset) and len(expert.dev_dataset) and len(expert.test_dataset)
@@ -150,7 +150,7 @@ def test_s3prl_voxceleb1_reads_it(built, tmp_path, monkeypatch):
     from s3prl.downstream.voxceleb1.expert import DownstreamExpert
 
     monkeypatch.setattr(vox_dataset, "CACHE_PATH", str(tmp_path / "cache"))  # s3prl caches inside its package
-    keys = corpus.s3prl_overrides(built)["voxceleb1"]
+    keys = corpus.s3prl_overrides("voxceleb1", built["voxceleb1"])["voxceleb1"]
     datarc = {key.rsplit(".", 1)[1]: value for key, value in keys.items()}
     datarc |= {"num_workers": 0, "train_batch_size": 2, "eval_batch_size": 1, "max_timestep": 32000}
     expert = DownstreamExpert(8, {"datarc": datarc, "modelrc": _MODELRC}, str(tmp_path))

@@ -271,7 +271,7 @@ def test_corpus_overrides_reuse_the_corpus_module(tmp_path):
 
     for name in ("ks", "ic", "sid"):
         task = TASKS[name]
-        keys = s3prl_overrides({task.corpus: tmp_path / task.corpus})[task.downstream]
+        keys = s3prl_overrides(task.corpus, tmp_path / task.corpus)[task.downstream]
         assert task.corpus_overrides(tmp_path) == [f"config.{k}={v}" for k, v in keys.items()]
         assert {item.split("=")[0][len("config."):] for item in task.corpus_overrides(tmp_path)} == set(task.data_keys)
     assert TASKS["sf"].corpus_overrides(tmp_path) == []  # shares -d ctc with PR, but not its LibriSpeech data

@@ -10,7 +10,8 @@ ARGS are exactly s3prl's flags (`-m train|evaluate|inference`, `-u`, `-k`, `-d`,
   `-d fluent_commands` -> ic, `-d voxceleb1` -> sid, `-d emotion` -> er, `-d asr` -> asr, `-d quesst14_dtw` -> qbe,
   `-d sv_voxceleb1` -> asv, `-d diarization` -> sd, and `-d ctc` -> PR (phoneme recognition,
   superb_recipes/pr/config.yaml); slot filling shares `-d ctc`, so pass `-c superb_recipes/sf/config.yaml` for SF;
-- `--device` defaults to cuda when available, else cpu (s3prl's default is cuda);
+- `--device` defaults to cuda when available, else cpu (s3prl's default is cuda); an expert's hard-coded `.cuda()`
+  (ASV's sv_voxceleb1 has one) follows --device;
 - under `torchrun`, `--local_rank` defaults to $LOCAL_RANK (s3prl starts DDP only when `--local_rank` is given);
 - s3prl's checkpoints (`Args` is an `argparse.Namespace`) load under torch's `weights_only` default.
 Defaults are placed before ARGS, so a flag given in ARGS wins (s3prl's parser keeps the last occurrence).
@@ -25,11 +26,12 @@ Example (keyword spotting on a student checkpoint):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 
@@ -116,6 +118,22 @@ def run_downstream(argv: Sequence[str]) -> None:
     saved_argv = sys.argv
     sys.argv = ["gendistiller superb", *full_argv]
     try:
-        s3prl_runner.main()
+        with _cuda_calls_follow(_preparse(full_argv).device or "cuda"):
+            s3prl_runner.main()
     finally:
         sys.argv = saved_argv
+
+
+@contextlib.contextmanager
+def _cuda_calls_follow(device: str) -> Iterator[None]:
+    """s3prl 0.4.18's sv_voxceleb1 expert (ASV) moves its attention mask with a hard-coded `tensor.cuda()`; with
+    another --device, `Tensor.cuda` moves to that device instead while the runner runs (restored afterwards)."""
+    if device.startswith("cuda"):
+        yield
+        return
+    original = torch.Tensor.cuda
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self.to(device)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda = original  # type: ignore[method-assign]
