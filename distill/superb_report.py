@@ -47,6 +47,12 @@ def _scaled(value: float, task: str) -> float:
     return value * load_tasks()[task].scale
 
 
+def _task_order(rows: list[dict[str, str]]) -> list[str]:
+    """The measured tasks in the order of the task table (SUPERB's), whatever order they finished in."""
+    measured = {row["task"] for row in rows}
+    return [task for task in load_tasks() if task in measured]
+
+
 def _ordered_upstreams(rows: list[dict[str, str]], reference: Reference) -> list[str]:
     """Control, then teacher, then the rest in the order of the results file."""
     upstreams = list(dict.fromkeys(row["upstream"] for row in rows))
@@ -67,7 +73,7 @@ def margin_kept(student: float, teacher: float, control: float) -> Optional[floa
 
 
 def superb_markdown(rows: list[dict[str, str]], reference: Reference = Reference()) -> str:
-    tasks = list(dict.fromkeys(row["task"] for row in rows))
+    tasks = _task_order(rows)
     upstreams = _ordered_upstreams(rows, reference)
     by_key = {(row["upstream"], row["task"]): row for row in rows}
     lines = ["## Measured (s3prl runner; best dev learning rate, test score)", "",
@@ -81,7 +87,8 @@ def superb_markdown(rows: list[dict[str, str]], reference: Reference = Reference
         cells = []
         for task in tasks:
             row = by_key.get((upstream, task))
-            cells.append(f"{_scaled(float(row['test']), task):.2f} (lr {float(row['lr']):g})" if row else "–")
+            lr = f" (lr {float(row['lr']):g})" if row and row["lr"] else ""  # QbE trains nothing
+            cells.append(f"{_scaled(float(row['test']), task):.2f}{lr}" if row else "–")
         lines.append(f"| {_role(upstream, reference)} | {params / 1e6:.2f} | " + " | ".join(cells) + " |")
     lines += _margin_lines(rows, reference, tasks, upstreams, by_key)
     published = yaml.safe_load(PUBLISHED.read_text())
@@ -123,7 +130,7 @@ def by_key_metric(rows: list[dict[str, str]], task: str) -> str:
 def superb_plot(rows: list[dict[str, str]], path: Path, reference: Reference = Reference()) -> None:
     """One panel per task, bars in SUPERB's unit; chance as a dashed line, the control's score as a dotted line."""
     plt = _matplotlib()
-    tasks = list(dict.fromkeys(row["task"] for row in rows))
+    tasks = _task_order(rows)
     upstreams = _ordered_upstreams(rows, reference)
     figure, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.6), squeeze=False)
     for axis, task in zip(axes[0], tasks):

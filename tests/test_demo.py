@@ -102,10 +102,10 @@ def test_report_reads_students_against_chance_teacher_and_control(tmp_path):
     write_report(results, tmp_path / "report", {"gendistiller": run}, reference, fidelity)
     table = (tmp_path / "report" / "superb.md").read_text()
     lines = table.splitlines()
-    assert lines.index("| chance (majority class) | – | 8.33 | – |") < lines.index(
-        "| wavlm-untrained (control: untrained) | 94.38 | 30.00 (lr 0.01) | 60.00 (lr 0.01) |") < lines.index(
-        "| wavlm (teacher) | 94.38 | 80.00 (lr 0.01) | 20.00 (lr 0.01) |")
-    assert "| gendistiller | 80% | 75% |" in table and "| distilhubert | 50% | 25% |" in table
+    assert lines.index("| chance (majority class) | – | – | 8.33 |") < lines.index(  # tasks in SUPERB's order: PR, KS
+        "| wavlm-untrained (control: untrained) | 94.38 | 60.00 (lr 0.01) | 30.00 (lr 0.01) |") < lines.index(
+        "| wavlm (teacher) | 94.38 | 20.00 (lr 0.01) | 80.00 (lr 0.01) |")
+    assert "| gendistiller | 75% | 80% |" in table and "| distilhubert | 25% | 50% |" in table
     assert "| gendistiller | 40 | L0: 0.200 / 0.950; L4: 0.250 / 0.900 |" in (tmp_path / "report" / "distillation.md").read_text()
     assert (tmp_path / "report" / "superb.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -269,12 +269,12 @@ def test_cache_paths_are_where_s3prl_caches():
 def test_corpus_overrides_reuse_the_corpus_module(tmp_path):
     from distill.corpus import s3prl_overrides
 
-    for name in ("ks", "ic", "sid"):
-        task = TASKS[name]
+    for task in TASKS.values():  # every task has a local stand-in, and its overrides set exactly its data keys
         keys = s3prl_overrides(task.corpus, tmp_path / task.corpus)[task.downstream]
-        assert task.corpus_overrides(tmp_path) == [f"config.{k}={v}" for k, v in keys.items()]
+        assert task.corpus_overrides(tmp_path) == [f"config.{k}={v if isinstance(v, str) else repr(v)}"
+                                                   for k, v in keys.items()]
         assert {item.split("=")[0][len("config."):] for item in task.corpus_overrides(tmp_path)} == set(task.data_keys)
-    assert TASKS["sf"].corpus_overrides(tmp_path) == []  # shares -d ctc with PR, but not its LibriSpeech data
+    assert "snips" in TASKS["sf"].corpus_overrides(tmp_path)[0]  # shares -d ctc with PR, but not its LibriSpeech data
 
 
 def _write_table(tmp_path: Path, edit) -> Path:
@@ -322,7 +322,7 @@ LINES = {
 }
 
 
-@pytest.mark.parametrize("name", [n for n in TASKS if TASKS[n].score_source != "none"])
+@pytest.mark.parametrize("name", [n for n in TASKS if TASKS[n].score_source in ("log.log", "stdout")])
 def test_parse_scores_reads_the_experts_own_lines(name):
     task = TASKS[name]
     statement, template = LINES[name]

@@ -57,7 +57,8 @@ def test_ctc_corpus_datasets_serve_the_expert_contract(corpus_root):
     phonemes = load_text_encoder("word", str(librispeech / "phoneme.txt"))
     pr = LibriPhoneDataset(["train-clean-100"], phonemes, 2, path=str(librispeech), lexicon=[str(librispeech / "lexicon.txt")])
     bucket = pr[0]
-    assert len(bucket) == 2 and all(Path(path).is_file() and tokens[-1] == phonemes.eos_idx for path, tokens in bucket)
+    assert len(bucket) == 2 and all(Path(path).suffix == ".flac" and Path(path).is_file() and tokens[-1] == phonemes.eos_idx
+                                    and phonemes.unk_idx not in tokens for path, tokens in bucket)
     assert len(pr[0][0][1]) >= len(pr[len(pr) - 1][0][1])  # longest first
 
     snips = corpus_root / "snips"
