@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from distill.audio import SAMPLE_RATE
+from distill.audio import SAMPLE_RATE, read_audio
 from distill.components import valid_mask
 from distill.configuration import from_dict
 from distill.data import BucketBatchSampler, CorpusIndex, CropDataset, collate, index_corpus
@@ -203,8 +203,6 @@ def _fit_or_load_codebook(config: PretrainConfig, corpus: CorpusIndex, run_dir: 
     path = run_dir / "units.pt"
     if resume:
         return UnitCodebook.from_state_dict(torch.load(path, weights_only=True))
-    from distill.audio import read_audio
-
     waveforms = (torch.from_numpy(read_audio(item.path)) for item in tqdm(corpus.items, desc="units: MFCC", disable=not config.run.progress))
     codebook = fit_codebook(waveforms, config.units.num_clusters, window, hop, config.units.max_fit_frames, config.run.seed)
     save_atomically(codebook.state_dict(), path)
