@@ -68,15 +68,20 @@ def scale_gradient(x: Tensor, scale: float) -> Tensor:
 
 def masked_standardize(x: Tensor, mask: Tensor, eps: float, weight: Optional[Tensor] = None,
                        bias: Optional[Tensor] = None) -> Tensor:
-    """(x - mean) / sqrt(var + eps) * weight + bias over the last axis, statistics from the positions where `mask`
-    (same rank, broadcastable, 0/1) is 1; zero where it is 0. The loop-free form of per-utterance normalisation, as
-    exported to ONNX: written with few passes over x (the affine part folded into a per-row scale), since on a
-    (batch, 512, frames) CNN output each pass costs about as much as a small convolution."""
+    """(x - mean) / sqrt(var + eps) * weight + bias along the last axis of x (B, C, T), statistics over the positions
+    where `mask` (B, 1, T; 0/1 floats) is 1. The loop-free form of per-utterance normalisation that ONNX exports
+    record. Positions where mask is 0 come out finite but arbitrary: callers zero them or never read them (a CNN's
+    valid frames never see past their utterance). On a (B, 512, frames) CNN output each full pass costs about what
+    a small convolution does, hence the sums as matrix products and the affine part folded into a scale and shift."""
+    mask_t = mask.transpose(-1, -2)
     count = mask.sum(-1, keepdim=True).clamp(min=1.0)
-    centered = (x - (x * mask).sum(-1, keepdim=True) / count) * mask
-    scale = torch.rsqrt((centered * centered).sum(-1, keepdim=True) / count + eps)
-    out = centered * (scale if weight is None else scale * weight)
-    return out if bias is None else out + bias * mask
+    mean = (x @ mask_t) / count
+    centered = x - mean
+    variance = torch.linalg.vector_norm(centered * mask, dim=-1, keepdim=True) ** 2 / count
+    scale = torch.rsqrt(variance + eps)
+    if weight is not None:
+        scale = scale * weight
+    return centered * scale if bias is None else centered * scale + bias
 
 
 class MaskedGroupNorm(nn.GroupNorm):

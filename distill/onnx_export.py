@@ -7,11 +7,12 @@ batch gives each utterance what it gets alone: the exported graph records the lo
 normalisations (`torch.onnx.is_in_onnx_export()` in components.py). torch's TorchScript-based exporter writes it;
 `onnx.checker` checks it. The model's metadata (`metadata_props`) says what it is, for `distill.deploy.OnnxStudent`.
 
-`--quantize` (onnxruntime.quantization): `int8` = dynamic int8 for MatMul/Gemm (the transformer layers and heads;
-the CNN stays fp32); `int8-cnn` = that plus static QDQ int8 for the CNN's convolutions, with activation ranges
-calibrated on audio you give (`calibration`). The CNN is most of a CPU forward, so int8-cnn is faster, but the wav2vec
-2.0 CNN has no normalisation after its first layer and uint8 activations lose its quiet frames: measured in
-BENCHMARKS.md §3, int8 keeps every layer within cosine 0.999 of fp32, int8-cnn does not reach 0.99.
+`--quantize` (onnxruntime.quantization, after its pre-processing): `int8` = dynamic int8 for every weight MatMul/Gemm
+(projections, transformer layers, heads); the convolutions stay fp32. `int8-cnn` = that plus static QDQ int8 for the
+CNN's convolutions after the first, with activation ranges calibrated on audio you give (`calibration`). The CNN is
+most of a CPU forward, so int8-cnn is faster, but one static uint8 range per tensor cannot keep quiet frames: their
+features lose most of their precision, which the per-frame LayerNorm after GenDistiller's CNN then magnifies
+(BENCHMARKS.md §3 has both measured: int8 stays within cosine 0.999 of fp32, int8-cnn does not reach 0.99).
 """
 from __future__ import annotations
 
@@ -119,7 +120,9 @@ def export_student(student: Student, output: Path, quantize: Optional[str] = Non
                                f"its names say {num_states}")
         onnx.helper.set_model_props(model, _metadata(student, quantize, source, step))
         onnx.checker.check_model(model)
-        onnx.save(model, str(output))
+        partial = output.with_name(output.name + ".partial")  # an interrupted export leaves no half-written model
+        onnx.save(model, str(partial))
+        partial.replace(output)
     return output
 
 
