@@ -72,12 +72,11 @@ def masked_standardize(x: Tensor, mask: Tensor, eps: float, weight: Optional[Ten
     where `mask` (B, 1, T; 0/1 floats) is 1. The loop-free form of per-utterance normalisation that ONNX exports
     record. Positions where mask is 0 come out finite but arbitrary: callers zero them or never read them (a CNN's
     valid frames never see past their utterance). On a (B, 512, frames) CNN output each full pass costs about what
-    a small convolution does, hence the sums as matrix products and the affine part folded into a scale and shift."""
-    mask_t = mask.transpose(-1, -2)
+    a small convolution does, hence the mean as a matrix product and the affine part folded into one scale."""
     count = mask.sum(-1, keepdim=True).clamp(min=1.0)
-    mean = (x @ mask_t) / count
-    centered = x - mean
-    variance = torch.linalg.vector_norm(centered * mask, dim=-1, keepdim=True) ** 2 / count
+    centered = x - (x @ mask.transpose(-1, -2)) / count  # the sum as a product reads x without writing x * mask
+    masked = centered * mask
+    variance = (masked * masked).sum(-1, keepdim=True) / count  # not a product or a norm: 10x their rounding
     scale = torch.rsqrt(variance + eps)
     if weight is not None:
         scale = scale * weight

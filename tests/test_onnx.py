@@ -55,7 +55,9 @@ def test_fp32_equals_pytorch_on_padded_batches_of_unseen_lengths(exported):
     model = OnnxStudent(fp32)
     assert (model.kind, model.names) == (student.config.kind, state_names(student))
     assert model.metadata["source"] == str(checkpoint) and model.metadata["step"] == str(saved["step"])
-    assert_equals_pytorch_alone(student, model, random_waveforms(LENGTHS, seed=21))
+    wavs = random_waveforms(LENGTHS, seed=21)
+    wavs[0][:20000] *= 1e-3  # a quiet stretch, as before speech starts: the per-frame LayerNorm magnifies its rounding
+    assert_equals_pytorch_alone(student, model, wavs)
 
 
 TINY_GEOMETRY = dict(family="hubert", conv_layers=((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2, dim=32,
