@@ -76,7 +76,7 @@ def masked_standardize(x: Tensor, mask: Tensor, eps: float, weight: Optional[Ten
     count = mask.sum(-1, keepdim=True).clamp(min=1.0)
     centered = x - (x @ mask.transpose(-1, -2)) / count  # the sum as a product reads x without writing x * mask
     masked = centered * mask
-    variance = (masked * masked).sum(-1, keepdim=True) / count  # not a product or a norm: 10x their rounding
+    variance = (masked * masked).sum(-1, keepdim=True) / count  # a plain sum: a product or a norm rounds 10x worse
     scale = torch.rsqrt(variance + eps)
     if weight is not None:
         scale = scale * weight
