@@ -9,8 +9,10 @@ Timed, interleaved in one process (median over rounds), all in inference mode wi
 - ours: `gendistiller` and `distilhubert` (Student.infer, the call the s3prl upstream makes), GenDistiller with the
   cheaper front-end (`gendistiller-narrow-fe-C`: `student.front_end_channels=C`), the `wavlm-teacher` (our
   implementation, all layers);
-- the same two students exported to ONNX and run by onnxruntime (`onnx-KIND-fp32`, `onnx-KIND-int8`: dynamic int8
-  linear layers, `onnx-KIND-int8-cnn`: also static int8 convolutions), CPU only;
+- the same two students exported to ONNX (`gendistiller export --to onnx`) and run by onnxruntime through
+  `distill.deploy.OnnxStudent` (`onnx-KIND-fp32`, `onnx-KIND-int8`: dynamic int8 linear layers, `onnx-KIND-int8-cnn`:
+  also static int8 CNN convolutions, calibrated on the timed noise: ranges do not change the time; their fidelity is
+  `benchmarks.deploy`'s), CPU only;
 - context, s3prl's own modules: `s3prl-wavlm` (its WavLM, all layers) and `s3prl-distilhubert` (its DistillerModel);
 - the CNN front-ends alone: `cnn-teacher` (the teacher's, shared by the default students) and `cnn-narrow-C`.
 At batch sizes above 1 only the students (ours in PyTorch and ONNX, s3prl's DistilHuBERT) are timed.

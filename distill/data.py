@@ -16,9 +16,7 @@ import soundfile
 import torch
 from torch.utils.data import Dataset
 
-from distill.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError
-
-AUDIO_SUFFIXES = (".flac", ".wav")
+from distill.audio import AUDIO_SUFFIXES, MIN_SAMPLES, SAMPLE_RATE, AudioError
 
 
 @dataclass(frozen=True)

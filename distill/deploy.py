@@ -3,27 +3,31 @@
     from distill.deploy import OnnxStudent
     student = OnnxStudent("student.onnx")                 # written by `gendistiller export --to onnx`
     out = student([wav1, wav2])                           # 1-D float arrays, 16 kHz mono, any lengths
-    out.hidden_states[k][i, : out.lengths[i]]             # (frames, dim) of layer k for utterance i
+    out.hidden_states[k][i, : out.lengths[i]]             # (frames, dim) of hidden state k for utterance i
 
 The waveforms are zero-padded into one batch; the graph is padding-invariant, so each utterance gets what it gets
 alone, with padded frames zero. `out.hidden_states` follows the s3prl expert (GenDistiller: front-end output, then
-the generated layers; DistilHuBERT: projected front-end, its layers, its heads; `paper` is its SUPERB feature).
+the generated layers; DistilHuBERT: projected front-end, its layers, its heads; `paper` is its SUPERB feature);
+`student.names` says which is which.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
+from distill.audio import check_waveforms
+
 ONNX_FORMAT = "gendistiller-onnx-1"  # the same tag distill.onnx_export writes (that module needs torch)
-SAMPLE_RATE = 16000
-MIN_SAMPLES = 400  # one frame of the CNN
+METADATA_KEYS = ("format", "kind", "hidden_state_names", "downsample_rate", "sample_rate", "dim", "paper_hidden_state",
+                 "quantization")
 
 
 class DeployError(ValueError):
-    """A file that is not an exported student, or audio it cannot take."""
+    """A file that is not an exported student."""
 
 
 @dataclass
@@ -34,6 +38,8 @@ class OnnxOutput:
 
 
 class OnnxStudent:
+    """An exported student in an onnxruntime CPU session; `threads`: intra-op threads (default: onnxruntime's)."""
+
     def __init__(self, path: str | Path, threads: Optional[int] = None):
         import onnxruntime
 
@@ -41,6 +47,7 @@ class OnnxStudent:
         if not path.is_file():
             raise DeployError(f"{path}: file not found")
         options = onnxruntime.SessionOptions()
+        _share_memory_arena(onnxruntime, options)
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
@@ -49,12 +56,14 @@ class OnnxStudent:
         except Exception as error:  # onnxruntime raises its own exception types for files it cannot parse
             raise DeployError(f"{path}: not a readable ONNX model ({type(error).__name__}: {error})") from error
         self.metadata = self.session.get_modelmeta().custom_metadata_map
-        if self.metadata.get("format") != ONNX_FORMAT:
-            raise DeployError(f"{path}: not a student exported by `gendistiller export --to onnx` (no {ONNX_FORMAT!r} "
-                              f"metadata; found {sorted(self.metadata) or 'none'})")
-        self.kind = self.metadata["kind"]
+        missing = [key for key in METADATA_KEYS if key not in self.metadata]
+        if self.metadata.get("format") != ONNX_FORMAT or missing:
+            raise DeployError(f"{path}: not a student exported by `gendistiller export --to onnx` (expected metadata "
+                              f"format={ONNX_FORMAT!r} and {list(METADATA_KEYS[1:])}; found {sorted(self.metadata) or 'none'})")
+        self.kind: str = self.metadata["kind"]
+        self.names: list[str] = json.loads(self.metadata["hidden_state_names"])
         self.downsample_rate = int(self.metadata["downsample_rate"])
-        paper = self.metadata.get("paper_hidden_state", "")
+        paper = self.metadata["paper_hidden_state"]
         self.paper = int(paper) if paper else None
 
     def __call__(self, wavs: Sequence[np.ndarray]) -> OnnxOutput:
@@ -63,15 +72,25 @@ class OnnxStudent:
         return OnnxOutput(list(states), frames, self.paper)
 
 
+_arena_registered = False
+
+
+def _share_memory_arena(onnxruntime, options) -> None:  # noqa: ANN001 - the onnxruntime module and its SessionOptions
+    """Every OnnxStudent in the process allocates from one CPU arena (onnxruntime's environment allocator). A session's
+    own arena keeps the peak of its largest call, several GB for 8 x 10 s at Base geometry, so students held side by
+    side would each keep theirs. One shared arena serves them all at the same speed."""
+    global _arena_registered
+    if not _arena_registered:
+        memory = onnxruntime.OrtMemoryInfo("Cpu", onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                           onnxruntime.OrtMemType.DEFAULT)
+        onnxruntime.create_and_register_allocator(memory, None)
+        _arena_registered = True
+    options.add_session_config_entry("session.use_env_allocators", "1")
+
+
 def pad(wavs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Checked 1-D waveforms -> zero-padded (batch, samples) float32 and (batch,) int64 lengths."""
-    if len(wavs) == 0:
-        raise DeployError("expected a non-empty list of waveforms")
-    for i, wav in enumerate(wavs):
-        if np.ndim(wav) != 1:
-            raise DeployError(f"waveform {i}: expected a 1-D mono waveform, got shape {np.shape(wav)}; mix it down first")
-        if len(wav) < MIN_SAMPLES:
-            raise DeployError(f"waveform {i}: {len(wav)} samples is too short; at least {MIN_SAMPLES} are needed")
+    """Checked 1-D float waveforms -> zero-padded (batch, samples) float32 and (batch,) int64 lengths."""
+    check_waveforms(wavs)  # 16 kHz is the caller's promise; the exported graph has no resampler
     lengths = np.array([len(wav) for wav in wavs], dtype=np.int64)
     waveforms = np.zeros((len(wavs), int(lengths.max())), dtype=np.float32)
     for row, wav in zip(waveforms, wavs):

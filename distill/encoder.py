@@ -98,7 +98,8 @@ def model_input(config: SSLModelConfig, waveforms: Tensor, lengths: Tensor) -> T
     if not config.normalize:
         return waveforms
     if torch.onnx.is_in_onnx_export():  # the same statistics without a loop over the batch
-        return masked_standardize(waveforms, valid_mask(lengths, waveforms.shape[1]).to(waveforms.dtype), config.normalize_eps)
+        mask = valid_mask(lengths, waveforms.shape[1]).to(waveforms.dtype)
+        return masked_standardize(waveforms[:, None], mask[:, None], config.normalize_eps)[:, 0]
     out = torch.zeros_like(waveforms)
     for i, length in enumerate(lengths.tolist()):
         wav = waveforms[i, :length]

@@ -11,8 +11,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from distill.audio import read_audio
-from distill.data import AUDIO_SUFFIXES
+from distill.audio import audio_files, read_audio  # noqa: F401 - audio_files: the demo and benchmarks import it from here
 from distill.models import Student
 from distill.teachers import Teacher
 
@@ -24,16 +23,6 @@ class LayerFidelity:
     l1: float  # mean |student - teacher| over frames and channels
     cosine: float  # mean cosine similarity over frames
     frames: int
-
-
-def audio_files(folders: Sequence[str | Path], limit: int | None = None) -> list[Path]:
-    """Sorted audio files under `folders`; with `limit`, that many spread evenly over the sorted list."""
-    files = sorted(p for folder in folders for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"no .flac or .wav files under {[str(f) for f in folders]}")
-    if limit and limit < len(files):
-        files = [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
-    return files
 
 
 @torch.inference_mode()

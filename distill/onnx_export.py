@@ -7,11 +7,12 @@ batch gives each utterance what it gets alone: the exported graph records the lo
 normalisations (`torch.onnx.is_in_onnx_export()` in components.py). torch's TorchScript-based exporter writes it;
 `onnx.checker` checks it. The model's metadata (`metadata_props`) says what it is, for `distill.deploy.OnnxStudent`.
 
-`--quantize` (onnxruntime.quantization): `int8` = dynamic int8 for MatMul/Gemm (the transformer layers and heads;
-the CNN stays fp32); `int8-cnn` = that plus static QDQ int8 for the CNN's convolutions, with activation ranges
-calibrated on audio you give (`calibration`). The CNN is most of a CPU forward, so int8-cnn is faster, but the wav2vec
-2.0 CNN has no normalisation after its first layer and uint8 activations lose its quiet frames: measured in
-BENCHMARKS.md §3, int8 keeps every layer within cosine 0.999 of fp32, int8-cnn does not reach 0.99.
+`--quantize` (onnxruntime.quantization, after its pre-processing): `int8` = dynamic int8 for every weight MatMul/Gemm
+(projections, transformer layers, heads); the convolutions stay fp32. `int8-cnn` = that plus static QDQ int8 for the
+CNN's convolutions after the first, with activation ranges calibrated on audio you give (`calibration`). The CNN is
+most of a CPU forward, so int8-cnn is faster, but one static uint8 range per tensor cannot keep quiet frames: their
+features lose most of their precision, which the per-frame LayerNorm after GenDistiller's CNN then magnifies
+(BENCHMARKS.md §3 has both measured: int8 stays within cosine 0.999 of fp32, int8-cnn does not reach 0.99).
 """
 from __future__ import annotations
 
@@ -30,7 +31,11 @@ from distill.models import DistilHuBERT, Student
 from distill.models.checkpoint import load_student
 
 OPSET = 17
-QUANTIZATIONS = ("int8", "int8-cnn")
+# --quantize choice -> what it does (printed by the export command).
+QUANTIZATIONS: dict[str, str] = {
+    "int8": "dynamic int8 for every weight MatMul/Gemm (projections, transformer layers, heads); convolutions fp32",
+    "int8-cnn": "int8, plus static int8 (QDQ, calibrated ranges) for the CNN's convolutions after the first",
+}
 
 
 class _Graph(nn.Module):
@@ -45,14 +50,23 @@ class _Graph(nn.Module):
         return (*out.hidden_states, out.lengths)
 
 
-def _metadata(student: Student, num_states: int, quantized: Optional[str]) -> dict[str, str]:
-    geometry = student.geometry
+def state_names(student: Student) -> list[str]:
+    """What each exposed hidden state is: GenDistiller h0 then the teacher layers it generates; DistilHuBERT its
+    projected front-end, its transformer layers and its heads (named by the teacher layer each predicts)."""
+    targets = [f"layer_{layer}" for layer in student.config.target_layers]
+    if isinstance(student, DistilHuBERT):
+        layers = [f"transformer_{i + 1}" for i in range(student.config.encoder_layers)]
+        return ["front_end"] + layers + [f"head_{target}" for target in targets]
+    return ["h0"] + [f"generated_{target}" for target in targets]
+
+
+def _metadata(student: Student, quantized: Optional[str], source: str, step: int) -> dict[str, str]:
     paper = student.config.encoder_layers if isinstance(student, DistilHuBERT) else None
-    return {"format": ONNX_FORMAT, "kind": student.config.kind, "num_hidden_states": str(num_states),
+    return {"format": ONNX_FORMAT, "kind": student.config.kind, "hidden_state_names": json.dumps(state_names(student)),
             "target_layers": json.dumps(list(student.config.target_layers)), "sample_rate": "16000",
             "downsample_rate": str(math.prod(stride for _, _, stride in student.config.front_end_conv_layers())),
-            "dim": str(geometry.dim), "paper_hidden_state": "" if paper is None else str(paper),
-            "quantization": quantized or "none"}
+            "dim": str(student.geometry.dim), "paper_hidden_state": "" if paper is None else str(paper),
+            "quantization": quantized or "none", "source": source, "step": str(step)}
 
 
 def _check_writable(path: Path) -> None:
@@ -74,15 +88,16 @@ def export_onnx(checkpoint: str | Path, output: str | Path, quantize: Optional[s
     output = Path(output)
     _check_writable(output)
     if quantize is not None and quantize not in QUANTIZATIONS:
-        raise ValueError(f"unknown quantization {quantize!r}; expected one of {QUANTIZATIONS}")
+        raise ValueError(f"unknown quantization {quantize!r}; expected one of {sorted(QUANTIZATIONS)}")
     if quantize == "int8-cnn" and not calibration:
         raise ValueError("int8-cnn quantization needs calibration audio (a few held-out recordings) for the CNN")
-    return export_student(load_student(checkpoint)[0], output, quantize, calibration)
+    student, saved = load_student(checkpoint)
+    return export_student(student, output, quantize, calibration, str(checkpoint), int(saved.get("step", 0)))
 
 
-def export_student(student: Student, output: Path, quantize: Optional[str] = None,
-                   calibration: Sequence[np.ndarray] = ()) -> Path:
-    """`export_onnx` for a student in memory."""
+def export_student(student: Student, output: Path, quantize: Optional[str] = None, calibration: Sequence[np.ndarray] = (),
+                   source: str = "", step: int = 0) -> Path:
+    """`export_onnx` for a student in memory (`source`, `step`: provenance kept in the metadata)."""
     import onnx
 
     graph = _Graph(student).eval()  # eval before export: the exporter restores the mode it found afterwards
@@ -90,8 +105,7 @@ def export_student(student: Student, output: Path, quantize: Optional[str] = Non
     example[0].normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
     example[1, :20000].normal_(0, 0.1, generator=torch.Generator().manual_seed(1))
     lengths = torch.tensor([32000, 20000])
-    with torch.no_grad():
-        num_states = len(graph(example, lengths)) - 1
+    num_states = len(state_names(student))
     outputs = [f"hidden_state_{i}" for i in range(num_states)] + ["frame_lengths"]
     axes = {"waveforms": {0: "batch", 1: "samples"}, "lengths": {0: "batch"}, "frame_lengths": {0: "batch"}}
     axes.update({name: {0: "batch", 1: "frames"} for name in outputs[:-1]})
@@ -101,33 +115,61 @@ def export_student(student: Student, output: Path, quantize: Optional[str] = Non
                           output_names=outputs, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
         model_path = fp32 if quantize is None else _quantize(fp32, Path(scratch), quantize == "int8-cnn", calibration)
         model = onnx.load(str(model_path))
-        onnx.helper.set_model_props(model, _metadata(student, num_states, quantize))
+        if len(model.graph.output) != num_states + 1:  # the names must describe what the student returns
+            raise RuntimeError(f"{student.config.kind} returned {len(model.graph.output) - 1} hidden states, "
+                               f"its names say {num_states}")
+        onnx.helper.set_model_props(model, _metadata(student, quantize, source, step))
         onnx.checker.check_model(model)
-        onnx.save(model, str(output))
+        partial = output.with_name(output.name + ".partial")  # an interrupted export leaves no half-written model
+        onnx.save(model, str(partial))
+        partial.replace(output)
     return output
 
 
 def _quantize(fp32: Path, scratch: Path, cnn: bool, calibration: Sequence[np.ndarray]) -> Path:
-    """Dynamic int8 for MatMul/Gemm; with `cnn`, first static QDQ int8 for the convolutions (ranges from `calibration`)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    """QUANTIZATIONS[name] with onnxruntime.quantization: dynamic int8 for MatMul/Gemm; with `cnn`, first static QDQ
+    int8 for the CNN's convolutions after the first (activation ranges from `calibration`)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    # onnxruntime's pre-processing also removes the Identity nodes the exporter puts on weights used more than once
+    # (GenDistiller's shared generator); quantize_dynamic would leave those MatMuls in fp32.
+    prepared = scratch / "prepared.onnx"
+    quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+    if cnn:
+        convs = scratch / "conv_int8.onnx"
+        quantize_static(str(prepared), str(convs), _calibration_reader(calibration), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=["Conv"], nodes_to_quantize=_cnn_convs(prepared),
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+        prepared = convs
     final = scratch / "int8.onnx"
-    if not cnn:
-        quantize_dynamic(str(fp32), str(final), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
-        return final
+    quantize_dynamic(str(prepared), str(final), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
+    return final
+
+
+def _cnn_convs(model_path: Path) -> list[str]:
+    """The CNN's Conv nodes after its first: the first feeds the per-utterance normalisation, and int8 there cost
+    speed and fidelity (BENCHMARKS.md §3); the positional convolution stays fp32 too."""
+    import onnx
+
+    names = [node.name for node in onnx.load(str(model_path)).graph.node
+             if node.op_type == "Conv" and "/feature_extractor/conv_layers." in node.name
+             and "/conv_layers.0/" not in node.name]
+    if not names:
+        raise RuntimeError(f"{model_path}: found no CNN convolutions to quantize (node names changed?)")
+    return names
+
+
+def _calibration_reader(calibration: Sequence[np.ndarray]):  # noqa: ANN202 - an onnxruntime CalibrationDataReader
+    """Feeds each calibration waveform alone, as the graph's inputs."""
+    from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.items = iter([{"waveforms": wav[None].astype(np.float32), "lengths": np.array([len(wav)], np.int64)}
+            self.items = iter([{"waveforms": np.asarray(wav, np.float32)[None], "lengths": np.array([len(wav)], np.int64)}
                                for wav in calibration])
 
-        def get_next(self):  # noqa: ANN201 - onnxruntime's interface
+        def get_next(self) -> Optional[dict[str, np.ndarray]]:
             return next(self.items, None)
 
-    prepared, convs = scratch / "prepared.onnx", scratch / "conv_int8.onnx"
-    quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-    quantize_static(str(prepared), str(convs), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
-    quantize_dynamic(str(convs), str(final), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
-    return final
+    return Reader()

@@ -177,4 +177,5 @@ def test_deploy_cli(tmp_path, gendistiller_ckpt, distilhubert_ckpt):
         assert max(student["fp32_max_abs_error"]) < 1e-4
         assert set(student["cosine_to_fp32"]) == {"int8", "int8-cnn"}
         assert all(-1.0 <= c <= 1.0 for c in student["cosine_to_fp32"]["int8"])
-    assert data["target"].split(":")[0] in ("met", "not met") and "| gendistiller | 0 |" in (out / "deploy.md").read_text()
+    assert data["students"]["gendistiller"]["names"][0] == "h0"
+    assert data["target"].split(":")[0] in ("met", "not met") and "| gendistiller | h0 |" in (out / "deploy.md").read_text()

@@ -9,19 +9,24 @@ import argparse
 import sys
 from pathlib import Path
 
+from distill.audio import audio_files, read_audio
 from distill.export import ExportError, export_s3prl_distiller
+from distill.onnx_export import QUANTIZATIONS, export_onnx
 from distill.serialization import CheckpointError
 
 FORMATS = ("s3prl-distiller", "onnx")
+CALIBRATION_FILES = 8
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--to", required=True, choices=FORMATS,
                         help="s3prl-distiller: s3prl's DistilHuBERT checkpoint (-u distiller_local); onnx: an ONNX graph")
-    parser.add_argument("--quantize", choices=("int8", "int8-cnn"),
-                        help="onnx only: int8 = dynamic int8 linear layers; int8-cnn = also static int8 convolutions")
+    parser.add_argument("--quantize", choices=tuple(QUANTIZATIONS),
+                        help="onnx only: int8 = dynamic int8 linear layers (recommended); int8-cnn = also static int8 "
+                             "CNN convolutions: faster, but loses quiet frames (BENCHMARKS.md §3)")
     parser.add_argument("--calibration", type=Path,
-                        help="onnx int8-cnn: a folder of 16 kHz audio for the CNN's activation ranges (8 files are used)")
+                        help=f"--quantize int8-cnn: a folder of 16 kHz audio for the CNN's activation ranges "
+                             f"({CALIBRATION_FILES} files spread over it are used)")
     parser.add_argument("checkpoint", help="a student checkpoint written by `gendistiller distill`")
     parser.add_argument("output", help="file to write (e.g. distilhubert.ckpt or student.onnx)")
 
@@ -29,11 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.to != "onnx" and (args.quantize or args.calibration):
         raise ValueError("--quantize and --calibration apply to --to onnx only")
+    if (args.quantize == "int8-cnn") != (args.calibration is not None):
+        raise ValueError("--quantize int8-cnn needs --calibration DIR (audio for the CNN's ranges), and only it uses one")
     try:
         if args.to == "onnx":
             path = _export_onnx(args)
-            print(f"[export] wrote {path} (onnx{', ' + args.quantize if args.quantize else ''}); run it with "
-                  f"distill.deploy.OnnxStudent or `gendistiller embed --model {path} AUDIO...`")
+            what = f"{args.quantize}: {QUANTIZATIONS[args.quantize]}" if args.quantize else "fp32"
+            print(f"[export] wrote {path} (onnx, {what}); run it with distill.deploy.OnnxStudent or "
+                  f"`gendistiller embed --model {path} AUDIO...`")
         else:
             path = export_s3prl_distiller(args.checkpoint, args.output)
             print(f"[export] wrote {path} ({args.to}); use it with s3prl: -u distiller_local -k {path}")
@@ -44,9 +52,5 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _export_onnx(args: argparse.Namespace) -> Path:
-    from distill.audio import read_audio
-    from distill.fidelity import audio_files
-    from distill.onnx_export import export_onnx
-
-    calibration = [read_audio(path) for path in audio_files([args.calibration], limit=8)] if args.calibration else []
+    calibration = [read_audio(path) for path in audio_files([args.calibration], CALIBRATION_FILES)] if args.calibration else []
     return export_onnx(args.checkpoint, args.output, args.quantize, calibration)
