@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 from benchmarks.common import count_parameters, fmt, machine_info, markdown_table, pick_device, set_threads, write_outputs
-from distill.audio import read_audio
-from distill.fidelity import audio_files, fidelity, heldout_fidelity, layer_pairs
+from distill.audio import audio_files, read_audio
+from distill.fidelity import fidelity, heldout_fidelity, layer_pairs
 from distill.models.checkpoint import load_student, read_student_checkpoint
 from distill.runs import latest_checkpoint
 from distill.teachers import load_teacher

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from distill.audio import audio_files, read_audio  # noqa: F401 - audio_files: the demo and benchmarks import it from here
+from distill.audio import read_audio
 from distill.models import Student
 from distill.teachers import Teacher
 

@@ -109,7 +109,8 @@ def _distill(kind: str, paper_scale: bool, teacher: str, data: Path, out: Path, 
 
 def _heldout_fidelity(students: dict[str, Path], teacher: str, heldout: list[Path], cache: Path) -> dict[str, object]:
     """Per student and target layer, L1 and cosine against the teacher on held-out audio (kept in `cache`)."""
-    from distill.fidelity import audio_files, heldout_fidelity
+    from distill.audio import audio_files
+    from distill.fidelity import heldout_fidelity
     from distill.models.checkpoint import load_student
     from distill.teachers import load_teacher
 
