@@ -116,7 +116,7 @@ def _margin_lines(rows: list[dict[str, str]], reference: Reference, tasks: list[
             keys = [(label, task) for label in (upstream, reference.teacher, reference.control)]
             kept = (margin_kept(*(float(by_key[key]["test"]) for key in keys)) if all(key in by_key for key in keys)
                     else None)
-            cells.append("–" if kept is None else f"{100 * kept:.0f}%")
+            cells.append("–" if kept is None else f"{round(100 * kept)}%")  # an int: no "-0%"
         lines.append(f"| {upstream} | " + " | ".join(cells) + " |")
     return lines
 

@@ -10,7 +10,8 @@ import torch
 pytest.importorskip("s3prl.hub")
 pytest.importorskip("catalyst")  # s3prl's speech_commands expert imports it
 
-from distill.commands.superb import RECIPES_DIR, LauncherError, runner_argv
+from distill.commands.superb import LauncherError, runner_argv
+from distill.recipes import RECIPES_DIR
 from distill.export import export_s3prl_distiller
 from tests.conftest import trained_student
 

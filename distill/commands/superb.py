@@ -35,7 +35,7 @@ from typing import Iterator, Optional, Sequence
 
 import torch
 
-from distill.recipes import RECIPES_DIR, TASKS_FILE, load_tasks, task_for_downstream  # noqa: F401 (RECIPES_DIR: re-exported)
+from distill.recipes import TASKS_FILE, load_tasks, task_for_downstream
 
 
 class LauncherError(ValueError):
