@@ -110,18 +110,19 @@ class MaskedGroupNorm(nn.GroupNorm):
             pieces.append(F.pad(valid, (0, frames - length)) if length < frames else valid)
         return (pieces[0] if len(pieces) == 1 else torch.cat(pieces)).to(x.dtype)
 
-    def _masked(self, x: Tensor, lengths: Tensor) -> Tensor:
-        mask = valid_mask(lengths, x.shape[-1])[:, None, :].to(torch.float32)
-        weight, bias = self.weight.float()[:, None], self.bias.float()[:, None]
+    def _masked(self, x: Tensor, lengths: Tensor) -> Tensor:  # x: (B, C, T) or the export's (B, C, 1, T)
+        between = (None,) * (x.ndim - 2)  # new axes for those between batch and time (channels, height)
+        mask = valid_mask(lengths, x.shape[-1])[(slice(None), *between)].to(torch.float32)
+        weight, bias = (p.float()[(..., *between)] for p in (self.weight, self.bias))
         return masked_standardize(x.float(), mask, self.eps, weight, bias).to(x.dtype)
 
 
 class ChannelLayerNorm(nn.LayerNorm):
-    """fp32 LayerNorm over channels of a (B, C, T) tensor (fairseq's `layer_norm` extractor mode)."""
+    """fp32 LayerNorm over channels of a (B, C, T) or (B, C, 1, T) tensor (fairseq's `layer_norm` extractor mode)."""
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        y = F.layer_norm(x.float().transpose(1, 2), self.normalized_shape, self.weight.float(), self.bias.float(), self.eps)
-        return y.transpose(1, 2).to(x.dtype)
+        y = F.layer_norm(x.float().transpose(1, -1), self.normalized_shape, self.weight.float(), self.bias.float(), self.eps)
+        return y.transpose(1, -1).to(x.dtype)
 
 
 class ConvLayerBlock(nn.Module):
@@ -134,7 +135,10 @@ class ConvLayerBlock(nn.Module):
         self.norm = norm
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        x = self.conv(x)
+        if x.ndim == 4:  # (B, C, 1, T): the ONNX export's layout (FeatureExtractor.forward)
+            x = F.conv2d(x, self.conv.weight[:, :, None], self.conv.bias, stride=(1, self.stride))
+        else:
+            x = self.conv(x)
         lengths = (torch.div(lengths - self.kernel, self.stride, rounding_mode="floor") + 1).clamp(min=0)
         if isinstance(self.norm, MaskedGroupNorm):
             x = self.norm(x, lengths)
@@ -171,9 +175,13 @@ class FeatureExtractor(nn.Module):
         if waveforms.ndim != 2:
             raise ValueError(f"expected waveforms of shape (batch, samples), got {tuple(waveforms.shape)}")
         x = waveforms[:, None, :]
+        if torch.onnx.is_in_onnx_export():
+            # As 2-D convolutions of height 1, which onnxruntime runs in its blocked (NCHWc) layout from one layer to
+            # the next; 1-D convolutions it runs unblocked. The CNN is most of a CPU forward (BENCHMARKS.md §3.1).
+            x = x[:, :, None, :]
         for block in self.conv_layers:
             x, lengths = block(x, lengths)
-        return x.transpose(1, 2), lengths
+        return x.flatten(1, -2).transpose(1, 2), lengths
 
 
 class FeatureProjection(nn.Module):

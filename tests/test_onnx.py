@@ -60,6 +60,14 @@ def test_fp32_equals_pytorch_on_padded_batches_of_unseen_lengths(exported):
     assert_equals_pytorch_alone(student, model, wavs)
 
 
+def test_cnn_exports_as_height_one_2d_convolutions(exported):
+    """The layout onnxruntime runs in its blocked (NCHWc) form from one CNN layer to the next (BENCHMARKS.md §3.1)."""
+    graph = onnx.load(str(exported[1])).graph
+    ranks = {tensor.name: len(tensor.dims) for tensor in graph.initializer}
+    cnn = [node for node in graph.node if node.op_type == "Conv" and "/feature_extractor/" in node.name]
+    assert len(cnn) == 7 and all(ranks[node.input[1]] == 4 for node in cnn)
+
+
 TINY_GEOMETRY = dict(family="hubert", conv_layers=((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2, dim=32,
                      ffn_dim=64, num_layers=4, num_heads=2, conv_pos=16, conv_pos_groups=4)
 
