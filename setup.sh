@@ -35,8 +35,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$deps_hash" ]; then
   # pandas, librosa, editdistance, h5py, dtw-python and sox: imported by s3prl's SUPERB experts (IC, SID, PR/ASR, SD, QbE, ASV)
   "${PIP[@]}" s3prl==0.4.18 soundfile tensorboardX tensorboard "huggingface_hub<1" "transformers<5" \
     pyyaml tqdm matplotlib pytest pandas librosa editdistance h5py dtw-python sox
-  # scikit-learn: k-means units for teacher pretraining; onnx + onnxruntime: ONNX export, int8 and the torch-free runtime
-  "${PIP[@]}" scikit-learn==1.9.1 onnx==1.23.2 onnxruntime==1.32.0
+  # scikit-learn: k-means units for teacher pretraining; onnx + onnxruntime: ONNX export, int8 and the torch-free runtime;
+  # ctranslate2: tests only, its converter writes the faster-whisper model.bin files our own reader is checked against
+  "${PIP[@]}" scikit-learn==1.9.1 onnx==1.23.2 onnxruntime==1.32.0 ctranslate2==4.8.5
   # catalyst is imported by s3prl's KS expert; its pinned deps clash with ours, so install it alone.
   "${PIP[@]}" --no-deps catalyst==22.4
   "${PIP[@]}" hydra-slayer

@@ -264,15 +264,18 @@ class SelfAttention(nn.Module):
 
     Optional WavLM extras: `relative_position` (the bucketed bias, held by the first layer only) and
     `gated` (gated relative position bias: a per-head, per-query gate computed from the layer input).
+    `key_bias=False`: a key projection without bias (Whisper's encoder; a key bias adds the same q.b to every score
+    of a query, which the softmax ignores).
     """
 
-    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, relative_position: Optional[RelativePositionBias] = None, gated: bool = False):
+    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, relative_position: Optional[RelativePositionBias] = None,
+                 gated: bool = False, key_bias: bool = True):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
         self.num_heads, self.head_dim, self.dropout = num_heads, dim // num_heads, dropout
         self.q_proj = nn.Linear(dim, dim)
-        self.k_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim, bias=key_bias)
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
         self.relative_position = relative_position
@@ -352,8 +355,9 @@ def build_encoder_layer(
     layer_norm_first: bool = False,
     relative_position: Optional[RelativePositionBias] = None,
     gated: bool = False,
+    key_bias: bool = True,
 ) -> EncoderLayer:
-    attention = SelfAttention(dim, num_heads, dropout, relative_position, gated)
+    attention = SelfAttention(dim, num_heads, dropout, relative_position, gated, key_bias)
     return EncoderLayer(attention, dim, ffn_dim, dropout, layer_norm_first)
 
 

@@ -1,4 +1,5 @@
-"""Teachers read from checkpoint files: official WavLM (`cfg` + `model`) and fairseq HuBERT / wav2vec 2.0."""
+"""Teachers read from checkpoint files: official WavLM (`cfg` + `model`) and fairseq HuBERT / wav2vec 2.0; Whisper
+models found at a bare path are handed to `distill/teachers/whisper.py`."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +15,8 @@ from distill.encoder import SSLModel
 from distill.serialization import CheckpointError, read_checkpoint
 from distill.teachers.base import Teacher, TeacherOutput
 from distill.teachers.importers import import_fairseq_model, import_wavlm
+from distill.teachers.whisper import (WhisperTeacher, import_openai_whisper, is_openai_checkpoint, is_whisper_hf_folder,
+                                      load_whisper_teacher, whisper_format)
 
 
 class CheckpointTeacher(Teacher):
@@ -52,28 +55,39 @@ def detect_family(checkpoint: dict[str, Any]) -> str:
     if "Distiller" in checkpoint and "Config" in checkpoint:
         raise CheckpointError("an s3prl DistilHuBERT checkpoint (`Distiller` + `Config`); use the spec "
                               "'s3prl:distiller_local:PATH' to use it as a teacher")
+    if is_openai_checkpoint(checkpoint):
+        raise CheckpointError("an openai-whisper checkpoint (`dims` + `model_state_dict`); use the spec 'whisper:PATH'")
     if "student" in checkpoint and "config" in checkpoint:
         raise CheckpointError("a GenDistiller student checkpoint, not a teacher")
     raise CheckpointError(f"unknown checkpoint format with keys {sorted(checkpoint)[:10]}; expected an official WavLM "
                           "checkpoint (`cfg` + `model`) or a fairseq HuBERT/wav2vec 2.0 checkpoint")
 
 
-def load_hf_teacher(folder: str | Path) -> CheckpointTeacher:
-    """A HuggingFace `save_pretrained` folder of a WavLMModel, HubertModel or Wav2Vec2Model."""
+def load_hf_teacher(folder: str | Path) -> Teacher:
+    """A HuggingFace `save_pretrained` folder of a WavLMModel, HubertModel or Wav2Vec2Model, or of a Whisper model
+    (model_type "whisper": a `WhisperTeacher`, per utterance)."""
     from distill.teachers.huggingface import import_hf_folder, is_hf_folder
 
     if not is_hf_folder(folder):
         raise CheckpointError(f"{folder}: not a HuggingFace model folder (expected a directory with config.json)")
+    if is_whisper_hf_folder(folder):
+        return load_whisper_teacher(folder)
     model, source_parameters = import_hf_folder(folder)
     return CheckpointTeacher(f"hf:{folder}", model, source_parameters)
 
 
-def load_checkpoint_teacher(path: str | Path, expected_family: Optional[str] = None) -> CheckpointTeacher:
-    """A teacher checkpoint file, or a HuggingFace folder (recognised by its config.json)."""
+def load_checkpoint_teacher(path: str | Path, expected_family: Optional[str] = None) -> Teacher:
+    """A teacher checkpoint file, or a HuggingFace folder (recognised by its config.json); Whisper models in any of
+    their formats (openai-whisper .pt, HF folder, CTranslate2 model.bin or faster-whisper folder) are recognised too."""
     path = Path(path)
+    if expected_family is None and whisper_format(path) == "ctranslate2":
+        return load_whisper_teacher(path)
     if expected_family is None and path.is_dir() and (path / "config.json").is_file():
         return load_hf_teacher(path)
     checkpoint = read_checkpoint(path)
+    if expected_family is None and is_openai_checkpoint(checkpoint):
+        model, source_parameters = import_openai_whisper(checkpoint, str(path))
+        return WhisperTeacher(f"whisper:{path}", model, source_parameters=source_parameters)
     try:
         family = detect_family(checkpoint)
     except CheckpointError as error:

@@ -47,14 +47,18 @@ def map_state_dict(
     teacher import table (the export to s3prl's distiller format passes its own)."""
     mapped: dict[str, Tensor] = {}
     for key, value in foreign.items():
-        for pattern, replacement in rules:
-            if re.fullmatch(pattern, key):
-                if replacement is not None:
-                    mapped[re.sub(pattern, replacement, key)] = value
-                break
-        else:
-            raise CheckpointError(f"{source}: unknown weight {key!r}; this importer does not know how to map it")
+        name = rename(key, source, rules)
+        if name is not None:
+            mapped[name] = value
     return mapped
+
+
+def rename(key: str, source: str, rules: Sequence[tuple[str, str | None]] = _RENAME_RULES) -> str | None:
+    """One key renamed by the first rule that matches it in full; None if that rule drops it. Raises on unknown keys."""
+    for pattern, replacement in rules:
+        if re.fullmatch(pattern, key):
+            return None if replacement is None else re.sub(pattern, replacement, key)
+    raise CheckpointError(f"{source}: unknown weight {key!r}; this importer does not know how to map it")
 
 
 def build_and_load(config: SSLModelConfig, foreign: Mapping[str, Tensor], source: str,
