@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from distill.components import conv_output_lengths
+from distill.components import conv_output_lengths, valid_mask
 from distill.configuration import from_dict
 from distill.data import BucketBatchSampler, CropDataset, collate, index_corpus
 from distill.encoder import model_input
@@ -162,6 +162,34 @@ def prepare_student(config: DistillConfig, teacher: Teacher) -> Student:
     return student
 
 
+TARGET_STATISTICS_BATCHES = 32  # training batches whose valid frames give the target statistics
+
+
+@torch.no_grad()
+def measure_target_statistics(teacher: Teacher, dataset: CropDataset, sampler: BucketBatchSampler,
+                              target_layers: Sequence[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per target layer and dimension, the mean and standard deviation (floored at 1e-3 of the layer's mean std) of the
+    teacher's states over the valid frames of the first TARGET_STATISTICS_BATCHES batches of epoch 0 of `sampler`."""
+    total = count = square = None
+    for batch_keys in sampler.global_batches(0)[:TARGET_STATISTICS_BATCHES]:
+        batch = collate([dataset[key] for key in batch_keys])
+        if batch["waveforms"] is None:
+            continue
+        out = teacher.forward_padded(batch["waveforms"].to(device), batch["lengths"].to(device), max(target_layers))
+        mask = valid_mask(out.lengths, out.hidden_states[0].shape[1])[..., None].to(out.hidden_states[0].dtype)
+        states = torch.stack([(out.hidden_states[layer] * mask).double().sum((0, 1)) for layer in target_layers])
+        squares = torch.stack([(out.hidden_states[layer] ** 2 * mask).double().sum((0, 1)) for layer in target_layers])
+        total = states if total is None else total + states
+        square = squares if square is None else square + squares
+        count = mask.sum() if count is None else count + mask.sum()
+    if total is None:
+        raise ValueError("student.target_standardization: no readable training audio to measure the target statistics on")
+    mean = total / count
+    std = (square / count - mean ** 2).clamp(min=0).sqrt()
+    std = torch.maximum(std, 1e-3 * std.mean(-1, keepdim=True))
+    return mean.float(), std.float()
+
+
 def shares_teacher_cnn(student_config: StudentConfig, teacher: Teacher) -> bool:
     """Whether the student's CNN is, for the whole run, an exact copy of the teacher's: copied at initialisation,
     frozen (cnn_grad_mult=0) and not narrowed. Then the CNN runs once per batch for both."""
@@ -259,6 +287,12 @@ def train(config: DistillConfig, resume: bool = False, teacher: Optional[Teacher
     step, epoch, batch_in_epoch = 0, 0, 0
     if checkpoint is not None:
         step, epoch, batch_in_epoch = restore(checkpoint, "student", student, optimizer, scheduler)
+    elif config.student.target_standardization:  # a draw of its own (seed + 1): the training batches stay the same
+        statistics_sampler = BucketBatchSampler(corpus.items, config.data.batch_size, config.data.crop_samples,
+                                                config.run.seed + 1, bucket_batches=config.data.bucket_batches)
+        student.set_target_statistics(*measure_target_statistics(
+            teacher, CropDataset(corpus.items, config.data.crop_samples), statistics_sampler,
+            config.student.target_layers, device))
 
     metrics: Optional[MetricsLog] = None
     if env.is_main:

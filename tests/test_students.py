@@ -117,3 +117,33 @@ def test_bad_student_config_is_rejected():
         StudentConfig(kind="transformer")
     with pytest.raises(ValueError, match="increasing"):
         StudentConfig(target_layers=[8, 4])
+
+
+@pytest.mark.parametrize("kind", ["gendistiller", "distilhubert"])
+def test_target_standardization_predicts_in_standard_units(kind):
+    """With per-layer statistics (μ, σ) the student's outputs are μ + σ·z of what the same weights give without them,
+    and GenDistiller's teacher-forced history is the teacher's state in those units, (h - μ) / σ."""
+    torch.manual_seed(0)
+    geometry = {"family": "hubert", "conv_layers": [[32, 10, 5], [32, 3, 2], [32, 2, 2], [32, 2, 2], [32, 2, 2], [32, 2, 2], [32, 2, 2]],
+                "dim": 32, "ffn_dim": 64, "num_heads": 4, "num_layers": 4, "conv_pos": 8, "conv_pos_groups": 4}
+    plain = build_student(StudentConfig(kind=kind, target_layers=[2, 3, 4], dropout=0.0, geometry=geometry)).eval()
+    standardized = build_student(StudentConfig(kind=kind, target_layers=[2, 3, 4], dropout=0.0, geometry=geometry,
+                                               target_standardization=True)).eval()
+    standardized.load_state_dict({**plain.state_dict(), "target_mean": standardized.target_mean,
+                                  "target_std": standardized.target_std})
+    mean, std = torch.randn(3, 32), torch.rand(3, 32) + 0.5
+    standardized.set_target_statistics(mean, std)
+    from distill.audio import pad_waveforms
+
+    waveforms, lengths = pad_waveforms(random_waveforms((16000, 11000), seed=7))
+    teacher_states = [torch.randn(2, 49, 32) for _ in range(3)]
+    with torch.no_grad():
+        for forced in (False, True):
+            ours = standardized(waveforms, lengths, teacher_states, [forced] * 3)
+            reference = plain(waveforms, lengths, [(t - m) / s for t, m, s in zip(teacher_states, mean, std)], [forced] * 3)
+            frames = int(ours.lengths.min())
+            for step, (mine, theirs) in enumerate(zip(ours.predictions, reference.predictions)):
+                expected = theirs * std[step] + mean[step]
+                assert (mine[:, :frames] - expected[:, :frames]).abs().max() < 1e-4
+    with pytest.raises(ValueError, match="target_standardization"):
+        plain.set_target_statistics(mean, std)

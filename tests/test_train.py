@@ -134,3 +134,41 @@ def test_bad_config_is_rejected_with_the_key(override, message):
 def test_resume_without_checkpoint_fails_clearly(tmp_path, tiny_wavlm_path, corpus):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         train(tiny_config("gendistiller", tiny_wavlm_path, corpus, tmp_path / "empty"), resume=True)
+
+
+def test_target_statistics_are_measured_kept_and_resumed(tmp_path, tiny_wavlm_path, corpus, monkeypatch):
+    """student.target_standardization: the statistics are each target layer's mean and std over the valid frames of
+    the first batches of a draw of their own (recomputed here by hand), kept in the checkpoint, and a resumed run
+    equals an uninterrupted one."""
+    from distill.audio import read_audio
+    from distill.data import BucketBatchSampler, index_corpus
+    from distill.teachers import load_teacher
+    from distill.train import TARGET_STATISTICS_BATCHES
+
+    common = ["student.target_standardization=true", "optim.total_steps=6", "run.checkpoint_every=3", "run.log_every=1"]
+    straight = train(tiny_config("gendistiller", tiny_wavlm_path, corpus, tmp_path / "straight", *common))
+    student, checkpoint = load_student(straight)
+
+    config = checkpoint["config"]
+    items = index_corpus(corpus).items
+    sampler = BucketBatchSampler(items, config["data"]["batch_size"], config["data"]["crop_samples"],
+                                 config["run"]["seed"] + 1, bucket_batches=config["data"]["bucket_batches"])
+    teacher = load_teacher(str(tiny_wavlm_path))
+    frames = {layer: [] for layer in (2, 3, 4)}
+    for batch in sampler.global_batches(0)[:TARGET_STATISTICS_BATCHES]:
+        for index, offset in batch:
+            wav = torch.from_numpy(read_audio(items[index].path)[offset: offset + config["data"]["crop_samples"]])
+            states = teacher([wav]).hidden_states
+            for layer in frames:
+                frames[layer].append(states[layer][0])
+    for step, layer in enumerate((2, 3, 4)):
+        every = torch.cat(frames[layer]).double()
+        assert torch.allclose(student.target_mean[step].double(), every.mean(0), atol=1e-4)
+        assert torch.allclose(student.target_std[step].double(), every.std(0, unbiased=False), atol=1e-4)
+
+    resumed_out = tmp_path / "resumed"
+    killed_after_first_checkpoint(monkeypatch, lambda: train(tiny_config("gendistiller", tiny_wavlm_path, corpus,
+                                                                         resumed_out, *common)))
+    resumed = train(tiny_config("gendistiller", tiny_wavlm_path, corpus, resumed_out, *common), resume=True)
+    for key, value in read_student_checkpoint(straight)["student"].items():
+        assert torch.equal(value, read_student_checkpoint(resumed)["student"][key]), key

@@ -33,6 +33,11 @@ class StudentConfig:
     # shared by all steps (the first design), [0, 1, 2] one per step. Measured in BENCHMARKS.md §4.
     output_projection_groups: list[int] | None = None
     output_norm: bool = True  # a LayerNorm per step on each prediction (the teacher's post-LN layers end in one)
+    # Predict each target layer standardised per dimension (mean and std of that teacher layer, measured on the
+    # training data before the first step and kept in the checkpoint), undone at the output: the student's states
+    # keep the teacher's scale, while the generator's history and its per-step LayerNorm work on unit-scale states.
+    # Teachers whose layers differ in offset and scale (pre-LN encoders, e.g. Whisper) need it (BENCHMARKS.md §4.2).
+    target_standardization: bool = False
     # Times G runs at each step ([] = once each): e.g. [2, 1, 1] doubles the depth of the first step (from the
     # front-end output) at no parameter cost.
     generator_repeats: list[int] = field(default_factory=list)

@@ -48,6 +48,9 @@ class Student(nn.Module):
                                             project=geometry.project_features if not config.front_end_channels else None)
         pos_conv = ConvPositionalEmbedding(geometry.dim, geometry.conv_pos, geometry.conv_pos_groups)
         self.encoder = Encoder(pos_conv, encoder_layers, geometry.dim, geometry.layer_norm_first)
+        if config.target_standardization:  # filled by set_target_statistics before training, then kept in the state dict
+            self.register_buffer("target_mean", torch.zeros(len(config.target_layers), geometry.dim))
+            self.register_buffer("target_std", torch.ones(len(config.target_layers), geometry.dim))
 
     def _features(
         self, waveforms: Tensor, lengths: Tensor, cnn_features: Optional[tuple[Tensor, Tensor]] = None
@@ -85,6 +88,25 @@ class Student(nn.Module):
         """Unpadded 16 kHz waveforms -> outputs, free running, no teacher."""
         waveforms, lengths = pad_waveforms(wavs)
         return self(waveforms, lengths)
+
+    def set_target_statistics(self, mean: Tensor, std: Tensor) -> None:
+        """Per target layer and dimension (K, D): the teacher's mean and standard deviation (student.target_standardization)."""
+        if not self.config.target_standardization:
+            raise ValueError("set_target_statistics needs student.target_standardization=true")
+        self.target_mean.copy_(mean)
+        self.target_std.copy_(std)
+
+    def _to_output(self, step: int, z: Tensor) -> Tensor:
+        """A prediction in the teacher's units (identity without target standardisation)."""
+        if not self.config.target_standardization:
+            return z
+        return z * self.target_std[step].to(z.dtype) + self.target_mean[step].to(z.dtype)
+
+    def _standardized(self, step: int, state: Tensor) -> Tensor:
+        """A teacher state in the units the student predicts in (the inverse of `_to_output`)."""
+        if not self.config.target_standardization:
+            return state
+        return (state - self.target_mean[step].to(state.dtype)) / self.target_std[step].to(state.dtype)
 
     def init_from_teacher(self, teacher: SSLModel) -> None:
         """Copy the CNN, projection and positional conv (and what subclasses add) from a teacher model.
@@ -194,9 +216,10 @@ class GenDistiller(Student):
         history, predictions = [h0], []
         for step in range(len(self.config.target_layers)):
             prediction = self._generate(step, history, key_padding)
-            predictions.append(prediction)
+            predictions.append(self._to_output(step, prediction))
             teacher_next = teacher_states is not None and use_teacher is not None and step < len(use_teacher) and use_teacher[step]
-            history.append(teacher_states[step].to(prediction.dtype) if teacher_next else prediction)  # type: ignore[index]
+            history.append(self._standardized(step, teacher_states[step].to(prediction.dtype))  # type: ignore[index]
+                           if teacher_next else prediction)
         h0, *predictions = _zero_padding([h0, *predictions], frame_lengths)
         return StudentOutput([h0] + predictions, predictions, frame_lengths, h0)
 
@@ -256,7 +279,7 @@ class DistilHuBERT(Student):
     ) -> StudentOutput:
         features, frame_lengths = self._features(waveforms, lengths, cnn_features)
         layer_states = self.encoder(features, frame_lengths)
-        predictions = self.heads(layer_states[-1])
+        predictions = [self._to_output(step, z) for step, z in enumerate(self.heads(layer_states[-1]))]
         states = [features] + layer_states[1:] + predictions
         *states, layer0 = _zero_padding([*states, layer_states[0]], frame_lengths)  # layer0: after the positional conv, like the teacher's state 0
         return StudentOutput(states, states[-len(predictions):], frame_lengths, layer0)
