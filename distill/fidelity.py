@@ -12,8 +12,10 @@ import numpy as np
 import torch
 
 from distill.audio import read_audio
+from distill.components import conv_output_lengths
 from distill.models import Student
 from distill.teachers import Teacher
+from distill.teachers.base import align_to_student
 
 LayerPairs = dict[int, list[tuple[np.ndarray, np.ndarray]]]  # teacher layer -> (student frames, teacher frames) per file
 
@@ -27,7 +29,8 @@ class LayerFidelity:
 
 @torch.inference_mode()
 def layer_pairs(student: Student, teacher: Teacher, files: Sequence[Path], teacher_forced: bool = False) -> LayerPairs:
-    """Student and teacher states of every file, one utterance at a time, for layer 0 and each target layer.
+    """Student and teacher states of every file, one utterance at a time, for layer 0 and each target layer, on the
+    frames the trainer pairs (`align_to_student`: teachers at the same hop may count a frame or two more or fewer).
     `teacher_forced`: GenDistiller's history is the teacher's previous target layer at every step (as in teacher-
     forced training), which isolates one step's error from the errors of the steps before it."""
     layers = [0, *student.config.target_layers]
@@ -35,11 +38,14 @@ def layer_pairs(student: Student, teacher: Teacher, files: Sequence[Path], teach
     student.eval()
     for path in files:
         wav = torch.from_numpy(read_audio(path))
-        reference = teacher([wav]).hidden_states
+        lengths = torch.tensor([len(wav)])
+        student_lengths = conv_output_lengths(lengths, student.config.front_end_conv_layers())
+        aligned = align_to_student(teacher([wav]), student_lengths, int(student_lengths[0]))  # the trainer's pairing
+        reference, frames = aligned.hidden_states, int(aligned.lengths[0])
         targets = [reference[layer] for layer in student.config.target_layers] if teacher_forced else None
-        out = student(wav[None], torch.tensor([len(wav)]), targets, [teacher_forced] * len(student.config.target_layers))
+        out = student(wav[None], lengths, targets, [teacher_forced] * len(student.config.target_layers))
         for layer, state in zip(layers, [out.layer0, *out.predictions]):
-            pairs[layer].append((state[0].double().numpy(), reference[layer][0].double().numpy()))
+            pairs[layer].append((state[0, :frames].double().numpy(), reference[layer][0, :frames].double().numpy()))
     return pairs
 
 

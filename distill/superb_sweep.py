@@ -149,7 +149,7 @@ def evaluate_only(upstream: Upstream, task: Task, run_dir: Path, overrides: Sequ
 
 
 def train_one(upstream: Upstream, task: Task, lr: float, run_dir: Path, overrides: Sequence[str],
-              test_in_run: bool = False) -> float:
+              test_in_run: bool = False, seed: Optional[int] = None) -> float:
     """Trains one (upstream, task, lr, fold) unless already done; returns its best dev score. With `test_in_run`
     the run evaluates test beside dev and sweep.json keeps the test score at the best-dev step."""
     done = run_dir / "sweep.json"
@@ -168,8 +168,9 @@ def train_one(upstream: Upstream, task: Task, lr: float, run_dir: Path, override
     if task.dev_split is None:  # nothing to evaluate while training: its last checkpoint is scored on test
         splits = []
     options = [*task.overrides, *overrides, f"config.optimizer.lr={lr}", f"config.runner.eval_dataloaders={splits}"]
+    seed_flags = [] if seed is None else ["--seed", str(seed)]
     stdout = _superb(["-m", "train", *upstream.runner_flags(), "-d", task.downstream, "-c", str(task.config),
-                      "-p", str(run_dir), *task.extra_args, "-o", ",,".join(options)], run_dir)
+                      "-p", str(run_dir), *task.extra_args, *seed_flags, "-o", ",,".join(options)], run_dir)
     if task.dev_split is None:
         done.write_text(json.dumps({"lr": lr, "best_dev": None}))
         return float("nan")
@@ -214,13 +215,15 @@ def evaluate_test(task: Task, run_dir: Path) -> float:
 
 def sweep(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: Sequence[float], results: Path, expdir: Path,
           overrides: Sequence[str] = (), corpus: Optional[Path] = None, test_in_run: bool = False,
-          task_overrides: Optional[Mapping[str, Sequence[str]]] = None, jobs: int = 1) -> list[dict[str, str]]:
+          task_overrides: Optional[Mapping[str, Sequence[str]]] = None, jobs: int = 1,
+          seed: Optional[int] = None) -> list[dict[str, str]]:
     """Runs every missing (upstream, task); returns all rows of the results CSV. Cross-validated tasks (ER) run
     every fold per learning rate and average the fold scores. Scores are in s3prl's units (see tasks.yaml `scale`).
     `test_in_run` saves one runner process per (upstream, task) and costs a test evaluation at every dev evaluation:
     worth it for short runs with few evaluations (the embedded demo), not for SUPERB's schedules.
     `task_overrides`: extra -o items per task. `jobs`: (upstream, task) pairs run at the same time, each in its own
-    runner process; runs of a task whose expert caches inside the s3prl package never overlap."""
+    runner process; runs of a task whose expert caches inside the s3prl package never overlap. `seed`: the runner's
+    --seed for every training run (default: s3prl's own, 1337); give each seed its own `expdir` and `results`."""
     tasks = load_tasks()
     unknown = [name for name in task_names if name not in tasks]
     if unknown:
@@ -249,7 +252,7 @@ def sweep(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: Sequenc
                 for lr in task_lrs:
                     print(f"[superb-sweep] {number}/{len(todo)} {upstream.label} {task_name} lr={lr:g}", flush=True)
                     dev_by_lr[lr] = sum(train_one(upstream, task, lr, run_dir(lr, fold),
-                                                  base + (task.fold_overrides(fold) if fold else []), test_in_run)
+                                                  base + (task.fold_overrides(fold) if fold else []), test_in_run, seed)
                                         for fold in folds) / len(folds)
                 chosen = task.best_key(dev_by_lr) if task.dev_split is not None else task_lrs[0]
                 test = sum(evaluate_test(task, run_dir(chosen, fold)) for fold in folds) / len(folds)
@@ -280,6 +283,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-in-run", action="store_true",
                         help="evaluate test beside dev during training and take it at the best-dev step (short runs)")
     parser.add_argument("--jobs", type=int, default=1, help="runner processes at the same time (default 1)")
+    parser.add_argument("--seed", type=int, default=None, help="s3prl's --seed for every training run (default: the "
+                        "runner's 1337); use one --expdir and --results per seed")
     parser.add_argument("-o", "--override", action="append", default=[],
                         help="extra s3prl override for every run, e.g. config.runner.total_steps=2000 (repeatable)")
 
@@ -287,7 +292,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     rows = sweep([parse_upstream(s) for s in args.upstreams.split(",")], args.tasks.split(","),
                  [float(lr) for lr in args.lrs.split(",")], args.results, args.expdir, args.override, args.corpus,
-                 args.test_in_run, jobs=args.jobs)
+                 args.test_in_run, jobs=args.jobs, seed=args.seed)
     print(f"[superb-sweep] {len(rows)} results in {args.results}")
     return 0
 

@@ -154,3 +154,18 @@ def test_sweep_test_in_run_equals_evaluating_the_best_dev_checkpoint(speech_comm
     assert read_results(results) == [row]  # a finished combination is not rerun
     assert sweep([parse_upstream(f"gendistiller:{student}")], ["ks"], [1e-3], results, tmp_path / "sweep", overrides,
                  speech_commands.parent, test_in_run=True) == [row]
+
+
+def test_sweep_seed_reaches_s3prl_runner(speech_commands, tmp_path_factory, tiny_wavlm_path, tmp_path, monkeypatch):
+    """`superb-sweep --seed N` trains with s3prl's own --seed N (recorded in the experiment's args file)."""
+    from distill.superb_sweep import parse_upstream, sweep
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    student = trained_student(tmp_path_factory, tiny_wavlm_path, "gendistiller")
+    overrides = ["config.downstream_expert.datarc.batch_size=8", "config.downstream_expert.datarc.num_workers=0",
+                 "config.runner.total_steps=4", "config.runner.eval_step=4", "config.runner.save_step=4",
+                 "config.runner.log_step=4"]
+    [row] = sweep([parse_upstream(f"gendistiller:{student}")], ["ks"], [1e-3], tmp_path / "results.csv", tmp_path / "sweep",
+                  overrides, speech_commands.parent, test_in_run=True, seed=7)
+    args_file = next(Path(row["expdir"]).glob("args_*.yaml")).read_text()
+    assert "seed: 7" in args_file.splitlines()
