@@ -149,6 +149,8 @@ def prepare_student(config: DistillConfig, teacher: Teacher) -> Student:
     if max(student_config.target_layers) > teacher.num_layers:
         raise ValueError(f"student.target_layers {student_config.target_layers} ask for layers the teacher {teacher.spec} "
                          f"lacks: it has {teacher.num_layers}; choose target layers from 1 to {teacher.num_layers}")
+    if student_config.target_standardization == "auto":
+        student_config.target_standardization = not teacher.layers_end_in_layer_norm
     width = student_config.geometry_config().dim
     if width != teacher.dim:
         raise ValueError(f"the student is {width} wide but the teacher {teacher.spec} is {teacher.dim} wide; the "
@@ -287,7 +289,7 @@ def train(config: DistillConfig, resume: bool = False, teacher: Optional[Teacher
     step, epoch, batch_in_epoch = 0, 0, 0
     if checkpoint is not None:
         step, epoch, batch_in_epoch = restore(checkpoint, "student", student, optimizer, scheduler)
-    elif config.student.target_standardization:  # a draw of its own (seed + 1): the training batches stay the same
+    elif config.student.target_standardization is True:  # a draw of its own (seed + 1): the training batches stay the same
         statistics_sampler = BucketBatchSampler(corpus.items, config.data.batch_size, config.data.crop_samples,
                                                 config.run.seed + 1, bucket_batches=config.data.bucket_batches)
         student.set_target_statistics(*measure_target_statistics(

@@ -179,3 +179,39 @@ def test_deploy_cli(tmp_path, gendistiller_ckpt, distilhubert_ckpt):
         assert all(-1.0 <= c <= 1.0 for c in student["cosine_to_fp32"]["int8"])
     assert data["students"]["gendistiller"]["names"][0] == "h0"
     assert data["target"].split(":")[0] in ("met", "not met") and "| gendistiller | h0 |" in (out / "deploy.md").read_text()
+
+
+def test_fidelity_cli_on_a_whisper_teacher(tmp_path):
+    """A teacher that is not one of our encoders (a tiny random Whisper, HF folder): the students start from scratch at
+    its width with narrow front-ends; the report gives the teacher's layer statistics and the every-layer verdict."""
+    from transformers import WhisperConfig, WhisperModel
+
+    config = WhisperConfig(num_mel_bins=80, d_model=64, encoder_layers=4, encoder_attention_heads=4, encoder_ffn_dim=128,
+                           decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=128, vocab_size=100,
+                           max_source_positions=1500, max_target_positions=32, pad_token_id=0, bos_token_id=1,
+                           eos_token_id=2, decoder_start_token_id=1)
+    torch.manual_seed(0)
+    WhisperModel(config).save_pretrained(tmp_path / "whisper")
+    train_dir = write_tone_corpus(tmp_path / "train", num_files=6, seed=1)
+    heldout = write_tone_corpus(tmp_path / "heldout", num_files=4, seed=2)
+    out = tmp_path / "out"
+    run_module("benchmarks.fidelity", "--teacher", f"whisper:{tmp_path / 'whisper'}", "--train", str(train_dir),
+               "--heldout", str(heldout), "--from-scratch", "--narrow-front-ends", "--narrow-channels", "16",
+               "--steps", "3", "--batch-size", "2", "--crop-samples", "16000", "--threads", "1", "--out", str(out),
+               "--variants", "gendistiller", "distilhubert", "gendistiller-unstandardized")
+    data = json.loads((out / "fidelity.json").read_text())
+    from distill.models.checkpoint import read_student_checkpoint
+
+    students = {v: read_student_checkpoint(data["variants"][v]["checkpoint"])["config"]["student"] for v in data["variants"]}
+    for student in students.values():
+        assert student["geometry"]["dim"] == 64 and student["front_end_channels"] == 16 and student["layer0_loss"]
+    assert students["gendistiller"]["target_standardization"] is True  # the shipped GenDistiller
+    assert students["gendistiller-unstandardized"]["target_standardization"] is False
+    assert students["distilhubert"]["target_standardization"] is False  # the baseline as s3prl trains it
+    assert set(data["teacher_layers"]) == {"0", "2", "3", "4"}
+    assert data["teacher_layers"]["0"]["cosine_to_previous_layer"] is None
+    assert all(finite(m["norm_mean"]) and m["norm_mean"] > 0 for m in data["teacher_layers"].values())
+    claim = data["claim"]
+    assert claim["compared"] == ["gendistiller", "distilhubert"] and isinstance(claim["every_layer_l1_and_cosine"], bool)
+    assert set(data["diagnostics"]) == {"gendistiller", "distilhubert"}
+    assert "The teacher's layers on the held-out audio" in (out / "fidelity.md").read_text()

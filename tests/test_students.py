@@ -147,3 +147,20 @@ def test_target_standardization_predicts_in_standard_units(kind):
                 assert (mine[:, :frames] - expected[:, :frames]).abs().max() < 1e-4
     with pytest.raises(ValueError, match="target_standardization"):
         plain.set_target_statistics(mean, std)
+
+
+def test_target_standardization_auto_follows_the_teachers_layer_norms(tmp_path):
+    """auto: off for a post-LN teacher (every layer leaves a LayerNorm, as the per-step LayerNorm does), on for a
+    pre-LN one; the checkpointed config holds the decision."""
+    from distill.teachers.tiny import TINY_WAVLM_CFG, write_wavlm_checkpoint
+
+    for layer_norm_first in (False, True):
+        path = write_wavlm_checkpoint(tmp_path / f"wavlm_{layer_norm_first}.pt", {**TINY_WAVLM_CFG, "layer_norm_first": layer_norm_first})
+        teacher = load_teacher(str(path))
+        config = DistillConfig(teacher=str(path))
+        config.student = StudentConfig(kind="gendistiller", target_layers=[2, 3, 4], target_standardization="auto")
+        student = prepare_student(config, teacher)
+        assert config.student.target_standardization is layer_norm_first
+        assert hasattr(student, "target_mean") is layer_norm_first
+    with pytest.raises(ValueError, match="true, false or auto"):
+        StudentConfig(target_standardization="sometimes")

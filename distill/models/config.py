@@ -36,8 +36,9 @@ class StudentConfig:
     # Predict each target layer standardised per dimension (mean and std of that teacher layer, measured on the
     # training data before the first step and kept in the checkpoint), undone at the output: the student's states
     # keep the teacher's scale, while the generator's history and its per-step LayerNorm work on unit-scale states.
-    # Teachers whose layers differ in offset and scale (pre-LN encoders, e.g. Whisper) need it (BENCHMARKS.md §4.2).
-    target_standardization: bool = False
+    # "auto" (the shipped GenDistiller): on unless every teacher layer leaves a LayerNorm (post-LN teachers, whose
+    # layers a per-step LayerNorm already matches); pre-LN teachers (Whisper, Large models) need it (BENCHMARKS.md §4.2).
+    target_standardization: bool | str = False
     # Times G runs at each step ([] = once each): e.g. [2, 1, 1] doubles the depth of the first step (from the
     # front-end output) at no parameter cost.
     generator_repeats: list[int] = field(default_factory=list)
@@ -70,6 +71,8 @@ class StudentConfig:
         if len(groups) != len(self.target_layers) or used != list(range(len(used))):
             raise ValueError(f"student.output_projection_groups must number the projection of each of the "
                              f"{len(self.target_layers)} target layers as 0, 1, ... without gaps, got {groups}")
+        if self.target_standardization not in (True, False, "auto"):
+            raise ValueError(f"student.target_standardization must be true, false or auto, got {self.target_standardization!r}")
         if self.cnn_grad_mult < 0:
             raise ValueError(f"student.cnn_grad_mult must be >= 0, got {self.cnn_grad_mult}")
         if self.front_end_channels < 0:

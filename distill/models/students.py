@@ -48,7 +48,9 @@ class Student(nn.Module):
                                             project=geometry.project_features if not config.front_end_channels else None)
         pos_conv = ConvPositionalEmbedding(geometry.dim, geometry.conv_pos, geometry.conv_pos_groups)
         self.encoder = Encoder(pos_conv, encoder_layers, geometry.dim, geometry.layer_norm_first)
-        if config.target_standardization:  # filled by set_target_statistics before training, then kept in the state dict
+        # "auto" is decided by the teacher before training (distill.train.prepare_student); undecided, as when a config
+        # is only inspected (`gendistiller info`), the student has no statistics
+        if config.target_standardization is True:  # filled by set_target_statistics before training, then kept
             self.register_buffer("target_mean", torch.zeros(len(config.target_layers), geometry.dim))
             self.register_buffer("target_std", torch.ones(len(config.target_layers), geometry.dim))
 
@@ -91,20 +93,20 @@ class Student(nn.Module):
 
     def set_target_statistics(self, mean: Tensor, std: Tensor) -> None:
         """Per target layer and dimension (K, D): the teacher's mean and standard deviation (student.target_standardization)."""
-        if not self.config.target_standardization:
+        if self.config.target_standardization is not True:
             raise ValueError("set_target_statistics needs student.target_standardization=true")
         self.target_mean.copy_(mean)
         self.target_std.copy_(std)
 
     def _to_output(self, step: int, z: Tensor) -> Tensor:
         """A prediction in the teacher's units (identity without target standardisation)."""
-        if not self.config.target_standardization:
+        if self.config.target_standardization is not True:
             return z
         return z * self.target_std[step].to(z.dtype) + self.target_mean[step].to(z.dtype)
 
     def _standardized(self, step: int, state: Tensor) -> Tensor:
         """A teacher state in the units the student predicts in (the inverse of `_to_output`)."""
-        if not self.config.target_standardization:
+        if self.config.target_standardization is not True:
             return state
         return (state - self.target_mean[step].to(state.dtype)) / self.target_std[step].to(state.dtype)
 

@@ -38,6 +38,10 @@ class Teacher(nn.Module):
     num_layers: int
     dim: int
     downsample_rate: int  # samples per frame (320 for the wav2vec 2.0 / HuBERT / WavLM CNN)
+    # Whether every hidden state leaves a LayerNorm (post-LN encoders: wav2vec 2.0 / HuBERT / WavLM Base), which a
+    # student's per-step LayerNorm reproduces as it is; pre-LN residual streams (Large models, Whisper) and teachers of
+    # unknown structure do not. Decides student.target_standardization=auto.
+    layers_end_in_layer_norm: bool = False
 
     def __init__(self, spec: str):
         super().__init__()

@@ -29,6 +29,7 @@ class CheckpointTeacher(Teacher):
         self.num_layers = model.config.num_layers
         self.dim = model.config.dim
         self.downsample_rate = math.prod(stride for _, _, stride in model.config.conv_layers)
+        self.layers_end_in_layer_norm = not model.config.layer_norm_first
         self.source_parameters = source_parameters  # parameters as the original class counts them (incl. pre-training-only ones)
         self.freeze()
 

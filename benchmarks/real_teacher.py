@@ -1,0 +1,151 @@
+"""The real-teacher benchmark: both students distilled from Whisper base on human speech, then compared in fidelity
+and on two downstream tasks on real speech through s3prl.
+
+    python -m benchmarks.real_teacher                      # 2,000 steps, 3 downstream seeds (fetches what it needs)
+    python -m benchmarks.real_teacher --steps 10000
+    python -m benchmarks.real_teacher --variants gendistiller distilhubert gendistiller-unstandardized --seeds 0
+
+What it does, each stage resumable (finished runs are kept and reused):
+1. `gendistiller fetch all` into --cache: Whisper base (faster-whisper model.bin, MIT) and seven human voices of Asterisk
+   prompts (distill/real_data.py: distillation train/held-out split, SID over the voices, spoken numbers and letters
+   tested on unseen voices).
+2. How far Whisper's per-utterance states (the teacher mode used here, `whisper:`) are from what it computes on 30 s
+   padded windows (`whisper-30s:`), on held-out files (`distill.teachers.whisper.padding_gap`).
+3. `benchmarks/fidelity.py` with the real teacher: students from scratch at the teacher's width with 128-channel
+   front-ends (Whisper's log-mel front-end cannot be copied into a waveform CNN), target layers 2/4/6 of 6, batch 8 x
+   1 s, lr 1e-3, evaluated free running on the held-out voice; ablation variants beside the shipped students.
+4. SID (`sid`, s3prl's voxceleb1 expert) and the spoken numbers and letters (`ic`, s3prl's fluent_commands expert) for
+   the two shipped students, one s3prl run per (student, task, lr, seed) with s3prl's --seed, the demo's local
+   settings (1000 steps, test at the best-dev step); lr chosen on dev per seed; mean and spread over seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from benchmarks import fidelity
+from benchmarks.common import machine_info, markdown_table, pick_device, set_threads, write_outputs
+from distill.audio import audio_files
+
+TARGET_LAYERS = (2, 4, 6)
+TASKS = ("sid", "ic")
+STUDENTS = ("gendistiller", "distilhubert")
+PADDING_GAP_FILES = 40
+
+
+def fetch(cache: Path) -> tuple[Path, Path]:
+    from distill.real_data import fetch_asterisk_speech, fetch_whisper_base
+
+    return fetch_whisper_base(cache), fetch_asterisk_speech(cache)
+
+
+def padding_gap(teacher: str, heldout: Path, out: Path) -> dict[str, Any]:
+    """Per-utterance vs 30 s padded states on the first PADDING_GAP_FILES held-out files (once; kept in out)."""
+    import json
+
+    from distill.teachers.whisper import padding_gap as measure
+
+    path = out / "padding_gap.json"
+    if not path.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(measure(teacher, audio_files([heldout], PADDING_GAP_FILES)), indent=2))
+    return json.loads(path.read_text())
+
+
+def distil_and_compare(args: argparse.Namespace, teacher: str, speech: Path, out: Path) -> dict[str, Any]:
+    return fidelity.main([
+        "--teacher", teacher, "--train", str(speech / "distill" / "train"), "--heldout", str(speech / "distill" / "heldout"),
+        "--from-scratch", "--narrow-front-ends", "--narrow-channels", "128", "--target-layers", *map(str, TARGET_LAYERS),
+        "--steps", str(args.steps), "--lr", "1e-3", "--batch-size", "8", "--crop-samples", "16000",
+        "--variants", *args.variants, "--threads", str(args.threads), "--out", str(out)])
+
+
+def downstream(checkpoints: dict[str, str], speech: Path, out: Path, seeds: list[int], lrs: list[float],
+               jobs: int) -> dict[str, dict[str, dict[str, Any]]]:
+    """{task: {student: {"test": [per seed], "mean", "spread", "lr": [per seed], "metric"}}}."""
+    from distill.commands.demo import LOCAL_OVERRIDES
+    from distill.superb_sweep import parse_upstream, sweep
+
+    steps = 1000
+    overrides = [f"config.runner.total_steps={steps}", f"config.runner.eval_step={steps // 4}",
+                 f"config.runner.save_step={steps}", f"config.runner.log_step={steps // 4}"]
+    upstreams = [parse_upstream(f"{kind}:{path}") for kind, path in checkpoints.items()]
+    found: dict[str, dict[str, dict[str, Any]]] = {task: {} for task in TASKS}
+    for seed in seeds:
+        rows = sweep(upstreams, TASKS, lrs, out / f"superb_seed{seed}.csv", out / "superb" / f"seed{seed}", overrides,
+                     speech, test_in_run=True, task_overrides=LOCAL_OVERRIDES, jobs=jobs, seed=seed)
+        for row in rows:
+            entry = found[row["task"]].setdefault(row["upstream"], {"test": [], "lr": [], "metric": row["metric"]})
+            entry["test"].append(100 * float(row["test"]))
+            entry["lr"].append(float(row["lr"]))
+    for by_student in found.values():
+        for entry in by_student.values():
+            entry["mean"] = statistics.fmean(entry["test"])
+            entry["spread"] = statistics.stdev(entry["test"]) if len(entry["test"]) > 1 else 0.0
+    return found
+
+
+def render(results: dict[str, Any]) -> str:
+    gap = results["padding_gap"]
+    text = (f"Whisper base per utterance vs padded to 30 s, {gap['files']} held-out files, {gap['frames']} frames "
+            "(mean cosine / relative L1 per layer): "
+            + ", ".join(f"{m['layer']}: {m['cosine']:.3f} / {m['relative_l1']:.3f}" for m in gap["layers"]) + "\n\n")
+    text += results["fidelity_markdown"]
+    if results["downstream"]:
+        seeds = results["setup"]["seeds"]
+        rows = [[task, student, f"{e['mean']:.2f} ± {e['spread']:.2f}", " / ".join(f"{t:.2f}" for t in e["test"]),
+                 " / ".join(f"{lr:g}" for lr in e["lr"])]
+                for task, by_student in results["downstream"].items() for student, e in by_student.items()]
+        text += (f"\nDownstream on real speech (test accuracy %, s3prl seeds {seeds}, mean ± standard deviation over "
+                 "seeds; lr chosen on dev per seed):\n\n"
+                 + markdown_table(["task", "student", "mean ± sd", "per seed", "lr per seed"], rows))
+    return text
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", type=Path, default=Path("runs/cache"), help="where `gendistiller fetch` puts the "
+                        "teacher and the speech (default: runs/cache)")
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--variants", nargs="+", choices=list(fidelity.VARIANTS), default=list(STUDENTS),
+                        help="fidelity variants (the downstream tasks run the shipped gendistiller and distilhubert)")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="s3prl seeds of the downstream runs "
+                        "(none: fidelity only)")
+    parser.add_argument("--lrs", type=float, nargs="+", default=[1e-2, 1e-3], help="downstream learning rates")
+    parser.add_argument("--jobs", type=int, default=2, help="s3prl runs at the same time")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/real_teacher"))
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    set_threads(args.threads)
+    out = args.out / f"steps_{args.steps}"
+    whisper, speech = fetch(args.cache)
+    teacher = f"whisper:{whisper / 'model.bin'}"
+    gap = padding_gap(teacher, speech / "distill" / "heldout", args.out)
+    compared = distil_and_compare(args, teacher, speech, out)
+    checkpoints = {kind: compared["variants"][kind]["checkpoint"] for kind in STUDENTS if kind in compared["variants"]}
+    results: dict[str, Any] = {
+        "benchmark": "real_teacher", "machine": machine_info(pick_device("cpu")),
+        "setup": {"teacher": teacher, "speech": str(speech), "steps": args.steps, "seeds": args.seeds, "lrs": args.lrs,
+                  "command": " ".join(["python -m benchmarks.real_teacher"] + (argv if argv is not None else sys.argv[1:]))},
+        "padding_gap": gap,
+        "fidelity": {k: compared[k] for k in ("variants", "claim", "diagnostics", "teacher_layers")},
+        "fidelity_markdown": (out / "fidelity.md").read_text(),
+        "downstream": downstream(checkpoints, speech, out, args.seeds, args.lrs, args.jobs)
+        if args.seeds and len(checkpoints) == len(STUDENTS) else {},
+    }
+    markdown = render(results)
+    json_path, md_path = write_outputs(out, "real_teacher", results, markdown)
+    print(markdown)
+    print(f"[real-teacher] wrote {json_path} and {md_path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
