@@ -15,6 +15,7 @@ Where a score appears depends on the expert (s3prl 0.4.18):
   against the QUESST 2014 ground truth under the data root;
 - `none`: no score is read back.
 Values are as logged (accuracy as a fraction, ASR WER in percent); `Task.scale` converts them to SUPERB's units.
+KS, IC and SID also write one line per item at every evaluation (`Task.item_files`; read by `distill.intervals`).
 """
 from __future__ import annotations
 
@@ -63,11 +64,13 @@ class _Entry:
     data_keys: list[str] = field(default_factory=list)
     requires: list[str] = field(default_factory=list)
     s3prl_caches: list[str] = field(default_factory=list)
+    item_files: list[str] = field(default_factory=list)
+    item_separator: str = " "
     trains: bool = True
     default_for_downstream: bool = False
 
 
-_LISTS = ("overrides", "extra_args", "folds", "data_keys", "requires", "s3prl_caches")
+_LISTS = ("overrides", "extra_args", "folds", "data_keys", "requires", "s3prl_caches", "item_files")
 _REQUIRED = ("title", "downstream", "config", "metric", "higher_is_better", "score_source", "dev_split", "test_split")
 
 
@@ -95,6 +98,8 @@ class Task:
     data_keys: tuple[str, ...]  # config keys that point at the task's data (placeholders in the recipe)
     requires: tuple[str, ...]  # modules the expert needs beyond s3prl's core (importable names)
     s3prl_caches: tuple[str, ...]  # what the expert caches inside the s3prl package (relative to it), whatever the data
+    item_files: tuple[str, ...]  # () or the expert's per-item [predictions, truth] files ({split}), rewritten per evaluation
+    item_separator: str  # between the item id and its label(s) on each line of those files
     trains: bool  # False for QbE (evaluate only, no downstream model)
     default_for_downstream: bool  # the task `-d <downstream>` means where several tasks share a downstream
 
@@ -143,6 +148,10 @@ class Task:
             return []
         package = Path(list(spec.submodule_search_locations)[0])
         return [package / relative for relative in self.s3prl_caches]
+
+    def item_paths(self, folder: Union[str, Path], split: str) -> list[Path]:
+        """The expert's per-item files of `split` in `folder`: [predictions, truth], or [] for a task without them."""
+        return [Path(folder) / template.replace("{split}", split) for template in self.item_files]
 
     def missing_requirements(self) -> list[str]:
         """Modules in `requires` that cannot be imported here."""
@@ -206,6 +215,10 @@ def _build(name: str, raw: Any, base: Path) -> Task:
         raise bad("fold_override", "must be given exactly when folds are")
     if entry.fold_override is not None and "{fold}" not in entry.fold_override:
         raise bad("fold_override", f"must contain {{fold}}: {entry.fold_override!r}")
+    if entry.item_files and (len(entry.item_files) != 2 or not all("{split}" in t for t in entry.item_files)):
+        raise bad("item_files", f"must be [predictions, truth] file names, each with {{split}}, got {entry.item_files!r}")
+    if not entry.item_separator:
+        raise bad("item_separator", "must not be empty")
     if entry.corpus is not None:
         from distill.corpus import PARTS
 

@@ -1,9 +1,11 @@
 """`gendistiller superb-report RESULTS.csv [--out DIR] [--runs LABEL=RUN_DIR ...] [--teacher LABEL] [--control LABEL]
 [--corpus ROOT] [--fidelity JSON]`: markdown tables and PNG plots.
 
-Writes DIR/superb.md (measured scores with parameter counts; with --corpus a chance row; with --teacher and
---control the share of the teacher's margin over the untrained control that each student keeps; then the published
-SUPERB rows for context), DIR/superb.png (a bar chart per task in SUPERB's unit, chance and the control marked)
+Writes DIR/superb.md (measured scores with parameter counts, and a 95% interval where the sweep kept the per-item
+test results (KS, IC, SID); with --corpus a chance row; with --teacher and --control the share of the teacher's margin
+over the untrained control that each student keeps; each student against the other upstreams, paired on the test
+items; then the published SUPERB rows for context), DIR/superb.png (a bar chart per task in SUPERB's unit, with the
+intervals as error bars, chance and the control marked)
 and, for distillation runs given with --runs, DIR/distillation.md (final training loss, L1 and cosine per target
 layer; with --fidelity the same measured on held-out audio) and DIR/distillation_loss.png (loss curves).
 """
@@ -17,6 +19,7 @@ from typing import Any, Optional
 
 import yaml
 
+from distill.intervals import bootstrap_interval, kept_correct, paired_difference
 from distill.recipes import load_tasks
 from distill.superb_sweep import read_results
 
@@ -64,6 +67,26 @@ def _role(upstream: str, reference: Reference) -> str:
     return {reference.teacher: f"{upstream} (teacher)", reference.control: f"{upstream} (control: untrained)"}.get(upstream, upstream)
 
 
+def _kept_items(rows: list[dict[str, str]]) -> dict[tuple[str, str], dict[str, bool]]:
+    """(upstream, task) -> the per-item test results superb-sweep kept for its chosen run (KS, IC, SID)."""
+    tasks = load_tasks()
+    found = {}
+    for row in rows:
+        correct = kept_correct(tasks[row["task"]], row["expdir"])
+        if correct:
+            found[(row["upstream"], row["task"])] = correct
+    return found
+
+
+def _intervals(rows: list[dict[str, str]]) -> dict[tuple[str, str], tuple[float, float]]:
+    """(upstream, task) -> the test score's 95% bootstrap interval over its items, in SUPERB's unit."""
+    intervals = {}
+    for (upstream, task), correct in _kept_items(rows).items():
+        low, high = bootstrap_interval(list(correct.values()))
+        intervals[(upstream, task)] = (_scaled(low, task), _scaled(high, task))
+    return intervals
+
+
 def margin_kept(student: float, teacher: float, control: float) -> Optional[float]:
     """Share of the teacher's margin over the control that a student keeps: (student - control) / (teacher - control).
     Holds for either metric direction; None when the teacher has no margin."""
@@ -76,6 +99,7 @@ def superb_markdown(rows: list[dict[str, str]], reference: Reference = Reference
     tasks = _task_order(rows)
     upstreams = _ordered_upstreams(rows, reference)
     by_key = {(row["upstream"], row["task"]): row for row in rows}
+    intervals = _intervals(rows)
     lines = ["## Measured (s3prl runner; best dev learning rate, test score)", "",
              "| upstream | params (M) | " + " | ".join(f"{t.upper()} {by_key_metric(rows, t)}" for t in tasks) + " |",
              "|---|---|" + "---|" * len(tasks)]
@@ -88,9 +112,14 @@ def superb_markdown(rows: list[dict[str, str]], reference: Reference = Reference
         for task in tasks:
             row = by_key.get((upstream, task))
             lr = f" (lr {float(row['lr']):g})" if row and row["lr"] else ""  # QbE trains nothing
-            cells.append(f"{_scaled(float(row['test']), task):.2f}{lr}" if row else "–")
+            interval = intervals.get((upstream, task))
+            bounds = f" [{interval[0]:.1f}, {interval[1]:.1f}]" if interval else ""
+            cells.append(f"{_scaled(float(row['test']), task):.2f}{bounds}{lr}" if row else "–")
         lines.append(f"| {_role(upstream, reference)} | {params / 1e6:.2f} | " + " | ".join(cells) + " |")
+    if intervals:
+        lines += ["", "[low, high]: 95% percentile bootstrap interval over the test items (1000 resamples)"]
     lines += _margin_lines(rows, reference, tasks, upstreams, by_key)
+    lines += _paired_lines(rows, reference, tasks, upstreams, by_key)
     published = yaml.safe_load(PUBLISHED.read_text())
     columns = [t for t in ("pr", "ks", "ic", "sid", "er", "asr", "asv", "sd")]
     lines += ["", "## Published SUPERB rows (full corpora; not comparable with a local mini-SUPERB)", "",
@@ -121,6 +150,34 @@ def _margin_lines(rows: list[dict[str, str]], reference: Reference, tasks: list[
     return lines
 
 
+def _paired_lines(rows: list[dict[str, str]], reference: Reference, tasks: list[str], upstreams: list[str],
+                  by_key: dict[tuple[str, str], dict[str, str]]) -> list[str]:
+    """Each student against every other upstream measured on the task (teacher, control, the students after it)."""
+    students = [u for u in upstreams if u not in (reference.teacher, reference.control)]
+    pairs = [(a, b) for i, a in enumerate(students) for b in upstreams if b != a and b not in students[:i]]
+    if not pairs:
+        return []
+    items, all_tasks = _kept_items(rows), load_tasks()
+    lines = ["", "## Paired comparisons on the test items", "",
+             "A − B in points on the test items both scored, with its 95% bootstrap interval (the same items resampled "
+             "for both); better: the one ahead when the interval excludes 0, ~ when it includes 0 (a tie)", "",
+             "| task | A | B | items | A − B | 95% interval | better |", "|---|---|---|---|---|---|---|"]
+    for task in tasks:
+        if not all_tasks[task].item_files:
+            lines.append(f"| {task.upper()} | – | – | – | – | no interval | – |")
+            continue
+        scale = all_tasks[task].scale
+        for a, b in pairs:
+            if (a, task) in items and (b, task) in items:
+                c = paired_difference(items[(a, task)], items[(b, task)])
+                better = {"A": a, "B": b, "~": "~"}[c.verdict]
+                lines.append(f"| {task.upper()} | {a} | {b} | {c.items} | {scale * c.difference:+.2f} | "
+                             f"[{scale * c.low:.1f}, {scale * c.high:.1f}] | {better} |")
+            elif (a, task) in by_key and (b, task) in by_key:
+                lines.append(f"| {task.upper()} | {a} | {b} | – | – | no interval | – |")
+    return lines
+
+
 def by_key_metric(rows: list[dict[str, str]], task: str) -> str:
     row = next(r for r in rows if r["task"] == task)
     arrow = "↑" if row["higher_is_better"] in ("True", "true", "1") else "↓"
@@ -128,16 +185,22 @@ def by_key_metric(rows: list[dict[str, str]], task: str) -> str:
 
 
 def superb_plot(rows: list[dict[str, str]], path: Path, reference: Reference = Reference()) -> None:
-    """One panel per task, bars in SUPERB's unit; chance as a dashed line, the control's score as a dotted line."""
+    """One panel per task, bars in SUPERB's unit with their 95% intervals where known; chance as a dashed line, the
+    control's score as a dotted line."""
     plt = _matplotlib()
     tasks = _task_order(rows)
     upstreams = _ordered_upstreams(rows, reference)
+    intervals = _intervals(rows)
     figure, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.6), squeeze=False)
     for axis, task in zip(axes[0], tasks):
         task_rows = {row["upstream"]: row for row in rows if row["task"] == task}
         values = [_scaled(float(task_rows[u]["test"]), task) if u in task_rows else 0.0 for u in upstreams]
+        bounds = [intervals.get((u, task), (v, v)) for u, v in zip(upstreams, values)]
+        errors = [[max(0.0, v - low) for v, (low, _) in zip(values, bounds)],
+                  [max(0.0, high - v) for v, (_, high) in zip(values, bounds)]]
         axis.bar(range(len(upstreams)), values, color=[f"C{i}" for i in range(len(upstreams))],
-                 hatch=["//" if u == reference.control else "" for u in upstreams])
+                 hatch=["//" if u == reference.control else "" for u in upstreams],
+                 yerr=errors if any((u, task) in intervals for u in upstreams) else None, capsize=3)
         axis.set_xticks(range(len(upstreams)), upstreams, rotation=30, ha="right")
         if task in reference.chance:
             axis.axhline(_scaled(reference.chance[task], task), color="gray", linestyle="--", label="chance")

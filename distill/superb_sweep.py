@@ -8,6 +8,9 @@ process each: the runner patches builtins), picks the lr with the best dev score
 With `test_in_run` (the embedded demo) each training run also evaluates the test split whenever it evaluates dev,
 and the test score at the best-dev step is taken: the same weights as `dev-best.ckpt`, without a second process.
 
+Tasks whose expert writes per-item results (KS, IC, SID: tasks.yaml `item_files`) also keep the items of the test score
+taken in the chosen run's `test_items/` folder, for `superb-report`'s confidence intervals (`distill.intervals`).
+
 Resumable: a finished training run leaves `sweep.json` (its dev scores) in its experiment folder and is never
 rerun; a finished (upstream, task) is a CSV row and is skipped. An interrupted training run is started again.
 """
@@ -17,6 +20,7 @@ import argparse
 import contextlib
 import csv
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
+from distill.intervals import TEST_ITEMS, read_correct
 from distill.recipes import Task, load_tasks, parse_scores
 
 RESULT_FIELDS = ("upstream", "task", "metric", "higher_is_better", "lr", "dev", "test", "params", "ckpt", "expdir", "finished_at")
@@ -197,19 +202,58 @@ def _best_checkpoint(task: Task, run_dir: Path) -> Path:
     return states[-1]
 
 
+def _evaluate_best_checkpoint(task: Task, run_dir: Path) -> float:
+    """`-m evaluate` of the run's best-dev weights on test; the expert rewrites its per-item test files."""
+    log_offset = len((run_dir / "log.log").read_text()) if (run_dir / "log.log").is_file() else 0
+    stdout = _superb(["-m", "evaluate", "-e", str(_best_checkpoint(task, run_dir)), "-t", task.test_split], run_dir)
+    return list(_scores(task, run_dir, stdout, task.test_split, log_offset).values())[-1]
+
+
+def _keep_test_items(task: Task, run_dir: Path, test: float) -> None:
+    """Copies the expert's per-item test files, which must hold the items of the score `test`, to run_dir/test_items/
+    (once; tasks without item_files have none). Files whose accuracy is not `test` are not kept: no interval then."""
+    kept = run_dir / TEST_ITEMS
+    if not task.item_files or kept.is_dir():
+        return
+    try:  # a side result: a long sweep never stops over it
+        correct = read_correct(task, run_dir, task.test_split)
+    except (OSError, ValueError) as error:
+        print(f"[superb-sweep] {run_dir}: per-item test results not kept (no interval): {error}", flush=True)
+        return
+    accuracy = sum(correct.values()) / len(correct)
+    if not math.isclose(accuracy, test, abs_tol=1e-5):  # IC and SID average in float32
+        print(f"[superb-sweep] {run_dir}: the per-item test files give {accuracy:.6f}, the score taken is {test:.6f}; "
+              "not kept (no interval)", flush=True)
+        return
+    partial = run_dir / f"{TEST_ITEMS}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    for path in task.item_paths(run_dir, task.test_split):
+        shutil.copy2(path, partial)
+    partial.rename(kept)
+
+
 def evaluate_test(task: Task, run_dir: Path) -> float:
     """The test score of the run's best-dev weights: recorded during training (`test_in_run`), or evaluated from
-    its best-dev checkpoint (once; the score is kept in test.json)."""
-    recorded = json.loads((run_dir / "sweep.json").read_text()).get("test_at_best_dev")
+    its best-dev checkpoint (once; the score is kept in test.json). The expert's per-item results of that score are
+    kept in run_dir/test_items/. The expert rewrites them at every evaluation, so after a `test_in_run` whose best dev
+    step was not its last evaluation they hold a later step's items: the best-dev checkpoint is then evaluated once
+    more for them (the same weights, so the same score; checked against the recorded one)."""
+    record = json.loads((run_dir / "sweep.json").read_text())
+    recorded = record.get("test_at_best_dev")
     if recorded is not None:
+        last_step = max(int(step) for step in record["dev_scores"])
+        if task.item_files and not (run_dir / TEST_ITEMS).is_dir() and record["best_step"] != last_step:
+            _evaluate_best_checkpoint(task, run_dir)
+        _keep_test_items(task, run_dir, float(recorded))
         return float(recorded)
     done = run_dir / "test.json"
     if done.is_file():
-        return float(json.loads(done.read_text())["test"])
-    log_offset = len((run_dir / "log.log").read_text()) if (run_dir / "log.log").is_file() else 0
-    stdout = _superb(["-m", "evaluate", "-e", str(_best_checkpoint(task, run_dir)), "-t", task.test_split], run_dir)
-    test = list(_scores(task, run_dir, stdout, task.test_split, log_offset).values())[-1]
-    done.write_text(json.dumps({"test": test}))
+        test = float(json.loads(done.read_text())["test"])
+    else:
+        test = _evaluate_best_checkpoint(task, run_dir)
+        done.write_text(json.dumps({"test": test}))
+    _keep_test_items(task, run_dir, test)  # the files of the one `-m evaluate`: training never evaluates test here
     return test
 
 

@@ -300,6 +300,8 @@ def _write_table(tmp_path: Path, edit) -> Path:
     (lambda t: t["er"].update(fold_override=None), r"er\.fold_override must be given"),
     (lambda t: t["sf"].update(default_for_downstream=True), r"share downstream 'ctc'"),
     (lambda t: t["asr"].update(corpus="timit"), r"asr\.corpus must be one of"),
+    (lambda t: t["ks"].update(item_files=["test_predict.txt"]), r"ks\.item_files must be \[predictions, truth\]"),
+    (lambda t: t["ic"].update(item_separator=""), r"ic\.item_separator must not be empty"),
 ])
 def test_table_errors_name_the_bad_key(tmp_path, edit, message):
     with pytest.raises(TaskTableError, match=message):

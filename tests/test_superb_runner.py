@@ -129,6 +129,7 @@ def test_sweep_test_in_run_equals_evaluating_the_best_dev_checkpoint(speech_comm
                                                                        tmp_path, monkeypatch):
     import json
 
+    from distill.intervals import kept_correct
     from distill.recipes import load_tasks
     from distill.superb_sweep import evaluate_test, parse_upstream, read_results, sweep
 
@@ -145,6 +146,13 @@ def test_sweep_test_in_run_equals_evaluating_the_best_dev_checkpoint(speech_comm
     assert sorted(record["dev_scores"]) == ["10", "20"] and record["best_step"] in (10, 20)
     assert float(row["test"]) == record["test_at_best_dev"] and float(row["dev"]) == record["best_dev"]
     assert (run_dir / "dev-best.ckpt").is_file()
+
+    # The per-item test results of the score taken are kept: the expert's last ones when step 20 was the best dev
+    # step, else those of one more `-m evaluate` of dev-best.ckpt (logged as step 0).
+    correct = kept_correct(load_tasks()["ks"], run_dir)
+    assert len(correct) == len(list((speech_commands / "test").glob("*/*.wav")))
+    assert sum(correct.values()) / len(correct) == pytest.approx(float(row["test"]), abs=1e-9)
+    assert ("test at step 0:" in (run_dir / "log.log").read_text()) == (record["best_step"] != 20)
 
     # The same number from a separate `-m evaluate` of dev-best.ckpt, the path a plain sweep takes.
     del record["test_at_best_dev"]

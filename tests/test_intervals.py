@@ -1,0 +1,224 @@
+"""Confidence intervals and paired comparisons from per-item test results (hand-made files; no s3prl training)."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from distill.intervals import TEST_ITEMS, bootstrap_interval, kept_correct, paired_difference, read_correct
+from distill.recipes import load_tasks
+
+TASKS = load_tasks()
+
+
+# ---- intervals --------------------------------------------------------------------------------------------------
+
+def test_all_right_or_all_wrong_gives_a_point_interval():
+    assert bootstrap_interval([True] * 50) == (1.0, 1.0)
+    assert bootstrap_interval([False] * 50) == (0.0, 0.0)
+
+
+def test_half_right_on_400_items_matches_the_normal_approximation():
+    correct = [True, False] * 200
+    half_width = 1.96 * math.sqrt(0.5 * 0.5 / 400)  # 0.049
+    low, high = bootstrap_interval(correct)
+    assert low == pytest.approx(0.5 - half_width, abs=0.01) and high == pytest.approx(0.5 + half_width, abs=0.01)
+    assert bootstrap_interval(correct) == (low, high)  # seeded
+    wider = bootstrap_interval(correct, level=0.99)
+    assert wider[0] < low and wider[1] > high
+    with pytest.raises(ValueError, match="non-empty"):
+        bootstrap_interval([])
+
+
+def test_identical_upstreams_tie():
+    a = {f"item{i}": i % 3 == 0 for i in range(300)}
+    comparison = paired_difference(a, dict(a))
+    assert (comparison.difference, comparison.low, comparison.high, comparison.items) == (0.0, 0.0, 0.0, 300)
+    assert comparison.verdict == "~"
+
+
+def test_clearly_different_upstreams_do_not_tie():
+    a = {f"item{i}": i < 180 for i in range(200)}  # 90%
+    b = {f"item{i}": i % 2 == 0 for i in range(200)}  # 50%
+    comparison = paired_difference(a, b)
+    assert comparison.difference == pytest.approx(0.4) and comparison.low > 0.3 and comparison.verdict == "A"
+    assert paired_difference(b, a).verdict == "B"
+
+
+def test_pairing_uses_only_the_shared_items():
+    a = {f"item{i}": True for i in range(100)}  # items 0-99, all right
+    b = {f"item{i}": i >= 75 for i in range(50, 150)}  # items 50-149; of the shared 50-99, 75-99 right
+    comparison = paired_difference(a, b)
+    assert comparison.items == 50 and comparison.difference == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="share no items"):
+        paired_difference(a, {"other": True})
+
+
+# ---- reading the experts' per-item files -------------------------------------------------------------------------
+# Each expert's per-item lines exactly as s3prl 0.4.18's log_records builds them (asserted to be in its source), run
+# on hand-made records.
+WRITES = {
+    "ks": ('lines = [f"{f} {i}\\n" for f, i in zip(records["filename"], records["predict"])]',
+           'lines = [f"{f} {i}\\n" for f, i in zip(records["filename"], records["truth"])]'),
+    "ic": ('lines = [f"{f},{a},{o},{l}\\n" for f, (a, o, l) in zip(records["filename"], records["predict"])]',
+           'lines = [f"{f},{a},{o},{l}\\n" for f, (a, o, l) in zip(records["filename"], records["truth"])]'),
+    "sid": ('lines = [f"{f} {p}\\n" for f, p in zip(records["filename"], records["predict_speaker"])]',
+            'lines = [f"{f} {l}\\n" for f, l in zip(records["filename"], records["truth_speaker"])]'),
+}
+RECORDS = {
+    "ks": {"filename": ["yes-0a7c2a8d_nohash_0.wav", "_unknown_-bed_nohash_1.wav", "no-0a7c2a8d_nohash_0.wav"],
+           "predict": ["yes", "_unknown_", "yes"], "truth": ["yes", "_unknown_", "no"]},
+    "ic": {"filename": ["0a3b5aa0-60a1-11e9-a2c8-b5bc5e1b0dd6", "0b1d6b40-45a8-11e9-8ec0-7bf21d1cfe30"],
+           "predict": [("change language", "Chinese", "none"), ("increase", "volume", "kitchen")],
+           "truth": [("change language", "Chinese", "none"), ("increase", "heat", "kitchen")]},
+    "sid": {"filename": ["id10001-1zcIwhmdeo4-00001", "id10002-6WO410QOeuo-00001"],
+            "predict_speaker": ["id10001", "id10001"], "truth_speaker": ["id10001", "id10002"]},
+}
+EXPECTED = {"ks": {"yes-0a7c2a8d_nohash_0.wav": True, "_unknown_-bed_nohash_1.wav": True, "no-0a7c2a8d_nohash_0.wav": False},
+            "ic": {"0a3b5aa0-60a1-11e9-a2c8-b5bc5e1b0dd6": True, "0b1d6b40-45a8-11e9-8ec0-7bf21d1cfe30": False},
+            "sid": {"id10001-1zcIwhmdeo4-00001": True, "id10002-6WO410QOeuo-00001": False}}
+
+
+def _write_as_the_expert(name: str, folder: Path, split: str, records: dict) -> None:
+    for path, statement in zip(TASKS[name].item_paths(folder, split), WRITES[name]):
+        scope = {"records": records}
+        exec(statement, scope)
+        path.write_text("".join(scope["lines"]))
+
+
+@pytest.mark.parametrize("name", ["ks", "ic", "sid"])
+def test_read_correct_on_files_as_the_expert_writes_them(name, tmp_path):
+    spec = importlib.util.find_spec("s3prl")
+    if spec is not None:
+        source = (Path(spec.submodule_search_locations[0]) / "downstream" / TASKS[name].downstream / "expert.py").read_text()
+        for template, statement in zip(TASKS[name].item_files, WRITES[name]):
+            assert statement in source and f'f"{template.replace("{split}", "{mode}")}"' in source
+    _write_as_the_expert(name, tmp_path, "test", RECORDS[name])
+    assert read_correct(TASKS[name], tmp_path, "test") == EXPECTED[name]
+
+
+def test_read_correct_refuses_what_it_cannot_pair(tmp_path):
+    predictions, truth = TASKS["ks"].item_paths(tmp_path, "dev")
+    predictions.write_text("yes-a.wav yes\nno-b.wav no\n")
+    truth.write_text("yes-a.wav yes\n")
+    with pytest.raises(ValueError, match="different items"):
+        read_correct(TASKS["ks"], tmp_path, "dev")
+    truth.write_text("yes-a.wav yes\nyes-a.wav yes\n")  # KS samples dev with replacement
+    with pytest.raises(ValueError, match="appears twice"):
+        read_correct(TASKS["ks"], tmp_path, "dev")
+    with pytest.raises(ValueError, match="no per-item files"):
+        read_correct(TASKS["er"], tmp_path, "test")
+    assert kept_correct(TASKS["ks"], tmp_path) is None  # no test_items/ kept
+
+
+# ---- the sweep keeps the items of the score it takes ---------------------------------------------------------------
+
+def _ks_items(folder: Path, right: int, total: int = 8) -> None:
+    """KS per-item test files with `right` of `total` items right."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_as_the_expert("ks", folder, "test", {
+        "filename": [f"yes-{i}.wav" for i in range(total)], "truth": ["yes"] * total,
+        "predict": ["yes" if i < right else "no" for i in range(total)]})
+
+
+def _test_in_run(run_dir: Path, best_step: int, test_at_best_dev: float) -> None:
+    """A finished `test_in_run` training run that evaluated at steps 10 and 20; its expert's files hold step 20."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "dev-best.ckpt").write_bytes(b"")
+    (run_dir / "log.log").write_text("dev at step 10: 0.5\ntest at step 10: 0.75\ndev at step 20: 0.4\ntest at step 20: 0.5\n")
+    (run_dir / "sweep.json").write_text(json.dumps({"lr": 0.01, "dev_scores": {"10": 0.5, "20": 0.4}, "best_dev": 0.5,
+                                                    "best_step": best_step, "test_at_best_dev": test_at_best_dev}))
+    _ks_items(run_dir, right=4)  # step 20's test items: 4/8
+
+
+def test_sweep_reevaluates_the_best_dev_checkpoint_when_a_later_step_wrote_the_items(tmp_path, monkeypatch):
+    import distill.superb_sweep as superb_sweep
+
+    run_dir = tmp_path / "lr_0.01"
+    _test_in_run(run_dir, best_step=10, test_at_best_dev=0.75)
+    calls = []
+
+    def evaluate(args, where):  # `gendistiller superb -m evaluate -e dev-best.ckpt -t test`, as the expert does it
+        calls.append(args)
+        _ks_items(where, right=6)
+        with open(where / "log.log", "a") as log:
+            log.write("test at step 0: 0.75\n")
+        return "test acc: 0.75\n"
+
+    monkeypatch.setattr(superb_sweep, "_superb", evaluate)
+    assert superb_sweep.evaluate_test(TASKS["ks"], run_dir) == 0.75
+    assert calls == [["-m", "evaluate", "-e", str(run_dir / "dev-best.ckpt"), "-t", "test"]]
+    assert sum(kept_correct(TASKS["ks"], run_dir).values()) == 6
+    assert superb_sweep.evaluate_test(TASKS["ks"], run_dir) == 0.75 and len(calls) == 1  # kept once
+
+
+def test_sweep_keeps_the_last_evaluation_items_when_it_was_the_best(tmp_path, monkeypatch, capsys):
+    import distill.superb_sweep as superb_sweep
+
+    monkeypatch.setattr(superb_sweep, "_superb", lambda *args: pytest.fail("no runner call expected"))
+    run_dir = tmp_path / "lr_0.01"
+    _test_in_run(run_dir, best_step=20, test_at_best_dev=0.5)
+    assert superb_sweep.evaluate_test(TASKS["ks"], run_dir) == 0.5
+    assert sum(kept_correct(TASKS["ks"], run_dir).values()) == 4 and not (run_dir / f"{TEST_ITEMS}.partial").exists()
+
+    other = tmp_path / "lr_0.001"  # files that do not give the score taken are not kept
+    _test_in_run(other, best_step=20, test_at_best_dev=0.625)
+    assert superb_sweep.evaluate_test(TASKS["ks"], other) == 0.625
+    assert kept_correct(TASKS["ks"], other) is None and "not kept" in capsys.readouterr().out
+    missing = tmp_path / "lr_0.1"  # nor are missing files: no interval, but the score stands
+    _test_in_run(missing, best_step=20, test_at_best_dev=0.5)
+    (missing / "test_truth.txt").unlink()
+    assert superb_sweep.evaluate_test(TASKS["ks"], missing) == 0.5
+    assert kept_correct(TASKS["ks"], missing) is None and "test_truth.txt" in capsys.readouterr().out
+
+
+# ---- the report ----------------------------------------------------------------------------------------------------
+
+def _results(path: Path, rows: list[tuple[str, str, float, str]]) -> None:
+    fields = ["upstream", "task", "metric", "higher_is_better", "lr", "dev", "test", "params", "ckpt", "expdir", "finished_at"]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for upstream, task, test, expdir in rows:
+            writer.writerow(dict(upstream=upstream, task=task, metric="acc" if task != "pr" else "per",
+                                 higher_is_better=task != "pr", lr=0.01, dev=0.5, test=test, params=1000000, ckpt="x.pt",
+                                 expdir=expdir, finished_at="now"))
+
+
+def test_report_prints_intervals_and_paired_comparisons(tmp_path):
+    from distill.superb_report import Reference, write_report
+
+    right = {"gendistiller": 180, "distilhubert": 178, "wavlm": 190, "wavlm-untrained": 100}  # of 200 KS items
+    rows = []
+    for upstream, count in right.items():
+        expdir = tmp_path / upstream / "ks" / "lr_0.01"
+        _ks_items(expdir / TEST_ITEMS, right=count, total=200)
+        rows += [(upstream, "ks", count / 200, str(expdir)), (upstream, "pr", 0.3, str(tmp_path / "pr"))]
+    rows.append(("distilhubert", "sid", 0.25, str(tmp_path / "nothing_kept")))
+    rows.append(("gendistiller", "sid", 0.5, str(tmp_path / "nothing_kept")))
+    _results(tmp_path / "results.csv", rows)
+    write_report(tmp_path / "results.csv", tmp_path / "report", reference=Reference(teacher="wavlm", control="wavlm-untrained"))
+    table = (tmp_path / "report" / "superb.md").read_text()
+
+    low, high = bootstrap_interval([True] * 180 + [False] * 20)
+    interval = f"[{100 * low:.1f}, {100 * high:.1f}]"
+    assert f"| gendistiller | 1.00 | 30.00 (lr 0.01) | 90.00 {interval} (lr 0.01) | 50.00 (lr 0.01) |" in table
+    assert "| wavlm-untrained (control: untrained) | 1.00 | 30.00 (lr 0.01) | 50.00 [" in table
+    # The same first items are right for every upstream: gendistiller's 180 include distilhubert's 178.
+    gap = paired_difference({f"yes-{i}.wav": i < 180 for i in range(200)}, {f"yes-{i}.wav": i < 178 for i in range(200)})
+    assert gap.verdict == "~"
+    assert f"| KS | gendistiller | distilhubert | 200 | +1.00 | [{100 * gap.low:.1f}, {100 * gap.high:.1f}] | ~ |" in table
+    row = {tuple(line.split(" | ")[1:3]): line for line in table.splitlines() if line.startswith("| KS | ")}
+    assert set(row) == {("gendistiller", "wavlm-untrained"), ("gendistiller", "wavlm"), ("gendistiller", "distilhubert"),
+                        ("distilhubert", "wavlm-untrained"), ("distilhubert", "wavlm")}  # each student against the rest
+    assert row[("gendistiller", "wavlm-untrained")].startswith("| KS | gendistiller | wavlm-untrained | 200 | +40.00 |")
+    assert row[("gendistiller", "wavlm-untrained")].endswith("| gendistiller |")
+    assert row[("distilhubert", "wavlm")].startswith("| KS | distilhubert | wavlm | 200 | -6.00 |")
+    assert row[("distilhubert", "wavlm")].endswith("| wavlm |")
+    assert "| PR | – | – | – | – | no interval | – |" in table
+    assert "| SID | gendistiller | distilhubert | – | – | no interval | – |" in table
+    assert (tmp_path / "report" / "superb.png").read_bytes()[:4] == b"\x89PNG"
