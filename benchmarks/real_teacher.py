@@ -64,28 +64,53 @@ def distil_and_compare(args: argparse.Namespace, teacher: str, speech: Path, out
 
 
 def downstream(checkpoints: dict[str, str], speech: Path, out: Path, seeds: list[int], lrs: list[float],
-               jobs: int) -> dict[str, dict[str, dict[str, Any]]]:
-    """{task: {student: {"test": [per seed], "mean", "spread", "lr": [per seed], "metric"}}}."""
+               jobs: int) -> dict[str, dict[str, Any]]:
+    """{task: {student: {"test": [per seed], "mean", "spread", "lr": [per seed], "metric"}, "paired": {...}}}: test
+    accuracy per seed and its mean and spread; GenDistiller minus DistilHuBERT on the same test items with a paired
+    bootstrap interval, per seed and over the items of every seed together."""
     from distill.commands.demo import LOCAL_OVERRIDES
+    from distill.intervals import kept_correct, paired_difference
+    from distill.recipes import load_tasks
     from distill.superb_sweep import parse_upstream, sweep
 
     steps = 1000
     overrides = [f"config.runner.total_steps={steps}", f"config.runner.eval_step={steps // 4}",
                  f"config.runner.save_step={steps}", f"config.runner.log_step={steps // 4}"]
     upstreams = [parse_upstream(f"{kind}:{path}") for kind, path in checkpoints.items()]
-    found: dict[str, dict[str, dict[str, Any]]] = {task: {} for task in TASKS}
+    tasks = load_tasks()
+    found: dict[str, dict[str, Any]] = {task: {} for task in TASKS}
+    items: dict[str, dict[str, dict[str, bool]]] = {task: {kind: {} for kind in STUDENTS} for task in TASKS}
+    paired: dict[str, list[dict[str, Any]]] = {task: [] for task in TASKS}
     for seed in seeds:
         rows = sweep(upstreams, TASKS, lrs, out / f"superb_seed{seed}.csv", out / "superb" / f"seed{seed}", overrides,
                      speech, test_in_run=True, task_overrides=LOCAL_OVERRIDES, jobs=jobs, seed=seed)
+        correct = {}
         for row in rows:
             entry = found[row["task"]].setdefault(row["upstream"], {"test": [], "lr": [], "metric": row["metric"]})
             entry["test"].append(100 * float(row["test"]))
             entry["lr"].append(float(row["lr"]))
-    for by_student in found.values():
+            correct[row["task"], row["upstream"]] = kept_correct(tasks[row["task"]], Path(row["expdir"]))
+        for task in TASKS:
+            ours, theirs = (correct.get((task, kind)) for kind in STUDENTS)
+            if ours is None or theirs is None:
+                continue
+            comparison = paired_difference(ours, theirs)
+            paired[task].append({"seed": seed, **_points(comparison)})
+            for kind, results in zip(STUDENTS, (ours, theirs)):
+                items[task][kind].update({f"{seed}:{item}": right for item, right in results.items()})
+    for task, by_student in found.items():
         for entry in by_student.values():
             entry["mean"] = statistics.fmean(entry["test"])
             entry["spread"] = statistics.stdev(entry["test"]) if len(entry["test"]) > 1 else 0.0
+        pooled = paired_difference(*items[task].values()) if all(items[task].values()) else None
+        by_student["paired"] = {"per_seed": paired[task], "all_seeds": _points(pooled) if pooled else None}
     return found
+
+
+def _points(comparison: Any) -> dict[str, Any]:
+    """A paired comparison in accuracy points; verdict "A" (GenDistiller), "B" (DistilHuBERT) or "~" (a tie)."""
+    return {"difference": 100 * comparison.difference, "low": 100 * comparison.low, "high": 100 * comparison.high,
+            "items": comparison.items, "verdict": comparison.verdict}
 
 
 def render(results: dict[str, Any]) -> str:
@@ -98,10 +123,19 @@ def render(results: dict[str, Any]) -> str:
         seeds = results["setup"]["seeds"]
         rows = [[task, student, f"{e['mean']:.2f} ± {e['spread']:.2f}", " / ".join(f"{t:.2f}" for t in e["test"]),
                  " / ".join(f"{lr:g}" for lr in e["lr"])]
-                for task, by_student in results["downstream"].items() for student, e in by_student.items()]
+                for task, by_student in results["downstream"].items() for student, e in by_student.items()
+                if student != "paired"]
         text += (f"\nDownstream on real speech (test accuracy %, s3prl seeds {seeds}, mean ± standard deviation over "
                  "seeds; lr chosen on dev per seed):\n\n"
                  + markdown_table(["task", "student", "mean ± sd", "per seed", "lr per seed"], rows))
+        verdicts = {"A": STUDENTS[0], "B": STUDENTS[1], "~": "~ (tie)"}
+        rows = [[task, str(c.get("seed", "all")), f"{c['difference']:+.2f}", f"[{c['low']:+.1f}, {c['high']:+.1f}]",
+                 c["items"], verdicts[c["verdict"]]]
+                for task, by_student in results["downstream"].items()
+                for c in [*by_student["paired"]["per_seed"], *filter(None, [by_student["paired"]["all_seeds"]])]]
+        text += ("\nGenDistiller minus DistilHuBERT on the same test items (points; 95% paired bootstrap interval, "
+                 "1000 resamples; 'all': the items of every seed together):\n\n"
+                 + markdown_table(["task", "seed", "difference", "95% interval", "items", "better"], rows))
     return text
 
 

@@ -215,3 +215,40 @@ def test_fidelity_cli_on_a_whisper_teacher(tmp_path):
     assert claim["compared"] == ["gendistiller", "distilhubert"] and isinstance(claim["every_layer_l1_and_cosine"], bool)
     assert set(data["diagnostics"]) == {"gendistiller", "distilhubert"}
     assert "The teacher's layers on the held-out audio" in (out / "fidelity.md").read_text()
+
+
+def test_real_teacher_downstream_pairs_the_students_on_the_same_items(tmp_path, monkeypatch):
+    """benchmarks/real_teacher.py's downstream stage (the sweep faked: the real one needs the fetched speech): test
+    accuracy per seed, mean and spread, and GenDistiller minus DistilHuBERT on the same kept test items."""
+    import distill.superb_sweep
+    from benchmarks import real_teacher
+    from distill.intervals import TEST_ITEMS
+
+    def fake_sweep(upstreams, tasks, lrs, results, expdir, *args, seed=None, **kwargs):
+        rows = []
+        for upstream in upstreams:
+            for task in tasks:
+                run = expdir / upstream.label / task
+                (run / TEST_ITEMS).mkdir(parents=True)
+                right = 90 if upstream.label == "gendistiller" else 50 + seed  # of 100 items
+                separator, suffix = (",", "csv") if task == "ic" else (" ", "txt")
+                (run / TEST_ITEMS / f"test_truth.{suffix}").write_text("".join(f"u{i}{separator}a\n" for i in range(100)))
+                (run / TEST_ITEMS / f"test_predict.{suffix}").write_text(
+                    "".join(f"u{i}{separator}{'a' if i < right else 'b'}\n" for i in range(100)))
+                rows.append({"upstream": upstream.label, "task": task, "metric": "acc", "test": right / 100, "lr": 0.01,
+                             "expdir": str(run)})
+        return rows
+
+    monkeypatch.setattr(distill.superb_sweep, "sweep", fake_sweep)
+    monkeypatch.setattr(distill.superb_sweep, "parse_upstream",
+                        lambda spec: distill.superb_sweep.Upstream(spec.split(":")[0], "x", "ckpt"))
+    found = real_teacher.downstream({"gendistiller": "g.pt", "distilhubert": "d.pt"}, tmp_path, tmp_path, [0, 2], [0.01], 1)
+    for task in ("sid", "ic"):
+        assert found[task]["gendistiller"]["test"] == [90.0, 90.0] and found[task]["distilhubert"]["test"] == [50.0, 52.0]
+        assert found[task]["distilhubert"]["mean"] == 51.0 and found[task]["distilhubert"]["spread"] == pytest.approx(2 ** 0.5)
+        paired = found[task]["paired"]
+        assert [c["seed"] for c in paired["per_seed"]] == [0, 2] and paired["per_seed"][0]["difference"] == pytest.approx(40)
+        assert paired["all_seeds"]["items"] == 200 and paired["all_seeds"]["verdict"] == "A"
+    results = {"padding_gap": {"files": 1, "frames": 2, "layers": [{"layer": 0, "cosine": 1.0, "relative_l1": 0.0}]},
+               "fidelity_markdown": "", "downstream": found, "setup": {"seeds": [0, 2]}}
+    assert "| sid | all | +39.00 |" in real_teacher.render(results)
