@@ -298,7 +298,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         "variants": evaluations,
         "copy_teacher_layer0": copy_baseline(teacher, files, target_layers, args.ridge),
         "teacher_layers": teacher_layer_statistics(teacher, files, target_layers),
-        "diagnostics": diagnostics(checkpoints, teacher, files, audio_files([train_dir], len(files))),
+        "diagnostics": diagnostics(checkpoints, teacher, files, audio_files([train_dir], len(files)), args.crop_samples),
         "final_training_loss": {v: points[-1][1] for v, points in curves.items()},
         "plot": str(png),
     }
@@ -318,14 +318,18 @@ def compared_pair(variants: Sequence[str]) -> Optional[tuple[str, str]]:
     return next((pair for pair in COMPARED_PAIRS if set(pair) <= set(variants)), None)
 
 
-def diagnostics(checkpoints: dict[str, Path], teacher, heldout: list[Path], train: list[Path]) -> dict[str, Any]:
+def diagnostics(checkpoints: dict[str, Path], teacher, heldout: list[Path], train: list[Path], crop_samples: int
+                ) -> dict[str, Any]:
     """Where the error comes from: GenDistiller free running (as at inference) vs teacher forced (each step given the
     teacher's previous target layer: one step's error alone, so the gap to free running is the error carried over
-    from the steps before), and training vs held-out audio (over-fitting)."""
+    from the steps before), training vs held-out audio (over-fitting), and whole held-out recordings vs their first
+    `crop_samples` (the training crop length: a teacher whose states depend on the utterance's length, such as
+    Whisper per utterance, is learnt at the lengths it is trained on)."""
     found: dict[str, Any] = {}
     for variant in compared_pair(list(checkpoints)) or ():
         student, _ = load_student(checkpoints[variant])
         modes = {"heldout_free_running": heldout_fidelity(student, teacher, heldout),
+                 "heldout_crops_free_running": heldout_fidelity(student, teacher, heldout, max_samples=crop_samples),
                  "train_free_running": heldout_fidelity(student, teacher, train)}
         if student.config.kind == "gendistiller":
             modes["heldout_teacher_forced"] = heldout_fidelity(student, teacher, heldout, teacher_forced=True)
@@ -379,12 +383,13 @@ def render_markdown(results: dict[str, Any]) -> str:
     if results["claim"]:
         text += f"- claim: {results['claim']['status']}\n"
     if results["diagnostics"]:
-        modes = ("heldout_free_running", "heldout_teacher_forced", "train_free_running")
+        modes = ("heldout_free_running", "heldout_teacher_forced", "heldout_crops_free_running", "train_free_running")
         rows = [[variant, layer] + [f"{d[mode][layer]['l1']:.4f} / {d[mode][layer]['cosine']:.4f}" if mode in d else "–"
                                     for mode in modes]
                 for variant, d in results["diagnostics"].items() for layer in d["heldout_free_running"]]
         text += "\nWhere the error comes from (L1 / cosine):\n\n" + markdown_table(
-            ["variant", "teacher layer", "held-out, free running", "held-out, teacher forced", "training audio, free running"], rows)
+            ["variant", "teacher layer", "held-out, free running", "held-out, teacher forced",
+             f"held-out, first {setup['crop_samples']} samples (the training crop)", "training audio, free running"], rows)
     text += "\nThe teacher's layers on the held-out audio:\n\n" + markdown_table(
         ["teacher layer", "mean frame norm", "norm spread (CV)", "frames > 3x median norm", "max |dim mean|",
          "cosine to the layer before"],

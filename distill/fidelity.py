@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -28,16 +28,18 @@ class LayerFidelity:
 
 
 @torch.inference_mode()
-def layer_pairs(student: Student, teacher: Teacher, files: Sequence[Path], teacher_forced: bool = False) -> LayerPairs:
+def layer_pairs(student: Student, teacher: Teacher, files: Sequence[Path], teacher_forced: bool = False,
+                max_samples: Optional[int] = None) -> LayerPairs:
     """Student and teacher states of every file, one utterance at a time, for layer 0 and each target layer, on the
     frames the trainer pairs (`align_to_student`: teachers at the same hop may count a frame or two more or fewer).
     `teacher_forced`: GenDistiller's history is the teacher's previous target layer at every step (as in teacher-
-    forced training), which isolates one step's error from the errors of the steps before it."""
+    forced training), which isolates one step's error from the errors of the steps before it. `max_samples`: only the
+    first that many samples of each file (e.g. the training crop length)."""
     layers = [0, *student.config.target_layers]
     pairs: LayerPairs = {layer: [] for layer in layers}
     student.eval()
     for path in files:
-        wav = torch.from_numpy(read_audio(path))
+        wav = torch.from_numpy(read_audio(path))[:max_samples]
         lengths = torch.tensor([len(wav)])
         student_lengths = conv_output_lengths(lengths, student.config.front_end_conv_layers())
         aligned = align_to_student(teacher([wav]), student_lengths, int(student_lengths[0]))  # the trainer's pairing
@@ -57,7 +59,8 @@ def fidelity(pairs: list[tuple[np.ndarray, np.ndarray]]) -> LayerFidelity:
     return LayerFidelity(float(np.abs(student - teacher).mean()), float(cosine.mean()), len(student))
 
 
-def heldout_fidelity(student: Student, teacher: Teacher, files: Sequence[Path], teacher_forced: bool = False
-                     ) -> dict[int, LayerFidelity]:
+def heldout_fidelity(student: Student, teacher: Teacher, files: Sequence[Path], teacher_forced: bool = False,
+                     max_samples: Optional[int] = None) -> dict[int, LayerFidelity]:
     """Per teacher layer (0 = front-end output, then the student's target layers)."""
-    return {layer: fidelity(items) for layer, items in layer_pairs(student, teacher, files, teacher_forced).items()}
+    pairs = layer_pairs(student, teacher, files, teacher_forced, max_samples)
+    return {layer: fidelity(items) for layer, items in pairs.items()}

@@ -96,7 +96,8 @@ def test_fidelity_cli(tmp_path, tiny_wavlm_path):
             assert m["frames"] > 0
     assert set(data["copy_teacher_layer0"]["layers"]) == {"2", "3", "4"}  # the free baseline: teacher layer 0 copied
     diagnostics = data["diagnostics"]
-    assert set(diagnostics["gendistiller"]) == {"heldout_free_running", "heldout_teacher_forced", "train_free_running"}
+    assert set(diagnostics["gendistiller"]) == {"heldout_free_running", "heldout_teacher_forced", "heldout_crops_free_running",
+                                              "train_free_running"}
     assert diagnostics["gendistiller"]["heldout_free_running"]["2"] == {
         k: data["variants"]["gendistiller"]["layers"]["2"][k] for k in ("l1", "cosine", "frames")}
     # step 1 sees only the front-end, so teacher forcing changes nothing there
