@@ -17,7 +17,8 @@ What it does, each stage resumable (finished runs are kept and reused):
    ablation variants beside the shipped students.
 4. SID (`sid`, s3prl's voxceleb1 expert) and the spoken numbers and letters (`ic`, s3prl's fluent_commands expert) for
    the two shipped students, one s3prl run per (student, task, lr, seed) with s3prl's --seed, the demo's local
-   settings (1000 steps, test at the best-dev step); lr chosen on dev per seed; mean and spread over seeds.
+   settings (1000 steps, lr 1e-2, dev and test evaluated at the end); mean and spread over seeds, and the paired
+   difference of the students on the same test items.
 """
 from __future__ import annotations
 
@@ -57,6 +58,12 @@ def padding_gap(teacher: str, heldout: Path, out: Path) -> dict[str, Any]:
 
 
 def distil_and_compare(args: argparse.Namespace, teacher: str, speech: Path, out: Path) -> dict[str, Any]:
+    """benchmarks/fidelity.py's results: measured once for these variants (kept in out/fidelity.json), then reused."""
+    import json
+
+    done = out / "fidelity.json"
+    if done.is_file() and list(json.loads(done.read_text())["variants"]) == list(args.variants):
+        return json.loads(done.read_text())
     return fidelity.main([
         "--teacher", teacher, "--train", str(speech / "distill" / "train"), "--heldout", str(speech / "distill" / "heldout"),
         "--from-scratch", "--narrow-front-ends", "--narrow-channels", "128", "--target-layers", *map(str, TARGET_LAYERS),
@@ -75,8 +82,8 @@ def downstream(checkpoints: dict[str, str], speech: Path, out: Path, seeds: list
     from distill.recipes import load_tasks
     from distill.superb_sweep import parse_upstream, sweep
 
-    steps = 1000
-    overrides = [f"config.runner.total_steps={steps}", f"config.runner.eval_step={steps // 4}",
+    steps = 1000  # the demo's schedule: dev and test evaluated once, at the end
+    overrides = [f"config.runner.total_steps={steps}", f"config.runner.eval_step={steps}",
                  f"config.runner.save_step={steps}", f"config.runner.log_step={steps // 4}"]
     upstreams = [parse_upstream(f"{kind}:{path}") for kind, path in checkpoints.items()]
     tasks = load_tasks()
@@ -155,7 +162,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="fidelity variants (the downstream tasks run the shipped gendistiller and distilhubert)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="s3prl seeds of the downstream runs "
                         "(none: fidelity only)")
-    parser.add_argument("--lrs", type=float, nargs="+", default=[1e-2, 1e-3], help="downstream learning rates")
+    parser.add_argument("--lrs", type=float, nargs="+", default=[1e-2], help="downstream learning rates (default: the "
+                        "demo's 1e-2; several are chosen among on dev, per seed)")
     parser.add_argument("--jobs", type=int, default=2, help="s3prl runs at the same time")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/real_teacher"))
@@ -178,7 +186,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                   "command": " ".join(["python -m benchmarks.real_teacher"] + (argv if argv is not None else sys.argv[1:]))},
         "padding_gap": gap,
         "fidelity": {k: compared[k] for k in ("variants", "claim", "diagnostics", "teacher_layers")},
-        "fidelity_markdown": (out / "fidelity.md").read_text(),
+        "fidelity_markdown": fidelity.render_markdown(compared),
         "downstream": downstream(checkpoints, speech, out, args.seeds, args.lrs, args.jobs)
         if args.seeds and len(checkpoints) == len(STUDENTS) else {},
     }
