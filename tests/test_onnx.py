@@ -77,14 +77,18 @@ TINY_GEOMETRY = dict(family="hubert", conv_layers=((32, 10, 5),) + ((32, 3, 2),)
     ("gendistiller", dict(attention_2d=True, generator_repeats=[2, 1, 1], output_projection_groups=[0, 1, 1]),
      dict(normalize=True, extractor_mode="layer_norm")),
     ("distilhubert", dict(encoder_layers=1), dict(conv_bias=True, layer_norm_first=True)),
-], ids=["gendistiller-2d-normalize", "distilhubert-pre-ln"])
+    ("gendistiller", dict(target_standardization=True), {}),
+], ids=["gendistiller-2d-normalize", "distilhubert-pre-ln", "gendistiller-standardized-targets"])
 def test_fp32_equals_pytorch_with_other_options(tmp_path, kind, student_options, geometry_options):
     """Options whose code the trained fixtures do not run: waveform normalisation (its loop-free export form),
-    2-D attention over every earlier layer, repeated generator steps, a LayerNorm CNN, pre-LN layers."""
+    2-D attention over every earlier layer, repeated generator steps, a LayerNorm CNN, pre-LN layers, standardised
+    targets (with statistics far from 0 / 1)."""
     geometry = SSLModelConfig(**TINY_GEOMETRY, **geometry_options).to_dict()
     torch.manual_seed(3)
     config = StudentConfig(kind=kind, target_layers=[2, 3, 4], dropout=0.0, geometry=geometry, **student_options)
     student = build_student(config).eval()
+    if config.target_standardization is True:
+        student.set_target_statistics(3 * torch.randn(3, 32), torch.rand(3, 32) + 0.5)
     model = OnnxStudent(export_student(student, tmp_path / "student.onnx"))
     assert_equals_pytorch_alone(student, model, random_waveforms((23456, 8000, 30001), seed=5))
 
