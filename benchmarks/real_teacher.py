@@ -23,6 +23,7 @@ What it does, each stage resumable (finished runs are kept and reused):
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -46,8 +47,6 @@ def fetch(cache: Path) -> tuple[Path, Path]:
 
 def padding_gap(teacher: str, heldout: Path, out: Path) -> dict[str, Any]:
     """Per-utterance vs 30 s padded states on the first PADDING_GAP_FILES held-out files (once; kept in out)."""
-    import json
-
     from distill.teachers.whisper import padding_gap as measure
 
     path = out / "padding_gap.json"
@@ -59,11 +58,11 @@ def padding_gap(teacher: str, heldout: Path, out: Path) -> dict[str, Any]:
 
 def distil_and_compare(args: argparse.Namespace, teacher: str, speech: Path, out: Path) -> dict[str, Any]:
     """benchmarks/fidelity.py's results: measured once for these variants (kept in out/fidelity.json), then reused."""
-    import json
-
     done = out / "fidelity.json"
-    if done.is_file() and list(json.loads(done.read_text())["variants"]) == list(args.variants):
-        return json.loads(done.read_text())
+    if done.is_file():
+        found = json.loads(done.read_text())
+        if list(found["variants"]) == list(args.variants):
+            return found
     return fidelity.main([
         "--teacher", teacher, "--train", str(speech / "distill" / "train"), "--heldout", str(speech / "distill" / "heldout"),
         "--from-scratch", "--narrow-front-ends", "--narrow-channels", "128", "--target-layers", *map(str, TARGET_LAYERS),

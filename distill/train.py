@@ -172,22 +172,20 @@ def measure_target_statistics(teacher: Teacher, dataset: CropDataset, sampler: B
                               target_layers: Sequence[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Per target layer and dimension, the mean and standard deviation (floored at 1e-3 of the layer's mean std) of the
     teacher's states over the valid frames of the first TARGET_STATISTICS_BATCHES batches of epoch 0 of `sampler`."""
-    total = count = square = None
+    total, square, frames = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64), 0
     for batch_keys in sampler.global_batches(0)[:TARGET_STATISTICS_BATCHES]:
         batch = collate([dataset[key] for key in batch_keys])
         if batch["waveforms"] is None:
             continue
         out = teacher.forward_padded(batch["waveforms"].to(device), batch["lengths"].to(device), max(target_layers))
-        mask = valid_mask(out.lengths, out.hidden_states[0].shape[1])[..., None].to(out.hidden_states[0].dtype)
-        states = torch.stack([(out.hidden_states[layer] * mask).double().sum((0, 1)) for layer in target_layers])
-        squares = torch.stack([(out.hidden_states[layer] ** 2 * mask).double().sum((0, 1)) for layer in target_layers])
-        total = states if total is None else total + states
-        square = squares if square is None else square + squares
-        count = mask.sum() if count is None else count + mask.sum()
-    if total is None:
+        mask = valid_mask(out.lengths, out.hidden_states[0].shape[1])[..., None].double()
+        states = torch.stack([out.hidden_states[layer] for layer in target_layers]).double() * mask  # (K, B, T, D)
+        total, square = total + states.sum((1, 2)), square + (states ** 2).sum((1, 2))
+        frames += int(mask.sum())
+    if not frames:
         raise ValueError("student.target_standardization: no readable training audio to measure the target statistics on")
-    mean = total / count
-    std = (square / count - mean ** 2).clamp(min=0).sqrt()
+    mean = total / frames
+    std = (square / frames - mean ** 2).clamp(min=0).sqrt()
     std = torch.maximum(std, 1e-3 * std.mean(-1, keepdim=True))
     return mean.float(), std.float()
 
