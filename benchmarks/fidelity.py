@@ -62,6 +62,9 @@ VARIANTS: dict[str, tuple[str, Overrides]] = {
     "gendistiller-free-running": ("gendistiller", lambda k, c: ["student.history=free_running"]),
     "gendistiller-2d-attention": ("gendistiller", lambda k, c: ["student.attention_2d=true"]),
     "gendistiller-first-step-twice": ("gendistiller", lambda k, c: [f"student.generator_repeats={[2] + [1] * (k - 1)}"]),
+    "gendistiller-no-feature-norm": ("gendistiller", lambda k, c: ["student.feature_layer_norm=false"]),
+    "gendistiller-no-feature-norm-first-step-twice": ("gendistiller", lambda k, c: [
+        "student.feature_layer_norm=false", f"student.generator_repeats={[2] + [1] * (k - 1)}"]),
     # the shipped GenDistiller decides target_standardization by the teacher (auto); these force it
     "gendistiller-unstandardized": ("gendistiller", lambda k, c: ["student.target_standardization=false"]),
     "gendistiller-standardized": ("gendistiller", lambda k, c: ["student.target_standardization=true"]),

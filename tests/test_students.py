@@ -112,6 +112,16 @@ def test_output_projections_by_step():
         StudentConfig(output_projection_groups=[0, 2, 2])
 
 
+def test_feature_layer_norm_defaults_by_student_and_can_be_set():
+    """GenDistiller normalises the CNN's 512 channels before projecting (as WavLM), DistilHuBERT does not (as s3prl's
+    distiller); `feature_layer_norm` overrides either, with the LayerNorm's 2 x 512 weights."""
+    gendistiller, baseline = gendistiller_base_config(), distilhubert_base_config()
+    assert build_student(gendistiller).projection.layer_norm is not None
+    assert build_student(baseline).projection.layer_norm is None
+    assert count(gendistiller) - count(gendistiller_base_config(feature_layer_norm=False)) == 2 * 512
+    assert count(distilhubert_base_config(feature_layer_norm=True)) - count(baseline) == 2 * 512
+
+
 def test_bad_student_config_is_rejected():
     with pytest.raises(ValueError, match="student.kind"):
         StudentConfig(kind="transformer")

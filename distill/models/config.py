@@ -21,6 +21,10 @@ class StudentConfig:
     # kernels and strides (same 320-sample hop and frame count) but this many channels in every layer; it and the
     # projection after it are trained from scratch (set cnn_grad_mult=1 and layer0_loss=true with it).
     front_end_channels: int = 0
+    # LayerNorm over the CNN's channels before the projection. None: each student's own (GenDistiller: yes, as the
+    # WavLM / HuBERT teachers it copies; DistilHuBERT: no, as s3prl's distiller). Per frame, it removes the frame's
+    # energy, which a teacher whose layer 0 is not normalised (Whisper's conv stem) carries (BENCHMARKS.md §4.2).
+    feature_layer_norm: bool | None = None
     layer0_loss: bool = False  # also distil h0 (the front-end output) against the teacher's layer 0, same loss form
     dropout: float = 0.1  # dropout inside transformer layers (DistilHuBERT: 0.1)
     # GenDistiller generator

@@ -39,7 +39,10 @@ class Student(nn.Module):
     """Front-end shared by both students; subclasses add what turns h0 into predictions."""
 
     def __init__(self, config: StudentConfig, encoder_layers: Sequence[EncoderLayer], feature_layer_norm: bool):
+        """`feature_layer_norm`: the student's own choice, unless the config sets `feature_layer_norm`."""
         super().__init__()
+        if config.feature_layer_norm is not None:
+            feature_layer_norm = config.feature_layer_norm
         self.config = config
         geometry = config.geometry_config()
         self.geometry = geometry
