@@ -66,22 +66,54 @@ def unpad(padded: Tensor, lengths: Tensor) -> list[Tensor]:
 
 def read_audio(path: str | Path) -> np.ndarray:
     """Reads a 16 kHz mono file as float32; raises AudioError naming the file and the problem."""
-    import soundfile
+    with AudioFile(path) as audio:
+        return audio[0: len(audio)]
 
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: audio file not found")
-    try:
-        data, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except Exception as error:  # soundfile raises RuntimeError/LibsndfileError for corrupt data
-        raise AudioError(f"{path}: cannot read audio ({error})") from error
-    if sample_rate != SAMPLE_RATE:
-        raise AudioError(f"{path}: sample rate is {sample_rate} Hz, expected {SAMPLE_RATE} Hz")
-    if data.shape[1] != 1:
-        raise AudioError(f"{path}: {data.shape[1]} channels, expected mono")
-    if data.shape[0] < MIN_SAMPLES:
-        raise AudioError(f"{path}: {data.shape[0]} samples is too short (at least {MIN_SAMPLES} needed)")
-    return data[:, 0]
+
+class AudioFile:
+    """A 16 kHz mono file read by spans, `audio[first:end]` (float32), never whole unless asked: long recordings are
+    read window by window. Checked on opening like `read_audio`; AudioError names the file and the problem."""
+
+    def __init__(self, path: str | Path):
+        import soundfile
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise AudioError(f"{self.path}: audio file not found")
+        try:
+            self.file = soundfile.SoundFile(str(self.path))
+        except Exception as error:  # soundfile raises RuntimeError/LibsndfileError for corrupt data
+            raise AudioError(f"{self.path}: cannot read audio ({error})") from error
+        problem = (f"sample rate is {self.file.samplerate} Hz, expected {SAMPLE_RATE} Hz" if self.file.samplerate != SAMPLE_RATE
+                   else f"{self.file.channels} channels, expected mono" if self.file.channels != 1
+                   else f"{self.file.frames} samples is too short (at least {MIN_SAMPLES} needed)" if self.file.frames < MIN_SAMPLES
+                   else None)
+        if problem:
+            self.file.close()
+            raise AudioError(f"{self.path}: {problem}")
+
+    def __len__(self) -> int:
+        return self.file.frames
+
+    def __getitem__(self, span: slice) -> np.ndarray:
+        first, end, _ = span.indices(len(self))
+        try:
+            self.file.seek(first)
+            data = self.file.read(end - first, dtype="float32", always_2d=True)
+        except Exception as error:
+            raise AudioError(f"{self.path}: cannot read samples {first} to {end} ({error})") from error
+        if len(data) != end - first:
+            raise AudioError(f"{self.path}: read {len(data)} samples at {first}, expected {end - first} (truncated file?)")
+        return data[:, 0]
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> AudioFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def audio_files(folders: Sequence[str | Path], limit: int | None = None) -> list[Path]:

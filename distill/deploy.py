@@ -9,21 +9,34 @@ The waveforms are zero-padded into one batch; the graph is padding-invariant, so
 alone, with padded frames zero. `out.hidden_states` follows the s3prl expert (GenDistiller: front-end output, then
 the generated layers; DistilHuBERT: projected front-end, its layers, its heads; `paper` is its SUPERB feature);
 `student.names` says which is which.
+
+Long recordings are run in windows (`chunking`, distill.chunking: the rule Student.infer follows), and
+`OnnxStudent(path, layers=k)` computes hidden states 0..k only: the graph is pruned to those outputs at load time, so
+GenDistiller stops generating after step k (and DistilHuBERT after transformer layer k, if k is one of its layers).
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Protocol, Sequence
 
 import numpy as np
 
 from distill.audio import check_waveforms
+from distill.chunking import Chunking, FrameGrid, Window, run_in_windows
 
 ONNX_FORMAT = "gendistiller-onnx-1"  # the same tag distill.onnx_export writes (that module needs torch)
 METADATA_KEYS = ("format", "kind", "hidden_state_names", "downsample_rate", "sample_rate", "dim", "paper_hidden_state",
                  "quantization")
+
+
+class Samples(Protocol):
+    """A recording's samples, read by spans."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, span: slice) -> np.ndarray: ...
 
 
 class DeployError(ValueError):
@@ -38,9 +51,11 @@ class OnnxOutput:
 
 
 class OnnxStudent:
-    """An exported student in an onnxruntime CPU session; `threads`: intra-op threads (default: onnxruntime's)."""
+    """An exported student in an onnxruntime CPU session; `threads`: intra-op threads (default: onnxruntime's);
+    `layers`: compute hidden states 0..layers only; `chunking`: windows for long recordings (None: run them whole)."""
 
-    def __init__(self, path: str | Path, threads: Optional[int] = None):
+    def __init__(self, path: str | Path, threads: Optional[int] = None, layers: Optional[int] = None,
+                 chunking: Optional[Chunking] = Chunking()):
         import onnxruntime
 
         path = Path(path)
@@ -52,7 +67,10 @@ class OnnxStudent:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         try:
-            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            model = str(path) if layers is None else _pruned(path, layers)
+            self.session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        except DeployError:
+            raise
         except Exception as error:  # onnxruntime raises its own exception types for files it cannot parse
             raise DeployError(f"{path}: not a readable ONNX model ({type(error).__name__}: {error})") from error
         self.metadata = self.session.get_modelmeta().custom_metadata_map
@@ -61,15 +79,78 @@ class OnnxStudent:
             raise DeployError(f"{path}: not a student exported by `gendistiller export --to onnx` (expected metadata "
                               f"format={ONNX_FORMAT!r} and {list(METADATA_KEYS[1:])}; found {sorted(self.metadata) or 'none'})")
         self.kind: str = self.metadata["kind"]
-        self.names: list[str] = json.loads(self.metadata["hidden_state_names"])
+        self.names: list[str] = json.loads(self.metadata["hidden_state_names"])[: None if layers is None else layers + 1]
         self.downsample_rate = int(self.metadata["downsample_rate"])
         paper = self.metadata["paper_hidden_state"]
-        self.paper = int(paper) if paper else None
+        self.paper = int(paper) if paper and int(paper) < len(self.names) else None
+        self.chunking = chunking
+        self.grid = FrameGrid(int(self.metadata.get("receptive_field", FrameGrid().receptive_field)), self.downsample_rate)
 
     def __call__(self, wavs: Sequence[np.ndarray]) -> OnnxOutput:
+        check_waveforms(wavs)
+        if self.chunking is None or max(self.grid.frames(len(wav)) for wav in wavs) <= self.chunking.longest_frames(self.grid):
+            return self._run(wavs)
+        stitched = [[np.concatenate(parts) for parts in zip(*(states for _, states in self.windows(wav)))]
+                    for wav in (np.asarray(wav, np.float32) for wav in wavs)]
+        lengths = np.array([len(states[0]) for states in stitched], np.int64)
+        batch = [np.zeros((len(wavs), int(lengths.max()), state.shape[-1]), np.float32) for state in stitched[0]]
+        for i, states in enumerate(stitched):
+            for padded, state in zip(batch, states):
+                padded[i, : len(state)] = state
+        return OnnxOutput(batch, lengths, self.paper)
+
+    def windows(self, samples: Samples) -> Iterator[tuple[Window, list[np.ndarray]]]:
+        """One recording, window by window: `samples` is an array or a distill.audio.AudioFile (read lazily), and each
+        window comes with the kept frames of every hidden state ((frames, dim) each), so a long recording need never
+        sit in memory whole (`gendistiller embed` reads and writes it this way)."""
+        def run(first: int, end: int) -> list[np.ndarray]:
+            return [state[0] for state in self._run([samples[first:end]]).hidden_states]
+
+        return run_in_windows(run, len(samples), self.chunking, self.grid)
+
+    def _run(self, wavs: Sequence[np.ndarray]) -> OnnxOutput:
         waveforms, lengths = pad(wavs)
         *states, frames = self.session.run(None, {"waveforms": waveforms, "lengths": lengths})
         return OnnxOutput(list(states), frames, self.paper)
+
+
+def _pruned(path: Path, layers: int) -> bytes:
+    """The exported graph with only the nodes that hidden states 0..layers and the frame lengths need (onnxruntime
+    runs every node of a graph, whichever outputs are asked for)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    names = [output.name for output in graph.output]
+    if not 0 <= layers < len(names) - 1:
+        raise DeployError(f"layers={layers}: {path} has hidden states 0 to {len(names) - 2}")
+    wanted = {f"hidden_state_{i}" for i in range(layers + 1)} | {"frame_lengths"}
+    needed, kept = set(wanted), []
+    for node in reversed(graph.node):
+        if needed.intersection(node.output):
+            kept.append(node)
+            needed.update(node.input)
+            needed.update(_outer_inputs(node))
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    for field in (graph.output, graph.initializer):
+        items = [item for item in field if item.name in needed]
+        del field[:]
+        field.extend(items)
+    return model.SerializeToString()
+
+
+def _outer_inputs(node) -> set[str]:  # noqa: ANN001 - an onnx NodeProto
+    """Names a node's subgraphs (If / Loop bodies) read from the enclosing graph."""
+    import onnx
+
+    names: set[str] = set()
+    for attribute in node.attribute:
+        for subgraph in ([attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else list(attribute.graphs)):
+            for inner in subgraph.node:
+                names.update(inner.input)
+                names.update(_outer_inputs(inner))
+    return names
 
 
 _arena_registered = False

@@ -17,7 +17,6 @@ features lose most of their precision, which the per-frame LayerNorm after GenDi
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
@@ -64,7 +63,7 @@ def _metadata(student: Student, quantized: Optional[str], source: str, step: int
     paper = student.config.encoder_layers if isinstance(student, DistilHuBERT) else None
     return {"format": ONNX_FORMAT, "kind": student.config.kind, "hidden_state_names": json.dumps(state_names(student)),
             "target_layers": json.dumps(list(student.config.target_layers)), "sample_rate": "16000",
-            "downsample_rate": str(math.prod(stride for _, _, stride in student.config.front_end_conv_layers())),
+            "downsample_rate": str(student.frame_grid.hop), "receptive_field": str(student.frame_grid.receptive_field),
             "dim": str(student.geometry.dim), "paper_hidden_state": "" if paper is None else str(paper),
             "quantization": quantized or "none", "source": source, "step": str(step)}
 

@@ -12,7 +12,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from distill.audio import pad_waveforms
+from distill.audio import check_waveforms, pad_waveforms
+from distill.chunking import Chunking, FrameGrid, run_in_windows
 from distill.components import (
     ConvPositionalEmbedding,
     Encoder,
@@ -33,6 +34,17 @@ class StudentOutput:
     predictions: list[Tensor]  # one per target layer, aligned with config.target_layers
     lengths: Tensor  # (B,) valid frames
     layer0: Optional[Tensor] = None  # front-end output after the positional conv: the teacher's hidden state 0 analogue
+
+
+def _batched(outputs: Sequence[StudentOutput]) -> StudentOutput:
+    """Single-utterance outputs (each state (1, T_i, D)) as one zero-padded batch."""
+    def pad(states: Sequence[Tensor]) -> Tensor:
+        return torch.nn.utils.rnn.pad_sequence([state[0] for state in states], batch_first=True)
+
+    hidden_states = [pad(states) for states in zip(*(out.hidden_states for out in outputs))]
+    predictions = hidden_states[len(hidden_states) - len(outputs[0].predictions):]  # both students end with them
+    layer0 = pad([out.layer0 for out in outputs]) if outputs[0].layer0 is not None else None
+    return StudentOutput(hidden_states, predictions, torch.cat([out.lengths for out in outputs]), layer0)
 
 
 class Student(nn.Module):
@@ -85,14 +97,47 @@ class Student(nn.Module):
         teacher_states: Optional[Sequence[Tensor]] = None,
         use_teacher: Optional[Sequence[bool]] = None,
         cnn_features: Optional[tuple[Tensor, Tensor]] = None,
+        layers: Optional[int] = None,
     ) -> StudentOutput:
+        """`layers`: hidden states 0..layers only (GenDistiller generates no further; DistilHuBERT's parallel heads
+        need every layer, so it computes all and returns those)."""
         raise NotImplementedError
 
+    @property
+    def frame_grid(self) -> FrameGrid:
+        return FrameGrid.of(self.config.front_end_conv_layers())
+
     @torch.no_grad()
-    def infer(self, wavs: Sequence[Tensor]) -> StudentOutput:
-        """Unpadded 16 kHz waveforms -> outputs, free running, no teacher."""
-        waveforms, lengths = pad_waveforms(wavs)
-        return self(waveforms, lengths)
+    def infer(self, wavs: Sequence[Tensor], chunking: Optional[Chunking] = Chunking(), layers: Optional[int] = None
+              ) -> StudentOutput:
+        """Unpadded 16 kHz waveforms -> outputs, free running, no teacher. A recording longer than one window of
+        `chunking` is run in windows (distill.chunking; None: every recording whole); `layers`: see `forward`."""
+        return self.run(wavs, chunking, layers)
+
+    def run(self, wavs: Sequence[Tensor], chunking: Optional[Chunking], layers: Optional[int] = None) -> StudentOutput:
+        """`infer` with autograd on (the s3prl upstream when fine-tuned)."""
+        check_waveforms(wavs)
+        grid = self.frame_grid
+        if chunking is None or max(grid.frames(len(wav)) for wav in wavs) <= chunking.longest_frames(grid):
+            waveforms, lengths = pad_waveforms(wavs)  # one padded batch: each utterance gets what it gets alone
+            return self(waveforms, lengths, layers=layers)
+        return _batched([self._run_in_windows(torch.as_tensor(wav).float(), chunking, layers) for wav in wavs])
+
+    def _run_in_windows(self, wav: Tensor, chunking: Chunking, layers: Optional[int]) -> StudentOutput:
+        """One recording, window by window, stitched (each state (1, frames, D))."""
+        num_predictions = 0
+
+        def run(first: int, end: int) -> list[Tensor]:
+            nonlocal num_predictions
+            piece = wav[first:end]
+            out = self(piece[None], torch.tensor([len(piece)], device=wav.device), layers=layers)
+            num_predictions = len(out.predictions)
+            return [state[0] for state in out.hidden_states + [out.layer0]]
+
+        pieces = [states for _, states in run_in_windows(run, len(wav), chunking, self.frame_grid)]
+        *hidden_states, layer0 = [torch.cat(parts)[None] for parts in zip(*pieces)]
+        lengths = torch.tensor([hidden_states[0].shape[1]], device=wav.device)
+        return StudentOutput(hidden_states, hidden_states[len(hidden_states) - num_predictions:], lengths, layer0)
 
     def set_target_statistics(self, mean: Tensor, std: Tensor) -> None:
         """Per target layer and dimension (K, D): the teacher's mean and standard deviation (student.target_standardization)."""
@@ -124,6 +169,15 @@ class Student(nn.Module):
 
     def parameter_breakdown(self) -> dict[str, int]:
         return {name: sum(p.numel() for p in module.parameters()) for name, module in self.named_children()}
+
+
+def _checked_layers(layers: Optional[int], available: int) -> int:
+    """The last hidden state to return: `layers`, or every one."""
+    if layers is None:
+        return available
+    if not 0 <= layers <= available:
+        raise ValueError(f"layers={layers}: this student has hidden states 0 to {available}")
+    return layers
 
 
 def _zero_padding(states: Sequence[Tensor], lengths: Tensor) -> list[Tensor]:
@@ -215,11 +269,12 @@ class GenDistiller(Student):
         teacher_states: Optional[Sequence[Tensor]] = None,
         use_teacher: Optional[Sequence[bool]] = None,
         cnn_features: Optional[tuple[Tensor, Tensor]] = None,
+        layers: Optional[int] = None,
     ) -> StudentOutput:
         features, frame_lengths = self._features(waveforms, lengths, cnn_features)
         h0, key_padding = self.encoder.embed(features, frame_lengths)
         history, predictions = [h0], []
-        for step in range(len(self.config.target_layers)):
+        for step in range(_checked_layers(layers, len(self.config.target_layers))):
             prediction = self._generate(step, history, key_padding)
             predictions.append(self._to_output(step, prediction))
             teacher_next = teacher_states is not None and use_teacher is not None and step < len(use_teacher) and use_teacher[step]
@@ -281,10 +336,12 @@ class DistilHuBERT(Student):
         teacher_states: Optional[Sequence[Tensor]] = None,
         use_teacher: Optional[Sequence[bool]] = None,
         cnn_features: Optional[tuple[Tensor, Tensor]] = None,
+        layers: Optional[int] = None,
     ) -> StudentOutput:
+        last = _checked_layers(layers, self.config.encoder_layers + len(self.config.target_layers))
         features, frame_lengths = self._features(waveforms, lengths, cnn_features)
         layer_states = self.encoder(features, frame_lengths)
         predictions = [self._to_output(step, z) for step, z in enumerate(self.heads(layer_states[-1]))]
         states = [features] + layer_states[1:] + predictions
         *states, layer0 = _zero_padding([*states, layer_states[0]], frame_lengths)  # layer0: after the positional conv, like the teacher's state 0
-        return StudentOutput(states, states[-len(predictions):], frame_lengths, layer0)
+        return StudentOutput(states[: last + 1], states[-len(predictions):], frame_lengths, layer0)
