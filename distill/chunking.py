@@ -2,7 +2,7 @@
 `gendistiller embed`, the s3prl upstream when its config asks).
 
 A recording of F frames (the CNN's count: receptive field 400 samples, hop 320 for the wav2vec 2.0 CNN) is cut into
-cores of at most W seconds of frames, of equal size; each core is run with up to C seconds of frames on either side
+cores of at most W seconds of frames, of equal size but the last; each core is run with up to C seconds of frames on either side
 (its window), and only the core's frames are kept. Cuts fall on the frame grid: a window of frames [a, b) is run on
 samples [a * hop, (b - 1) * hop + receptive field) (the last window to the recording's end), which gives exactly
 b - a frames with the same samples under each frame as in the whole recording, so the stitched output has the whole recording's frame count. The boundary between
@@ -89,7 +89,8 @@ def windows(num_samples: int, chunking: Optional[Chunking], grid: FrameGrid = Fr
         return [Window(0, total, 0, total)]
     context = grid.frames_in(chunking.context_seconds)
     count = math.ceil(total / max(1, grid.frames_in(chunking.window_seconds)))
-    cuts = [round(i * total / count) for i in range(count + 1)]  # equal cores
+    core = math.ceil(total / count)  # equal cores but the last: the windows between have one shape
+    cuts = [i * core for i in range(count)] + [total]  # (count - 1) * core < total: no empty core
     return [Window(max(0, first - context), min(total, last + context), first, last)
             for first, last in zip(cuts, cuts[1:])]
 

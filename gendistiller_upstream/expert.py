@@ -10,17 +10,24 @@ Exposed features, by student kind:
 - distilhubert (the baseline): `hidden_states` = [projected front-end, transformer layer 1..n, head 1..K],
   exactly as s3prl's `distiller` expert, plus `"paper"` = the last transformer layer (SUPERB's `-s paper`).
 Padded frames are zeroed; s3prl's `Featurizer` trims each utterance to round(samples / 320) frames.
+
+Utterances are run whole, as SUPERB does. For long recordings, s3prl's `-g` may name a YAML file with
+`chunk_window_seconds` and `chunk_context_seconds` (distill.chunking's windows) and `layers` (hidden states 0..k only:
+GenDistiller stops generating there).
 """
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from torch import Tensor
 
 from s3prl.upstream.interfaces import UpstreamBase
 
-from distill.audio import pad_waveforms
+import yaml
+
+from distill.chunking import Chunking
 from distill.models import DistilHuBERT
 from distill.models.checkpoint import load_student
 
@@ -31,15 +38,14 @@ class UpstreamExpert(UpstreamBase):
     Args:
         ckpt: path of a student checkpoint (`runs/.../checkpoints/step_*.pt`). Anything else (a teacher
             checkpoint, an s3prl `distiller` file, a random pickle) raises `CheckpointError` naming what it found.
-        model_config: s3prl's `-g` option; the architecture always comes from the checkpoint, so it must be None.
+        model_config: s3prl's `-g` option: None, or a YAML file of inference options (`chunk_window_seconds`,
+            `chunk_context_seconds`, `layers`); the architecture always comes from the checkpoint.
         **kwargs: passed to `UpstreamBase` (s3prl's runner also passes `refresh`, which is ignored).
     """
 
     def __init__(self, ckpt: str, model_config: Optional[str] = None, **kwargs: Any):
         super().__init__(**kwargs)
-        if model_config is not None:
-            raise ValueError(f"gendistiller upstream: model_config (-g) must not be set, got {model_config!r}; "
-                             "the architecture is read from the student checkpoint")
+        self.chunking, self.layers = _inference_options(model_config)
         self.model, checkpoint = load_student(ckpt)
         self.kind: str = self.model.config.kind
         self.step: int = int(checkpoint.get("step", 0))
@@ -50,9 +56,27 @@ class UpstreamExpert(UpstreamBase):
 
     def forward(self, wavs: Sequence[Tensor]) -> dict[str, Any]:
         # Called under no_grad by s3prl unless the upstream is fine-tuned (-f), so no no_grad here.
-        waveforms, lengths = pad_waveforms(wavs)
-        out = self.model(waveforms, lengths)
+        out = self.model.run(wavs, self.chunking, self.layers)
         states: dict[str, Any] = {"hidden_states": out.hidden_states, "last_hidden_state": out.hidden_states[-1]}
         if isinstance(self.model, DistilHuBERT):
             states["paper"] = out.hidden_states[self.model.config.encoder_layers]  # DistilHuBERT's SUPERB feature
         return states
+
+
+def _inference_options(model_config: Optional[str]) -> tuple[Optional[Chunking], Optional[int]]:
+    """s3prl's -g: None (whole utterances, every hidden state) or a YAML file of the options the module docstring names."""
+    if model_config is None:
+        return None, None
+    if not Path(model_config).is_file():
+        raise ValueError(f"gendistiller upstream: model_config (-g) {model_config!r} is not a file; it names a YAML file "
+                         "of inference options (the architecture is read from the student checkpoint)")
+    options = yaml.safe_load(Path(model_config).read_text()) or {}
+    known = {"chunk_window_seconds", "chunk_context_seconds", "layers"}
+    if not isinstance(options, dict) or set(options) - known:
+        raise ValueError(f"gendistiller upstream: -g {model_config} may set {sorted(known)} only (the architecture is "
+                         f"read from the student checkpoint); got {options!r}")
+    default = Chunking()
+    chunking = Chunking(float(options.get("chunk_window_seconds", default.window_seconds)),
+                        float(options.get("chunk_context_seconds", default.context_seconds)))
+    use_chunks = "chunk_window_seconds" in options or "chunk_context_seconds" in options
+    return chunking if use_chunks else None, options.get("layers")

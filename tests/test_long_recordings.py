@@ -169,3 +169,22 @@ def test_embed_long_files_window_by_window_with_one_line_errors(exported, tmp_pa
     capsys.readouterr()
     one = np.load(tmp_path / "one" / "long.npy")
     assert one.dtype == np.float16 and np.array_equal(one, expected.hidden_states[2][0].astype(np.float16))
+
+
+def test_s3prl_upstream_chunks_and_stops_early_when_its_config_asks(gendistiller_ckpt, tmp_path):
+    pytest.importorskip("s3prl")
+    from gendistiller_upstream.expert import UpstreamExpert
+
+    wavs = [torch.from_numpy(long_speech(seconds, seed)) for seconds, seed in ((6.5, 8), (1.2, 9))]
+    student, _ = load_student(gendistiller_ckpt)
+    config = tmp_path / "upstream.yaml"
+    config.write_text("chunk_window_seconds: 2\nchunk_context_seconds: 1\nlayers: 2\n")
+    with torch.no_grad():
+        states = UpstreamExpert(str(gendistiller_ckpt), str(config))(wavs)["hidden_states"]
+        whole = UpstreamExpert(str(gendistiller_ckpt))(wavs)["hidden_states"]
+    reference = student.infer(wavs, SMALL, layers=2).hidden_states
+    assert len(states) == 3 and all(torch.equal(a, b) for a, b in zip(states, reference))
+    assert len(whole) == 4 and all(torch.equal(a, b) for a, b in zip(whole, student.infer(wavs, None).hidden_states))
+    config.write_text("window: 2\n")
+    with pytest.raises(ValueError, match="may set"):
+        UpstreamExpert(str(gendistiller_ckpt), str(config))
