@@ -8,6 +8,12 @@ evaluation's. `superb-sweep` keeps those of the test score it takes in the chose
     correct = kept_correct(task, Path(row["expdir"]))       # {"yes-0a7c2a8d_nohash_0.wav": True, ...} or None
     low, high = bootstrap_interval(list(correct.values()))  # accuracy's 95% percentile bootstrap interval (fractions)
     comparison = paired_difference(correct, other)          # A - B on the items both scored; verdict "A", "B" or "~"
+
+Over several downstream seeds (`superb-sweep --seeds N`), the runs' items are kept by seed and the bootstrap has two
+stages, so that the interval holds both sources of spread (which seed, which test items):
+
+    low, high = runs_interval([list(c.values()) for c in by_seed.values()])   # mean over seeds of each seed's accuracy
+    comparison = paired_runs_difference(a_by_seed, b_by_seed)                 # the same seeds and items for A and B
 """
 from __future__ import annotations
 
@@ -52,26 +58,46 @@ def kept_correct(task: Task, expdir: Union[str, Path]) -> Optional[dict[str, boo
     return read_correct(task, folder, task.test_split) if task.item_files and folder.is_dir() else None
 
 
+def _resampled_means(runs: Sequence[np.ndarray], resamples: int, generator: np.random.Generator) -> np.ndarray:
+    """`resamples` bootstrap means over `runs` (seeds), each a 1-D array of per-item values: every resample draws as
+    many runs as there are with replacement, then, for each drawn run, as many of its items with replacement, and
+    averages the drawn runs' item means. With one run this is the plain bootstrap over its items."""
+    slot_means = np.stack([  # (slot, run, resample): an independent draw of every run's items for each slot
+        np.stack([run[generator.integers(0, len(run), size=(resamples, len(run)))].mean(axis=1) for run in runs])
+        for _ in runs])
+    drawn = generator.integers(0, len(runs), size=(len(runs), 1, resamples))  # the run drawn into each slot
+    return np.take_along_axis(slot_means, drawn, axis=1)[:, 0, :].mean(axis=0)
+
+
+def runs_interval(runs: Sequence[Union[Sequence[float], np.ndarray]], resamples: int = 1000, seed: int = 0,
+                  level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean over runs (downstream seeds) of each run's mean over its items (per-item
+    correctness: the accuracy, as a fraction): seeds resampled, then items within each drawn seed (`_resampled_means`),
+    from a generator seeded with `seed`."""
+    arrays = [np.asarray(run, dtype=float) for run in runs]
+    if not arrays or any(array.ndim != 1 or len(array) == 0 for array in arrays):
+        raise ValueError(f"runs_interval needs non-empty lists of per-item values, got shapes {[a.shape for a in arrays]}")
+    means = _resampled_means(arrays, resamples, np.random.default_rng(seed))
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
 def bootstrap_interval(values: Union[Sequence[float], np.ndarray], resamples: int = 1000, seed: int = 0,
                        level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of `values` (per-item correctness: the accuracy, as a fraction):
-    `resamples` draws of as many items with replacement, from a generator seeded with `seed`."""
-    values = np.asarray(values, dtype=float)
-    if values.ndim != 1 or len(values) == 0:
-        raise ValueError(f"bootstrap_interval needs a non-empty list of per-item values, got shape {values.shape}")
-    picks = np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))
-    low, high = np.quantile(values[picks].mean(axis=1), [(1 - level) / 2, (1 + level) / 2])
-    return float(low), float(high)
+    """Percentile bootstrap interval of the mean of `values` (one run's per-item correctness: its accuracy): `resamples`
+    draws of as many items with replacement."""
+    return runs_interval([values], resamples, seed, level)
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """Run A against run B on the items both scored (accuracies as fractions)."""
+    """Run A against run B on the items both scored (accuracies as fractions); over seeds, on the seeds both ran."""
 
-    difference: float  # accuracy of A minus accuracy of B
+    difference: float  # accuracy of A minus accuracy of B (over seeds: the mean of the per-seed differences)
     low: float  # the difference's bootstrap interval
     high: float
-    items: int  # items both runs scored
+    items: int  # items both runs scored (over seeds: summed over the shared seeds)
+    runs: int = 1  # seeds both ran
 
     @property
     def verdict(self) -> str:
@@ -79,12 +105,28 @@ class Comparison:
         return "A" if self.low > 0 else "B" if self.high < 0 else "~"
 
 
-def paired_difference(a: Mapping[str, bool], b: Mapping[str, bool], resamples: int = 1000, seed: int = 0,
-                      level: float = 0.95) -> Comparison:
-    """A minus B over the items both runs share, with a bootstrap interval that resamples the same items for both
-    (the per-item differences); items only one of them scored are left out."""
+def _shared_differences(a: Mapping[str, bool], b: Mapping[str, bool]) -> np.ndarray:
+    """A's minus B's per-item correctness over the items both scored."""
     shared = [item for item in a if item in b]
     if not shared:
         raise ValueError(f"the two runs share no items ({len(a)} and {len(b)} items): were they scored on the same test set?")
-    differences = np.array([float(a[item]) - float(b[item]) for item in shared])
-    return Comparison(float(differences.mean()), *bootstrap_interval(differences, resamples, seed, level), len(shared))
+    return np.array([float(a[item]) - float(b[item]) for item in shared])
+
+
+def paired_runs_difference(a: Mapping[str, Mapping[str, bool]], b: Mapping[str, Mapping[str, bool]],
+                           resamples: int = 1000, seed: int = 0, level: float = 0.95) -> Comparison:
+    """A minus B over the seeds both ran ({seed: {item: correct}}), on the items both scored within each seed; the
+    interval resamples the same seeds, then the same items, for both (`runs_interval` of the per-item differences)."""
+    seeds = [run for run in a if run in b]
+    if not seeds:
+        raise ValueError(f"the two upstreams share no seeds (A ran {sorted(a)}, B ran {sorted(b)})")
+    differences = [_shared_differences(a[run], b[run]) for run in seeds]
+    return Comparison(float(np.mean([d.mean() for d in differences])), *runs_interval(differences, resamples, seed, level),
+                      sum(len(d) for d in differences), len(seeds))
+
+
+def paired_difference(a: Mapping[str, bool], b: Mapping[str, bool], resamples: int = 1000, seed: int = 0,
+                      level: float = 0.95) -> Comparison:
+    """A minus B over the items both runs share (one seed), with a bootstrap interval that resamples the same items for
+    both (the per-item differences); items only one of them scored are left out."""
+    return paired_runs_difference({"": a}, {"": b}, resamples, seed, level)

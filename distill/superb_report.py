@@ -1,8 +1,10 @@
 """`gendistiller superb-report RESULTS.csv [--out DIR] [--runs LABEL=RUN_DIR ...] [--teacher LABEL] [--control LABEL]
 [--corpus ROOT] [--fidelity JSON]`: markdown tables and PNG plots.
 
-Writes DIR/superb.md (measured scores with parameter counts, and a 95% interval where the sweep kept the per-item
-test results (KS, IC, SID); with --corpus a chance row; with --teacher and --control the share of the teacher's margin
+Writes DIR/superb.md (measured scores with parameter counts: over several downstream seeds (`superb-sweep --seeds N`)
+their mean and standard deviation, and the seeds run; a 95% interval where the sweep kept the per-item test results
+(KS, IC, SID), from a bootstrap over seeds and then test items; tasks whose s3prl expert writes no per-item results are
+marked so in the header; with --corpus a chance row; with --teacher and --control the share of the teacher's margin
 over the untrained control that each student keeps; each student against the other upstreams, paired on the test
 items; then the published SUPERB rows for context), DIR/superb.png (a bar chart per task in SUPERB's unit, with the
 intervals as error bars, chance and the control marked)
@@ -13,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
-from distill.intervals import bootstrap_interval, kept_correct, paired_difference
+from distill.intervals import kept_correct, paired_runs_difference, runs_interval
 from distill.recipes import load_tasks
 from distill.superb_sweep import read_results
 
@@ -67,24 +70,77 @@ def _role(upstream: str, reference: Reference) -> str:
     return {reference.teacher: f"{upstream} (teacher)", reference.control: f"{upstream} (control: untrained)"}.get(upstream, upstream)
 
 
-def _kept_items(rows: list[dict[str, str]]) -> dict[tuple[str, str], dict[str, bool]]:
-    """(upstream, task) -> the per-item test results superb-sweep kept for its chosen run (KS, IC, SID)."""
+Items = dict[str, dict[str, bool]]  # seed -> item id -> whether the prediction was right
+
+
+def _seed(row: dict[str, str]) -> str:
+    """The row's s3prl seed; "default" for results written before the sweep recorded it."""
+    return row.get("seed") or "default"
+
+
+def _runs(rows: list[dict[str, str]]) -> dict[tuple[str, str], list[dict[str, str]]]:
+    """(upstream, task) -> its rows, one per seed."""
+    runs: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for row in rows:
+        runs.setdefault((row["upstream"], row["task"]), []).append(row)
+    return runs
+
+
+def _kept_items(rows: list[dict[str, str]]) -> dict[tuple[str, str], Items]:
+    """(upstream, task) -> its per-item test results by seed, where superb-sweep kept them for every seed it ran."""
     tasks = load_tasks()
     found = {}
-    for row in rows:
-        correct = kept_correct(tasks[row["task"]], row["expdir"])
-        if correct:
-            found[(row["upstream"], row["task"])] = correct
+    for key, runs in _runs(rows).items():
+        kept = {_seed(row): kept_correct(tasks[row["task"]], row["expdir"]) for row in runs}
+        if all(kept.values()):
+            found[key] = kept
     return found
 
 
-def _intervals(rows: list[dict[str, str]]) -> dict[tuple[str, str], tuple[float, float]]:
-    """(upstream, task) -> the test score's 95% bootstrap interval over its items, in SUPERB's unit."""
-    intervals = {}
-    for (upstream, task), correct in _kept_items(rows).items():
-        low, high = bootstrap_interval(list(correct.values()))
-        intervals[(upstream, task)] = (_scaled(low, task), _scaled(high, task))
-    return intervals
+@dataclass(frozen=True)
+class Score:
+    """One upstream on one task over the downstream seeds it ran, in SUPERB's unit."""
+
+    tests: tuple[float, ...]  # test score per seed
+    lrs: tuple[str, ...]  # learning rate chosen on dev, per seed ("" where nothing trains: QbE)
+    interval: Optional[tuple[float, float]]  # 95%: seeds, then test items resampled; None without per-item results
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.tests)
+
+    @property
+    def spread(self) -> float:
+        """Standard deviation over seeds (0 for one)."""
+        return statistics.stdev(self.tests) if len(self.tests) > 1 else 0.0
+
+    def cell(self, without_interval: str = "") -> str:
+        """"mean ± spread [low, high] (lr ...)"; `without_interval` stands in for the interval where there is none."""
+        spread = f" ± {self.spread:.2f}" if len(self.tests) > 1 else ""
+        bounds = f" [{self.interval[0]:.1f}, {self.interval[1]:.1f}]" if self.interval else without_interval
+        lrs = "/".join(dict.fromkeys(f"{float(lr):g}" for lr in self.lrs if lr))
+        return f"{self.mean:.2f}{spread}{bounds}" + (f" (lr {lrs})" if lrs else "")
+
+
+def _scores(rows: list[dict[str, str]]) -> dict[tuple[str, str], Score]:
+    """(upstream, task) -> its Score over the seeds in the results."""
+    items = _kept_items(rows)
+    scores = {}
+    for (upstream, task), runs in _runs(rows).items():
+        kept = items.get((upstream, task))
+        interval = None
+        if kept:
+            low, high = runs_interval([list(correct.values()) for correct in kept.values()])
+            interval = (_scaled(low, task), _scaled(high, task))
+        scores[(upstream, task)] = Score(tuple(_scaled(float(row["test"]), task) for row in runs),
+                                         tuple(row["lr"] for row in runs), interval)
+    return scores
+
+
+def _seeds_line(rows: list[dict[str, str]]) -> str:
+    seeds = list(dict.fromkeys(_seed(row) for row in rows))
+    return (f"Downstream seeds (s3prl --seed): {', '.join(seeds)}" + ("; score: mean ± standard deviation over seeds"
+                                                                         if len(seeds) > 1 else " (one run each)"))
 
 
 def margin_kept(student: float, teacher: float, control: float) -> Optional[float]:
@@ -95,31 +151,31 @@ def margin_kept(student: float, teacher: float, control: float) -> Optional[floa
     return (student - control) / (teacher - control)
 
 
+def _column(rows: list[dict[str, str]], task: str) -> str:
+    """A task's header: its metric, and whether its s3prl expert writes per-item results (no interval without)."""
+    per_item = "" if load_tasks()[task].item_files else " (no per-item results: no interval)"
+    return f"{task.upper()} {by_key_metric(rows, task)}{per_item}"
+
+
 def superb_markdown(rows: list[dict[str, str]], reference: Reference = Reference()) -> str:
     tasks = _task_order(rows)
     upstreams = _ordered_upstreams(rows, reference)
-    by_key = {(row["upstream"], row["task"]): row for row in rows}
-    intervals = _intervals(rows)
-    lines = ["## Measured (s3prl runner; best dev learning rate, test score)", "",
-             "| upstream | params (M) | " + " | ".join(f"{t.upper()} {by_key_metric(rows, t)}" for t in tasks) + " |",
+    scores = _scores(rows)
+    lines = ["## Measured (s3prl runner; best dev learning rate, test score)", "", _seeds_line(rows), "",
+             "| upstream | params (M) | " + " | ".join(_column(rows, t) for t in tasks) + " |",
              "|---|---|" + "---|" * len(tasks)]
     if reference.chance:
         cells = [f"{_scaled(reference.chance[t], t):.2f}" if t in reference.chance else "–" for t in tasks]
         lines.append("| chance (majority class) | – | " + " | ".join(cells) + " |")
     for upstream in upstreams:
         params = next(int(row["params"]) for row in rows if row["upstream"] == upstream)
-        cells = []
-        for task in tasks:
-            row = by_key.get((upstream, task))
-            lr = f" (lr {float(row['lr']):g})" if row and row["lr"] else ""  # QbE trains nothing
-            interval = intervals.get((upstream, task))
-            bounds = f" [{interval[0]:.1f}, {interval[1]:.1f}]" if interval else ""
-            cells.append(f"{_scaled(float(row['test']), task):.2f}{bounds}{lr}" if row else "–")
+        cells = [_cell(scores.get((upstream, task)), task) for task in tasks]
         lines.append(f"| {_role(upstream, reference)} | {params / 1e6:.2f} | " + " | ".join(cells) + " |")
-    if intervals:
-        lines += ["", "[low, high]: 95% percentile bootstrap interval over the test items (1000 resamples)"]
-    lines += _margin_lines(rows, reference, tasks, upstreams, by_key)
-    lines += _paired_lines(rows, reference, tasks, upstreams, by_key)
+    if any(score.interval for score in scores.values()):
+        lines += ["", "[low, high]: 95% percentile bootstrap interval (1000 resamples: the seeds, then the test items of "
+                  "each drawn seed); [not kept]: the sweep kept no per-item results for this run"]
+    lines += _margin_lines(reference, tasks, upstreams, scores)
+    lines += _paired_lines(rows, reference, tasks, upstreams, scores)
     published = yaml.safe_load(PUBLISHED.read_text())
     columns = [t for t in ("pr", "ks", "ic", "sid", "er", "asr", "asv", "sd")]
     lines += ["", "## Published SUPERB rows (full corpora; not comparable with a local mini-SUPERB)", "",
@@ -129,12 +185,18 @@ def superb_markdown(rows: list[dict[str, str]], reference: Reference = Reference
     return "\n".join(lines) + "\n"
 
 
-def _margin_lines(rows: list[dict[str, str]], reference: Reference, tasks: list[str], upstreams: list[str],
-                  by_key: dict[tuple[str, str], dict[str, str]]) -> list[str]:
+def _cell(score: Optional[Score], task: str) -> str:
+    if score is None:
+        return "–"
+    return score.cell(" [not kept]" if load_tasks()[task].item_files else "")
+
+
+def _margin_lines(reference: Reference, tasks: list[str], upstreams: list[str],
+                  scores: dict[tuple[str, str], Score]) -> list[str]:
     if reference.teacher is None or reference.control is None:
         return []
     lines = ["", "## Share of the teacher's margin over the control that each student keeps",
-             "", "(student - control) / (teacher - control), test scores; 100% = as good as the teacher, 0% = no better "
+             "", "(student - control) / (teacher - control), test scores (means over seeds); 100% = as good as the teacher, 0% = no better "
              "than the untrained control", "", "| upstream | " + " | ".join(t.upper() for t in tasks) + " |",
              "|---|" + "---|" * len(tasks)]
     for upstream in upstreams:
@@ -143,15 +205,14 @@ def _margin_lines(rows: list[dict[str, str]], reference: Reference, tasks: list[
         cells = []
         for task in tasks:
             keys = [(label, task) for label in (upstream, reference.teacher, reference.control)]
-            kept = (margin_kept(*(float(by_key[key]["test"]) for key in keys)) if all(key in by_key for key in keys)
-                    else None)
+            kept = margin_kept(*(scores[key].mean for key in keys)) if all(key in scores for key in keys) else None
             cells.append("–" if kept is None else f"{round(100 * kept)}%")  # an int: no "-0%"
         lines.append(f"| {upstream} | " + " | ".join(cells) + " |")
     return lines
 
 
 def _paired_lines(rows: list[dict[str, str]], reference: Reference, tasks: list[str], upstreams: list[str],
-                  by_key: dict[tuple[str, str], dict[str, str]]) -> list[str]:
+                  scores: dict[tuple[str, str], Score]) -> list[str]:
     """Each student against every other upstream measured on the task (teacher, control, the students after it)."""
     students = [u for u in upstreams if u not in (reference.teacher, reference.control)]
     pairs = [(a, b) for i, a in enumerate(students) for b in upstreams if b != a and b not in students[:i]]
@@ -159,8 +220,9 @@ def _paired_lines(rows: list[dict[str, str]], reference: Reference, tasks: list[
         return []
     items, all_tasks = _kept_items(rows), load_tasks()
     lines = ["", "## Paired comparisons on the test items", "",
-             "A − B in points on the test items both scored, with its 95% bootstrap interval (the same items resampled "
-             "for both); better: the one ahead when the interval excludes 0, ~ when it includes 0 (a tie)", "",
+             "A − B in points on the test items both scored (over seeds: the mean of the per-seed differences, items "
+             "summed over the seeds both ran), with its 95% bootstrap interval (the same seeds, then the same items, "
+             "resampled for both); better: the one ahead when the interval excludes 0, ~ when it includes 0 (a tie)", "",
              "| task | A | B | items | A − B | 95% interval | better |", "|---|---|---|---|---|---|---|"]
     for task in tasks:
         if not all_tasks[task].item_files:
@@ -169,11 +231,11 @@ def _paired_lines(rows: list[dict[str, str]], reference: Reference, tasks: list[
         scale = all_tasks[task].scale
         for a, b in pairs:
             if (a, task) in items and (b, task) in items:
-                c = paired_difference(items[(a, task)], items[(b, task)])
+                c = paired_runs_difference(items[(a, task)], items[(b, task)])
                 better = {"A": a, "B": b, "~": "~"}[c.verdict]
                 lines.append(f"| {task.upper()} | {a} | {b} | {c.items} | {scale * c.difference:+.2f} | "
                              f"[{scale * c.low:.1f}, {scale * c.high:.1f}] | {better} |")
-            elif (a, task) in by_key and (b, task) in by_key:
+            elif (a, task) in scores and (b, task) in scores:
                 lines.append(f"| {task.upper()} | {a} | {b} | – | – | no interval | – |")
     return lines
 
@@ -190,27 +252,29 @@ def superb_plot(rows: list[dict[str, str]], path: Path, reference: Reference = R
     plt = _matplotlib()
     tasks = _task_order(rows)
     upstreams = _ordered_upstreams(rows, reference)
-    intervals = _intervals(rows)
+    scores = _scores(rows)
     figure, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.6), squeeze=False)
     for axis, task in zip(axes[0], tasks):
-        task_rows = {row["upstream"]: row for row in rows if row["task"] == task}
-        values = [_scaled(float(task_rows[u]["test"]), task) if u in task_rows else 0.0 for u in upstreams]
-        bounds = [intervals.get((u, task), (v, v)) for u, v in zip(upstreams, values)]
+        task_scores = {u: scores[(u, task)] for u in upstreams if (u, task) in scores}
+        values = [task_scores[u].mean if u in task_scores else 0.0 for u in upstreams]
+        bounds = [task_scores[u].interval if u in task_scores and task_scores[u].interval else (v, v)
+                  for u, v in zip(upstreams, values)]
         errors = [[max(0.0, v - low) for v, (low, _) in zip(values, bounds)],
                   [max(0.0, high - v) for v, (_, high) in zip(values, bounds)]]
         axis.bar(range(len(upstreams)), values, color=[f"C{i}" for i in range(len(upstreams))],
                  hatch=["//" if u == reference.control else "" for u in upstreams],
-                 yerr=errors if any((u, task) in intervals for u in upstreams) else None, capsize=3)
+                 yerr=errors if any(score.interval for score in task_scores.values()) else None, capsize=3)
         axis.set_xticks(range(len(upstreams)), upstreams, rotation=30, ha="right")
         if task in reference.chance:
             axis.axhline(_scaled(reference.chance[task], task), color="gray", linestyle="--", label="chance")
-        if reference.control in task_rows:
-            axis.axhline(_scaled(float(task_rows[reference.control]["test"]), task), color="black", linestyle=":",
+        if reference.control in task_scores:
+            axis.axhline(task_scores[reference.control].mean, color="black", linestyle=":",
                          label="untrained control")
         unit = "%" if load_tasks()[task].scale == 100 else ""
         axis.set_title(f"{task.upper()} ({by_key_metric(rows, task)}{', ' + unit if unit else ''})")
-        if task in reference.chance or reference.control in task_rows:
+        if task in reference.chance or reference.control in task_scores:
             axis.legend(fontsize=7)
+    figure.suptitle(_seeds_line(rows) + "; error bars: 95% intervals", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -11,6 +11,10 @@ and the test score at the best-dev step is taken: the same weights as `dev-best.
 Tasks whose expert writes per-item results (KS, IC, SID: tasks.yaml `item_files`) also keep the items of the test score
 taken in the chosen run's `test_items/` folder, for `superb-report`'s confidence intervals (`distill.intervals`).
 
+`--seeds N` repeats the sweep with N s3prl seeds (1337, s3prl's own default, then 1338, ...), each in its own
+`EXPDIR/seed_S/`, all rows in the one results CSV (its `seed` column); `superb-report` gives their mean and spread and an
+interval over seeds and test items.
+
 Resumable: a finished training run leaves `sweep.json` (its dev scores) in its experiment folder and is never
 rerun; a finished (upstream, task) is a CSV row and is skipped. An interrupted training run is started again.
 """
@@ -30,12 +34,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from distill.intervals import TEST_ITEMS, read_correct
 from distill.recipes import Task, load_tasks, parse_scores
 
-RESULT_FIELDS = ("upstream", "task", "metric", "higher_is_better", "lr", "dev", "test", "params", "ckpt", "expdir", "finished_at")
+RESULT_FIELDS = ("upstream", "task", "seed", "metric", "higher_is_better", "lr", "dev", "test", "params", "ckpt", "expdir",
+                 "finished_at")
+S3PRL_SEED = 1337  # run_downstream.py's --seed default: the first of `--seeds N`
 
 
 @dataclass(frozen=True)
@@ -95,10 +101,27 @@ def read_results(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def _upgrade_header(path: Path) -> None:
+    """Rewrites a results CSV written before a field was added (`seed`) with today's fields, the new ones empty."""
+    with open(path, newline="") as handle:
+        header = next(csv.reader(handle), None)
+    if header is None or tuple(header) == RESULT_FIELDS:
+        return
+    rows = read_results(path)
+    partial = path.with_suffix(".partial")
+    with open(partial, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=RESULT_FIELDS)
+        writer.writeheader()
+        writer.writerows({key: row.get(key, "") for key in RESULT_FIELDS} for row in rows)
+    partial.replace(path)
+
+
 def append_result(path: Path, row: dict[str, object]) -> None:
     """Appends one row and flushes it to disk, so an interruption never loses a finished combination."""
     new = not path.is_file()
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not new:
+        _upgrade_header(path)
     with open(path, "a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=RESULT_FIELDS)
         if new:
@@ -154,7 +177,7 @@ def evaluate_only(upstream: Upstream, task: Task, run_dir: Path, overrides: Sequ
 
 
 def train_one(upstream: Upstream, task: Task, lr: float, run_dir: Path, overrides: Sequence[str],
-              test_in_run: bool = False, seed: Optional[int] = None) -> float:
+              test_in_run: bool = False, seed: int = S3PRL_SEED) -> float:
     """Trains one (upstream, task, lr, fold) unless already done; returns its best dev score. With `test_in_run`
     the run evaluates test beside dev and sweep.json keeps the test score at the best-dev step."""
     done = run_dir / "sweep.json"
@@ -173,9 +196,8 @@ def train_one(upstream: Upstream, task: Task, lr: float, run_dir: Path, override
     if task.dev_split is None:  # nothing to evaluate while training: its last checkpoint is scored on test
         splits = []
     options = [*task.overrides, *overrides, f"config.optimizer.lr={lr}", f"config.runner.eval_dataloaders={splits}"]
-    seed_flags = [] if seed is None else ["--seed", str(seed)]
     stdout = _superb(["-m", "train", *upstream.runner_flags(), "-d", task.downstream, "-c", str(task.config),
-                      "-p", str(run_dir), *task.extra_args, *seed_flags, "-o", ",,".join(options)], run_dir)
+                      "-p", str(run_dir), *task.extra_args, "--seed", str(seed), "-o", ",,".join(options)], run_dir)
     if task.dev_split is None:
         done.write_text(json.dumps({"lr": lr, "best_dev": None}))
         return float("nan")
@@ -260,19 +282,19 @@ def evaluate_test(task: Task, run_dir: Path) -> float:
 def sweep(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: Sequence[float], results: Path, expdir: Path,
           overrides: Sequence[str] = (), corpus: Optional[Path] = None, test_in_run: bool = False,
           task_overrides: Optional[Mapping[str, Sequence[str]]] = None, jobs: int = 1,
-          seed: Optional[int] = None) -> list[dict[str, str]]:
-    """Runs every missing (upstream, task); returns all rows of the results CSV. Cross-validated tasks (ER) run
-    every fold per learning rate and average the fold scores. Scores are in s3prl's units (see tasks.yaml `scale`).
+          seed: int = S3PRL_SEED) -> list[dict[str, str]]:
+    """Runs every missing (upstream, task) with `seed`; returns the results CSV's rows of that seed. Cross-validated
+    tasks (ER) run every fold per learning rate and average the fold scores. Scores are in s3prl's units (see tasks.yaml `scale`).
     `test_in_run` saves one runner process per (upstream, task) and costs a test evaluation at every dev evaluation:
     worth it for short runs with few evaluations (the embedded demo), not for SUPERB's schedules.
     `task_overrides`: extra -o items per task. `jobs`: (upstream, task) pairs run at the same time, each in its own
     runner process; runs of a task whose expert caches inside the s3prl package never overlap. `seed`: the runner's
-    --seed for every training run (default: s3prl's own, 1337); give each seed its own `expdir` and `results`."""
+    --seed for every training run (a `seed` column of the results; several seeds: `sweep_seeds`)."""
     tasks = load_tasks()
     unknown = [name for name in task_names if name not in tasks]
     if unknown:
         raise ValueError(f"unknown task(s) {unknown}; known: {sorted(tasks)}")
-    finished = {(row["upstream"], row["task"]) for row in read_results(results)}
+    finished = {(row["upstream"], row["task"]) for row in read_results(results) if row.get("seed") == str(seed)}
     todo = [(u, t) for u in upstreams for t in task_names if (u.label, t) not in finished]
     cache_locks = {name: threading.Lock() for name in task_names if tasks[name].s3prl_caches}
 
@@ -303,7 +325,7 @@ def sweep(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: Sequenc
         print(f"[superb-sweep] {upstream.label} {task_name}: lr {chosen or '-'}, dev {dev_by_lr[chosen]:.4f}, "
               f"test {task.metric} {test:.4f}", flush=True)
         expdir_of_run = expdir / upstream.label / task_name if not task.trains else run_dir(chosen, None)  # type: ignore[arg-type]
-        return {"upstream": upstream.label, "task": task_name, "metric": task.metric,
+        return {"upstream": upstream.label, "task": task_name, "seed": seed, "metric": task.metric,
                 "higher_is_better": task.higher_is_better, "lr": chosen, "dev": dev_by_lr[chosen], "test": test,
                 "params": count_parameters(upstream), "ckpt": upstream.ckpt, "expdir": str(expdir_of_run),
                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -312,6 +334,22 @@ def sweep(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: Sequenc
         futures = [pool.submit(one, number, upstream, task_name) for number, (upstream, task_name) in enumerate(todo, 1)]
         for future in as_completed(futures):
             append_result(results, future.result())  # this thread alone writes the CSV
+    return [row for row in read_results(results) if row.get("seed") == str(seed)]
+
+
+def seeds_of(count: int) -> list[int]:
+    """The s3prl seeds of `--seeds count`: s3prl's default first, so that one seed is the runner's usual run."""
+    if count < 1:
+        raise ValueError(f"--seeds must be at least 1, got {count}")
+    return [S3PRL_SEED + number for number in range(count)]
+
+
+def sweep_seeds(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: Sequence[float], results: Path,
+                expdir: Path, seeds: int = 1, **options: Any) -> list[dict[str, str]]:
+    """`sweep` once per seed of `seeds_of(seeds)`, each in expdir/seed_S/, every row in the one `results` CSV;
+    `options` are sweep's. Returns all rows."""
+    for seed in seeds_of(seeds):
+        sweep(upstreams, task_names, lrs, results, expdir / f"seed_{seed}", seed=seed, **options)
     return read_results(results)
 
 
@@ -327,16 +365,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-in-run", action="store_true",
                         help="evaluate test beside dev during training and take it at the best-dev step (short runs)")
     parser.add_argument("--jobs", type=int, default=1, help="runner processes at the same time (default 1)")
-    parser.add_argument("--seed", type=int, default=None, help="s3prl's --seed for every training run (default: the "
-                        "runner's 1337); use one --expdir and --results per seed")
+    parser.add_argument("--seeds", type=int, default=1, help=f"downstream runs per (upstream, task, lr), with s3prl "
+                        f"seeds {S3PRL_SEED}, {S3PRL_SEED + 1}, ... (default 1: s3prl's own seed)")
     parser.add_argument("-o", "--override", action="append", default=[],
                         help="extra s3prl override for every run, e.g. config.runner.total_steps=2000 (repeatable)")
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = sweep([parse_upstream(s) for s in args.upstreams.split(",")], args.tasks.split(","),
-                 [float(lr) for lr in args.lrs.split(",")], args.results, args.expdir, args.override, args.corpus,
-                 args.test_in_run, jobs=args.jobs, seed=args.seed)
+    rows = sweep_seeds([parse_upstream(s) for s in args.upstreams.split(",")], args.tasks.split(","),
+                       [float(lr) for lr in args.lrs.split(",")], args.results, args.expdir, args.seeds,
+                       overrides=args.override, corpus=args.corpus, test_in_run=args.test_in_run, jobs=args.jobs)
     print(f"[superb-sweep] {len(rows)} results in {args.results}")
     return 0
 

@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,10 +22,15 @@ def test_reduced_main_job_writes_the_report(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    stages = ("corpus", "teacher", "distillation", "SUPERB", "report")
+    for number, stage in enumerate(stages, 1):  # each stage's time at its end, all of them at the end
+        assert re.search(rf"^\[demo\] \({number}/5\) {stage}: \d+ s$", result.stdout, re.MULTILINE), stage
+    assert re.search(r"^\[demo\] done in \d+ s \(" + ", ".join(rf"{stage} \d+ s" for stage in stages) + r"\)$",
+                     result.stdout, re.MULTILINE)
 
     rows = read_results(work / "superb_results.csv")
     upstreams = ("gendistiller", "distilhubert", "wavlm", "wavlm-untrained")
-    assert {(r["upstream"], r["task"]) for r in rows} == {(u, t) for u in upstreams for t in ("ks", "ic", "sid")}
+    assert {(r["upstream"], r["task"], r["seed"]) for r in rows} == {(u, t, "1337") for u in upstreams for t in ("ks", "ic", "sid")}
     for row in rows:
         assert 0.0 <= float(row["test"]) <= 1.0 and int(row["params"]) > 0
     teacher = work / "teacher" / "wavlm_pretrained.pt"
@@ -77,8 +83,9 @@ def test_report_from_results(tmp_path):
                                                               "l1_layer_4": 0.5 / s, "cos_layer_4": 0.9}) for s in (1, 2, 3)))
     written = write_report(results, tmp_path / "report", {"gendistiller": run})
     table = (tmp_path / "report" / "superb.md").read_text()
-    assert "| gendistiller | 17.00 | 62.50 (lr 0.001) |" in table
-    assert "| distilhubert | 27.03 | 50.00 (lr 0.01) |" in table
+    assert "| gendistiller | 17.00 | 62.50 [not kept] (lr 0.001) |" in table  # KS has per-item files; none were kept
+    assert "| distilhubert | 27.03 | 50.00 [not kept] (lr 0.01) |" in table
+    assert "Downstream seeds (s3prl --seed): default (one run each)" in table  # results written before the seed column
     assert "| DistilHuBERT | 23.49 |" in table
     assert "chance" not in table and "margin" not in table  # no reference given
     assert "| gendistiller | 3 | 1.000 | L4: 0.333 / 0.167 / 0.900 |" in (tmp_path / "report" / "distillation.md").read_text()
@@ -103,8 +110,9 @@ def test_report_reads_students_against_chance_teacher_and_control(tmp_path):
     table = (tmp_path / "report" / "superb.md").read_text()
     lines = table.splitlines()
     assert lines.index("| chance (majority class) | – | – | 8.33 |") < lines.index(  # tasks in SUPERB's order: PR, KS
-        "| wavlm-untrained (control: untrained) | 94.38 | 60.00 (lr 0.01) | 30.00 (lr 0.01) |") < lines.index(
-        "| wavlm (teacher) | 94.38 | 20.00 (lr 0.01) | 80.00 (lr 0.01) |")
+        "| wavlm-untrained (control: untrained) | 94.38 | 60.00 (lr 0.01) | 30.00 [not kept] (lr 0.01) |") < lines.index(
+        "| wavlm (teacher) | 94.38 | 20.00 (lr 0.01) | 80.00 [not kept] (lr 0.01) |")
+    assert "| upstream | params (M) | PR per↓ (no per-item results: no interval) | KS acc↑ |" in table
     assert "| gendistiller | 75% | 80% |" in table and "| distilhubert | 0% | 50% |" in table  # as the control: not "-0%"
     assert "| gendistiller | 40 | L0: 0.200 / 0.950; L4: 0.250 / 0.900 |" in (tmp_path / "report" / "distillation.md").read_text()
     assert (tmp_path / "report" / "superb.png").read_bytes()[:4] == b"\x89PNG"

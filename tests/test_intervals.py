@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.intervals import TEST_ITEMS, bootstrap_interval, kept_correct, paired_difference, read_correct
+from distill.intervals import (TEST_ITEMS, bootstrap_interval, kept_correct, paired_difference, paired_runs_difference,
+                               read_correct, runs_interval)
 from distill.recipes import load_tasks
 
 TASKS = load_tasks()
@@ -56,6 +57,50 @@ def test_pairing_uses_only_the_shared_items():
     assert comparison.items == 50 and comparison.difference == pytest.approx(0.5)
     with pytest.raises(ValueError, match="share no items"):
         paired_difference(a, {"other": True})
+
+
+# ---- over downstream seeds: seeds resampled, then items ----------------------------------------------------------------
+
+def test_one_run_is_the_plain_item_bootstrap():
+    values = [i % 3 == 0 for i in range(150)]
+    assert runs_interval([values]) == bootstrap_interval(values)
+
+
+def test_seeds_that_agree_on_every_item_give_the_interval_of_seed_choice_alone():
+    # Every item right under two seeds, none under the third: item resampling changes nothing, seed resampling draws
+    # k of 3 seeds "all right", k ~ Binomial(3, 2/3): P(k=0) = 1/27 = 3.7% and P(k=3) = 8/27, so the 95% interval is
+    # [0, 1] exactly; with two seeds of one kind and none of the other it is the point.
+    assert runs_interval([[True] * 40, [True] * 40, [False] * 40]) == (0.0, 1.0)
+    assert runs_interval([[True] * 40, [True] * 30]) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="non-empty"):
+        runs_interval([[True], []])
+
+
+def test_spread_between_seeds_widens_the_interval():
+    # Three seeds on the same 200 items: 60%, 70%, 80% right, against three that all score 70%.
+    apart = [[i < right for i in range(200)] for right in (120, 140, 160)]
+    together = [[i < 140 for i in range(200)]] * 3
+    low, high = runs_interval(apart)
+    pooled_low, pooled_high = bootstrap_interval([value for run in together for value in run])
+    assert low < 0.65 and high > 0.75  # the between-seed spread (sd 10 points) is in it
+    assert runs_interval(together) == pytest.approx((pooled_low, pooled_high), abs=0.01)  # items alone: as if pooled
+    assert high - low > 1.5 * (pooled_high - pooled_low)
+
+
+def test_paired_over_seeds_ties_identical_upstreams_and_separates_different_ones():
+    a = {str(seed): {f"item{i}": (i + seed) % 4 != 0 for i in range(200)} for seed in (1337, 1338, 1339)}
+    same = paired_runs_difference(a, {seed: dict(items) for seed, items in a.items()})
+    assert (same.difference, same.low, same.high, same.items, same.runs, same.verdict) == (0.0, 0.0, 0.0, 600, 3, "~")
+    worse = {seed: {item: right and i % 2 == 0 for i, (item, right) in enumerate(items.items())} for seed, items in a.items()}
+    better = paired_runs_difference(a, worse)  # A - B per seed: 0.25, 0.50, 0.25 (B keeps a's even items, or half of them)
+    assert better.difference == pytest.approx(1 / 3) and better.low > 0.2 and better.high > 0.45
+    assert better.verdict == "A" and paired_runs_difference(worse, a).verdict == "B"
+    # Only the seeds both ran are paired; with none shared there is nothing to compare.
+    assert paired_runs_difference(a, {"1338": worse["1338"], "7": worse["1337"]}).runs == 1
+    assert paired_runs_difference(a, {"1338": worse["1338"]}).difference == pytest.approx(
+        paired_difference(a["1338"], worse["1338"]).difference)
+    with pytest.raises(ValueError, match="share no seeds"):
+        paired_runs_difference(a, {"7": worse["1337"]})
 
 
 # ---- reading the experts' per-item files -------------------------------------------------------------------------
@@ -178,15 +223,17 @@ def test_sweep_keeps_the_last_evaluation_items_when_it_was_the_best(tmp_path, mo
 
 # ---- the report ----------------------------------------------------------------------------------------------------
 
-def _results(path: Path, rows: list[tuple[str, str, float, str]]) -> None:
+def _results(path: Path, rows: list[tuple]) -> None:
+    """A results CSV of rows (upstream, task, test, expdir[, seed]); without seeds, as written before the seed column."""
     fields = ["upstream", "task", "metric", "higher_is_better", "lr", "dev", "test", "params", "ckpt", "expdir", "finished_at"]
+    seeded = any(len(row) == 5 for row in rows)
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer = csv.DictWriter(handle, fieldnames=fields + ["seed"] * seeded)
         writer.writeheader()
-        for upstream, task, test, expdir in rows:
+        for upstream, task, test, expdir, *seed in rows:
             writer.writerow(dict(upstream=upstream, task=task, metric="acc" if task != "pr" else "per",
                                  higher_is_better=task != "pr", lr=0.01, dev=0.5, test=test, params=1000000, ckpt="x.pt",
-                                 expdir=expdir, finished_at="now"))
+                                 expdir=expdir, finished_at="now", **({"seed": seed[0]} if seed else {})))
 
 
 def test_report_prints_intervals_and_paired_comparisons(tmp_path):
@@ -206,7 +253,7 @@ def test_report_prints_intervals_and_paired_comparisons(tmp_path):
 
     low, high = bootstrap_interval([True] * 180 + [False] * 20)
     interval = f"[{100 * low:.1f}, {100 * high:.1f}]"
-    assert f"| gendistiller | 1.00 | 30.00 (lr 0.01) | 90.00 {interval} (lr 0.01) | 50.00 (lr 0.01) |" in table
+    assert f"| gendistiller | 1.00 | 30.00 (lr 0.01) | 90.00 {interval} (lr 0.01) | 50.00 [not kept] (lr 0.01) |" in table
     assert "| wavlm-untrained (control: untrained) | 1.00 | 30.00 (lr 0.01) | 50.00 [" in table
     # The same first items are right for every upstream: gendistiller's 180 include distilhubert's 178.
     gap = paired_difference({f"yes-{i}.wav": i < 180 for i in range(200)}, {f"yes-{i}.wav": i < 178 for i in range(200)})
@@ -222,3 +269,53 @@ def test_report_prints_intervals_and_paired_comparisons(tmp_path):
     assert "| PR | – | – | – | – | no interval | – |" in table
     assert "| SID | gendistiller | distilhubert | – | – | no interval | – |" in table
     assert (tmp_path / "report" / "superb.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_over_seeds_gives_mean_spread_and_the_two_stage_interval(tmp_path):
+    from distill.superb_report import Reference, write_report
+
+    right = {"gendistiller": (150, 160, 170), "distilhubert": (130, 140, 150)}  # of 200 KS items, seeds 1337-1339
+    rows, items = [], {}
+    for upstream, counts in right.items():
+        for seed, count in zip((1337, 1338, 1339), counts):
+            expdir = tmp_path / f"seed_{seed}" / upstream / "ks" / "lr_0.01"
+            _ks_items(expdir / TEST_ITEMS, right=count, total=200)
+            rows.append((upstream, "ks", count / 200, str(expdir), seed))
+            items.setdefault(upstream, {})[str(seed)] = {f"yes-{i}.wav": i < count for i in range(200)}
+    _results(tmp_path / "results.csv", rows)
+    write_report(tmp_path / "results.csv", tmp_path / "report", reference=Reference())
+    table = (tmp_path / "report" / "superb.md").read_text()
+
+    assert "Downstream seeds (s3prl --seed): 1337, 1338, 1339; score: mean ± standard deviation over seeds" in table
+    low, high = runs_interval([[i < count for i in range(200)] for count in right["gendistiller"]])
+    assert f"| gendistiller | 1.00 | 80.00 ± 5.00 [{100 * low:.1f}, {100 * high:.1f}] (lr 0.01) |" in table
+    gap = paired_runs_difference(items["gendistiller"], items["distilhubert"])
+    assert gap.items == 600 and gap.runs == 3 and gap.verdict == "A"  # 10 points ahead on every seed, the same items
+    assert (f"| KS | gendistiller | distilhubert | 600 | {100 * gap.difference:+.2f} | "
+            f"[{100 * gap.low:.1f}, {100 * gap.high:.1f}] | gendistiller |") in table
+    assert (tmp_path / "report" / "superb.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sweep_seeds_runs_each_seed_in_its_folder_into_one_results_file(tmp_path, monkeypatch):
+    import distill.superb_sweep as superb_sweep
+
+    results = tmp_path / "results.csv"  # written before the seed column: its row is no seed's, kept as it is
+    _results(results, [("gendistiller", "ks", 0.5, "old")])
+    trained = []
+
+    def train_one(upstream, task, lr, run_dir, overrides, test_in_run=False, seed=superb_sweep.S3PRL_SEED):
+        trained.append((run_dir.relative_to(tmp_path / "sweep"), seed))
+        return 0.5
+
+    monkeypatch.setattr(superb_sweep, "train_one", train_one)
+    monkeypatch.setattr(superb_sweep, "evaluate_test", lambda task, run_dir: 0.25 + (run_dir.parts[-4] == "seed_1338") / 4)
+    monkeypatch.setattr(superb_sweep, "count_parameters", lambda upstream: 7)
+    upstream = superb_sweep.Upstream("gendistiller", "gendistiller_local", "x.pt")
+    rows = superb_sweep.sweep_seeds([upstream], ["ks"], [1e-2], results, tmp_path / "sweep", seeds=2, test_in_run=True)
+    assert trained == [(Path("seed_1337/gendistiller/ks/lr_0.01"), 1337), (Path("seed_1338/gendistiller/ks/lr_0.01"), 1338)]
+    assert [(row["seed"], row["test"]) for row in rows] == [("", "0.5"), ("1337", "0.25"), ("1338", "0.5")]
+    assert results.read_text().splitlines()[0] == ",".join(superb_sweep.RESULT_FIELDS)
+    assert superb_sweep.sweep_seeds([upstream], ["ks"], [1e-2], results, tmp_path / "sweep", seeds=2) == rows
+    assert len(trained) == 2  # each seed's row is found again: nothing reruns
+    with pytest.raises(ValueError, match="at least 1"):
+        superb_sweep.seeds_of(0)

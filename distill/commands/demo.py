@@ -22,6 +22,7 @@ import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -69,14 +70,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distill-steps", type=int, default=400, help="distillation steps per student (embedded default)")
     parser.add_argument("--superb-steps", type=int, default=1000, help="downstream training steps per run (embedded default)")
     parser.add_argument("--lrs", default=None, help="downstream learning rates (default: 1e-2 locally, 1e-2,1e-3,1e-4 at paper scale)")
+    parser.add_argument("--seeds", type=int, default=1, help="downstream runs per (upstream, task) with s3prl seeds "
+                        "1337, 1338, ...; the report gives their mean, spread and interval (default 1)")
     parser.add_argument("--jobs", type=int, default=2, help="s3prl runner processes at the same time (default 2: one per core)")
     parser.add_argument("--teacher", help="a WavLM/HuBERT/wav2vec 2.0 checkpoint: switches to the paper-scale recipe")
     parser.add_argument("--librispeech", type=Path, help="LibriSpeech 960 h root (paper scale)")
     parser.add_argument("--superb-data", type=Path, help="SUPERB data root for KS/IC/SID (paper scale)")
 
 
-def _stage(number: int, text: str) -> None:
-    print(f"\n[demo] ({number}/5) {text}", flush=True)
+class _Stages:
+    """The demo's stages: each one's heading at its start, its wall time at its end, every time at the end of the demo."""
+
+    COUNT = 5
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.times: dict[str, float] = {}
+        self._current: Optional[tuple[int, str, float]] = None  # number, name, start
+
+    def start(self, number: int, name: str, detail: str = "") -> None:
+        self._end()
+        print(f"\n[demo] ({number}/{self.COUNT}) {name}{': ' + detail if detail else ''}", flush=True)
+        self._current = (number, name, time.time())
+
+    def _end(self) -> None:
+        if self._current is not None:
+            number, name, started = self._current
+            self.times[name] = time.time() - started
+            print(f"[demo] ({number}/{self.COUNT}) {name}: {self.times[name]:.0f} s", flush=True)
+        self._current = None
+
+    def finish(self) -> None:
+        self._end()
+        stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.times.items())
+        print(f"[demo] done in {time.time() - self.started:.0f} s ({stages})", flush=True)
 
 
 def _pretrain_teacher(folder: Path, data: Path, steps: int) -> tuple[Path, Path]:
@@ -138,9 +165,9 @@ def _tasks(spec: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from distill.corpus import build_corpus
     from distill.superb_report import Reference, chance_scores, write_report
-    from distill.superb_sweep import parse_upstream, sweep
+    from distill.superb_sweep import parse_upstream, sweep_seeds
 
-    started = time.time()
+    stages = _Stages()
     paper_scale = args.teacher is not None
     if not paper_scale:
         # The embedded models are tiny: on a 2-core machine one OpenMP thread is ~3x faster than two
@@ -152,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     work = args.work
     tasks = _tasks(args.tasks)
 
-    _stage(1, "corpus")
+    stages.start(1, "corpus")
     if paper_scale:
         distill_data, superb_root = args.librispeech, args.superb_data
         heldout = [args.librispeech / "dev-clean"]
@@ -162,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         distill_data, superb_root = corpus["librispeech"] / "train-clean-100", work / "corpus"
         heldout = [corpus["librispeech"] / "dev-clean", corpus["librispeech"] / "test-clean"]
 
-    _stage(2, "teacher")
+    stages.start(2, "teacher")
     control = None
     if paper_scale:
         teacher = Path(args.teacher)
@@ -170,11 +197,11 @@ def run(args: argparse.Namespace) -> int:
         teacher, control = _pretrain_teacher(work / "teacher", distill_data, args.pretrain_steps)
     print(f"[demo] teacher: {teacher}" + (f"; untrained control: {control}" if control else ""))
 
-    _stage(3, "distillation")
+    stages.start(3, "distillation")
     students = {kind: _distill(kind, paper_scale, str(teacher), distill_data, work / kind, args.distill_steps)
                 for kind in STUDENTS}
 
-    _stage(4, "SUPERB tasks through s3prl: " + ", ".join(tasks))
+    stages.start(4, "SUPERB", "tasks through s3prl: " + ", ".join(tasks))
     lrs = [float(lr) for lr in (args.lrs or ("1e-2,1e-3,1e-4" if paper_scale else "1e-2")).split(",")]
     overrides = [] if paper_scale else [f"config.runner.total_steps={args.superb_steps}",
                                         f"config.runner.eval_step={args.superb_steps}",  # one dev evaluation, at the end
@@ -185,14 +212,14 @@ def run(args: argparse.Namespace) -> int:
     if control is not None:
         upstreams.append(replace(parse_upstream(f"{TEACHER_LABEL}:{control}"), label=CONTROL_LABEL))
     results = work / "superb_results.csv"
-    sweep(upstreams, tasks, lrs, results, work / "superb", overrides, superb_root, test_in_run=not paper_scale,
-          task_overrides=None if paper_scale else LOCAL_OVERRIDES, jobs=args.jobs)
+    sweep_seeds(upstreams, tasks, lrs, results, work / "superb", args.seeds, overrides=overrides, corpus=superb_root,
+                test_in_run=not paper_scale, task_overrides=None if paper_scale else LOCAL_OVERRIDES, jobs=args.jobs)
 
-    _stage(5, "report")
+    stages.start(5, "report")
     fidelity = _heldout_fidelity(students, str(teacher), heldout, work / "heldout_fidelity.json")
     reference = Reference(chance={} if paper_scale else chance_scores(tasks, superb_root), teacher=TEACHER_LABEL,
                           control=CONTROL_LABEL if control is not None else None)
     for path in write_report(results, args.report, {kind: work / kind for kind in STUDENTS}, reference, fidelity):
         print(f"[demo] wrote {path}")
-    print(f"[demo] done in {time.time() - started:.0f} s")
+    stages.finish()
     return 0
