@@ -63,6 +63,9 @@ class OnnxStudent:
             raise DeployError(f"{path}: file not found")
         options = onnxruntime.SessionOptions()
         _share_memory_arena(onnxruntime, options)
+        # onnxruntime's memory patterns keep a planned block per input shape: every recording length (and the first,
+        # middle and last windows of a long one) added its own to the peak (benchmarks/long_recordings.py memory)
+        options.enable_mem_pattern = False
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
