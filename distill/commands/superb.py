@@ -13,7 +13,10 @@ ARGS are exactly s3prl's flags (`-m train|evaluate|inference`, `-u`, `-k`, `-d`,
 - `--device` defaults to cuda when available, else cpu (s3prl's default is cuda); an expert's hard-coded `.cuda()`
   (ASV's sv_voxceleb1 has one) follows --device;
 - under `torchrun`, `--local_rank` defaults to $LOCAL_RANK (s3prl starts DDP only when `--local_rank` is given);
-- s3prl's checkpoints (`Args` is an `argparse.Namespace`) load under torch's `weights_only` default.
+- s3prl's checkpoints (`Args` is an `argparse.Namespace`) load under torch's `weights_only` default;
+- a frozen upstream (no `-f`) computes each utterance's features once per run
+  (`gendistiller_upstream.feature_cache.FeatureCache`, up to $GENDISTILLER_FEATURE_CACHE_MB, default 1024, per run;
+  0 turns it off); a fine-tuned one is run as s3prl runs it.
 Defaults are placed before ARGS, so a flag given in ARGS wins (s3prl's parser keeps the last occurrence).
 Give -c/--config, -d/--downstream, -e/--past_exp, --device and --local_rank unabbreviated for them to be seen here.
 
@@ -118,7 +121,7 @@ def run_downstream(argv: Sequence[str]) -> None:
     saved_argv = sys.argv
     sys.argv = ["gendistiller superb", *full_argv]
     try:
-        with _cuda_calls_follow(_preparse(full_argv).device or "cuda"):
+        with _cuda_calls_follow(_preparse(full_argv).device or "cuda"), _frozen_upstream_cached(_feature_cache_bytes()):
             s3prl_runner.main()
     finally:
         sys.argv = saved_argv
@@ -137,3 +140,44 @@ def _cuda_calls_follow(device: str) -> Iterator[None]:
         yield
     finally:
         torch.Tensor.cuda = original  # type: ignore[method-assign]
+
+
+FEATURE_CACHE_MB = 1024  # default bound of the frozen upstream's feature cache, per runner process
+
+
+def _feature_cache_bytes(environ: Optional[dict[str, str]] = None) -> int:
+    """$GENDISTILLER_FEATURE_CACHE_MB (default FEATURE_CACHE_MB) in bytes; 0 turns the cache off."""
+    value = (os.environ if environ is None else environ).get("GENDISTILLER_FEATURE_CACHE_MB", str(FEATURE_CACHE_MB))
+    try:
+        megabytes = float(value)
+    except ValueError:
+        raise LauncherError(f"GENDISTILLER_FEATURE_CACHE_MB={value!r} is not a number of megabytes") from None
+    return int(megabytes * 2**20)
+
+
+@contextlib.contextmanager
+def _frozen_upstream_cached(max_bytes: int) -> Iterator[None]:
+    """While the runner runs, the upstream it builds is wrapped in a FeatureCache unless it is fine-tuned (-f, also as
+    recorded in a resumed experiment's args); the cache's counts are printed to stderr at the end."""
+    from s3prl.downstream.runner import Runner
+
+    from gendistiller_upstream.feature_cache import FeatureCache
+
+    original = Runner._get_upstream
+    caches: list[FeatureCache] = []
+
+    def get_upstream(runner: Runner):  # type: ignore[no-untyped-def]
+        entry = original(runner)
+        if max_bytes > 0 and not runner.args.upstream_trainable:
+            entry.model = FeatureCache(entry.model, max_bytes)
+            caches.append(entry.model)
+        return entry
+
+    Runner._get_upstream = get_upstream  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Runner._get_upstream = original  # type: ignore[method-assign]
+        for cache in caches:
+            print(f"[superb] feature cache: {cache.hits} utterances reused, {cache.misses} computed, "
+                  f"{cache.bytes / 2**20:.0f} MiB kept", file=sys.stderr, flush=True)
