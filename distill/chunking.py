@@ -9,8 +9,12 @@ b - a frames with the same samples under each frame as in the whole recording, s
 two cores is the middle of their windows' overlap, so each frame comes from the window where it has the most context.
 A recording that fits in one window (F <= W + 2C seconds of frames) is run whole, as without chunking.
 
-What chunking changes is what a frame's context is cut to (attention, the positional convolution) and the
-per-utterance statistics (the CNN's GroupNorm over time): README and BENCHMARKS.md have the measured fidelity.
+A CNN whose first layer normalises each channel over the whole recording (the wav2vec 2.0 CNN's GroupNorm over
+time, `RecordingNorm`) gets the whole recording's statistics: a first pass runs that layer's convolution piece by
+piece and pools its per-channel mean and variance (`recording_moments`), and every window normalises with them. What
+chunking then changes is only what a frame's context is cut to (attention, the positional convolution); README and
+BENCHMARKS.md §5.1 have the measured fidelity. (Geometries with `normalize`, a waveform standardised per utterance,
+still standardise each window on its own; their CNNs, the Large models', have no GroupNorm over time.)
 Numpy only, like `distill.deploy`.
 """
 from __future__ import annotations
@@ -18,13 +22,22 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence, TypeVar
+from typing import Callable, Iterator, Optional, Protocol, Sequence, TypeVar
 
 import numpy as np
 
 from distill.audio import SAMPLE_RATE
 
 State = TypeVar("State")  # a (frames, dim) array or tensor: anything sliced on its first axis
+Moments = tuple[np.ndarray, np.ndarray]  # per-channel mean and variance, (channels,) each
+
+
+class Samples(Protocol):
+    """A recording's samples, read by spans: an array, a tensor or a distill.audio.AudioFile (read lazily)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, span: slice) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -95,16 +108,48 @@ def windows(num_samples: int, chunking: Optional[Chunking], grid: FrameGrid = Fr
             for first, last in zip(cuts, cuts[1:])]
 
 
-def run_in_windows(run: Callable[[int, int], Sequence[State]], num_samples: int, chunking: Optional[Chunking],
-                   grid: FrameGrid = FrameGrid()) -> Iterator[tuple[Window, list[State]]]:
-    """Calls `run(first_sample, end_sample)` -> states, each (frames, ...), once per window, in order, and yields the
-    window with the kept frames of each state."""
+@dataclass(frozen=True)
+class RecordingNorm:
+    """A CNN's first layer that normalises each channel over the whole recording: its frame grid, and `moments(first,
+    end)` -> the per-channel mean and variance of its convolution's output on samples [first, end) of the recording."""
+
+    grid: FrameGrid
+    moments: Callable[[int, int], Moments]
+
+
+def recording_moments(norm: RecordingNorm, num_samples: int, piece_frames: int) -> Moments:
+    """The per-channel mean and variance over every frame of the layer (as over the whole recording), from pieces of
+    `piece_frames` frames that cover each frame once, pooled in float64 (Chan et al.: the variance of the whole is the
+    count-weighted mean of each piece's variance plus its mean's squared distance to the whole's)."""
+    total = norm.grid.frames(num_samples)
+    counts, means, variances = [], [], []
+    for start in range(0, total, piece_frames):
+        stop = min(total, start + piece_frames)
+        mean, variance = norm.moments(*norm.grid.samples(start, stop))
+        counts.append(stop - start)
+        means.append(np.asarray(mean, np.float64))
+        variances.append(np.asarray(variance, np.float64))
+    weights = np.array(counts, np.float64)[:, None] / total
+    mean = (weights * means).sum(0)
+    variance = (weights * (np.array(variances) + (np.array(means) - mean) ** 2)).sum(0)
+    return mean.astype(np.float32), variance.astype(np.float32)
+
+
+def run_in_windows(run: Callable[[int, int, Optional[Moments]], Sequence[State]], num_samples: int,
+                   chunking: Optional[Chunking], grid: FrameGrid = FrameGrid(), norm: Optional[RecordingNorm] = None
+                   ) -> Iterator[tuple[Window, list[State]]]:
+    """Calls `run(first_sample, end_sample, moments)` -> states, each (frames, ...), once per window, in order, and
+    yields the window with the kept frames of each state. `moments`: with a `norm` and more than one window, the
+    whole recording's (computed first, a window's length at a time), for the window to normalise with; else None."""
     plan = windows(num_samples, chunking, grid)
+    moments = None
+    if norm is not None and len(plan) > 1:
+        moments = recording_moments(norm, num_samples, norm.grid.frames_in(chunking.window_seconds))  # type: ignore[union-attr]
     for window in plan:
         first, end = grid.samples(window.start, window.stop)
         # The last window runs to the recording's end, as the whole recording does: the samples past the last frame
-        # (fewer than a hop) make no frame, but the CNN's first layer sees them, and its GroupNorm counts them.
-        states = run(first, num_samples if window is plan[-1] else end)
+        # (fewer than a hop) make no frame, but the CNN's first layer sees them.
+        states = run(first, num_samples if window is plan[-1] else end, moments)
         frames = window.stop - window.start
         if any(len(state) != frames for state in states):
             raise RuntimeError(f"the model returned {[len(state) for state in states]} frames for a window of {frames}: "

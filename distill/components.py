@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -66,17 +66,33 @@ def scale_gradient(x: Tensor, scale: float) -> Tensor:
     return x if scale == 1.0 or not x.requires_grad else _ScaleGradient.apply(x, scale)
 
 
+class ChannelMoments(NamedTuple):
+    """Per-channel mean and (biased) variance over time, each (B, C): what the CNN's first-layer GroupNorm normalises
+    with. Given to the CNN, they replace a window's own, so that a long recording run in windows is normalised as a
+    whole (distill.chunking); in an exported graph, NaN entries mean "the input's own" (distill.onnx_export)."""
+
+    mean: Tensor
+    variance: Tensor
+
+
 def masked_standardize(x: Tensor, mask: Tensor, eps: float, weight: Optional[Tensor] = None,
-                       bias: Optional[Tensor] = None) -> Tensor:
+                       bias: Optional[Tensor] = None, moments: Optional[ChannelMoments] = None) -> Tensor:
     """(x - mean) / sqrt(var + eps) * weight + bias along the last axis of x (B, C, T), statistics over the positions
-    where `mask` (B, 1, T; 0/1 floats) is 1. The loop-free form of per-utterance normalisation that ONNX exports
-    record. Positions where mask is 0 come out finite but arbitrary: callers zero them or never read them (a CNN's
-    valid frames never see past their utterance). On a (B, 512, frames) CNN output each full pass costs about what
-    a small convolution does, hence the mean as a matrix product and the affine part folded into one scale."""
+    where `mask` (B, 1, T; 0/1 floats) is 1, or `moments` (each broadcastable to (B, C, 1); NaN entries: x's own).
+    The loop-free form of per-utterance normalisation that ONNX exports record. Positions where mask is 0 come out
+    finite but arbitrary: callers zero them or never read them (a CNN's valid frames never see past their utterance).
+    On a (B, 512, frames) CNN output each full pass costs about what a small convolution does, hence the mean as a
+    matrix product, the given moments chosen on (B, C, 1) tensors only, and the affine part folded into one scale."""
     count = mask.sum(-1, keepdim=True).clamp(min=1.0)
-    centered = x - (x @ mask.transpose(-1, -2)) / count  # the sum as a product reads x without writing x * mask
+    own_mean = (x @ mask.transpose(-1, -2)) / count  # the sum as a product reads x without writing x * mask
+    mean = own_mean if moments is None else torch.where(torch.isnan(moments.mean), own_mean, moments.mean)
+    centered = x - mean
     masked = centered * mask
-    variance = (masked * masked).sum(-1, keepdim=True) / count  # a plain sum: a product or a norm rounds 10x worse
+    spread = (masked * masked).sum(-1, keepdim=True) / count  # a plain sum: a product or a norm rounds 10x worse
+    if moments is None:
+        variance = spread
+    else:  # E[(x - mean)^2] = own variance + (own mean - mean)^2
+        variance = torch.where(torch.isnan(moments.variance), spread - (own_mean - mean) ** 2, moments.variance)
     scale = torch.rsqrt(variance + eps)
     if weight is not None:
         scale = scale * weight
@@ -90,14 +106,15 @@ class MaskedGroupNorm(nn.GroupNorm):
     makes a padded batch differ from the same utterances run alone. Here each utterance is normalised over its
     own valid frames with the fused kernel, so it gives the same numbers as alone, and autograd keeps only the
     valid samples (a masked form kept three full-size fp32 tensors). Padded frames come out as zeros. An ONNX export
-    records the masked form, which needs no loop over the batch (same statistics).
+    records the masked form, which needs no loop over the batch (same statistics). `moments`: normalise with these
+    instead (a window of a long recording, with the whole recording's; the masked form, padded frames arbitrary).
     """
 
-    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor, lengths: Tensor, moments: Optional[ChannelMoments] = None) -> Tensor:  # type: ignore[override]
         if self.num_groups != self.num_channels:
             raise ValueError("MaskedGroupNorm supports groups == channels only")
-        if torch.onnx.is_in_onnx_export():
-            return self._masked(x, lengths)
+        if torch.onnx.is_in_onnx_export() or moments is not None:
+            return self._masked(x, lengths, moments)
         frames = x.shape[-1]
         weight, bias = self.weight.float(), self.bias.float()
         pieces = []
@@ -110,11 +127,14 @@ class MaskedGroupNorm(nn.GroupNorm):
             pieces.append(F.pad(valid, (0, frames - length)) if length < frames else valid)
         return (pieces[0] if len(pieces) == 1 else torch.cat(pieces)).to(x.dtype)
 
-    def _masked(self, x: Tensor, lengths: Tensor) -> Tensor:  # x: (B, C, T) or the export's (B, C, 1, T)
+    def _masked(self, x: Tensor, lengths: Tensor, moments: Optional[ChannelMoments]) -> Tensor:
+        """x: (B, C, T) or the export's (B, C, 1, T)."""
         between = (None,) * (x.ndim - 2)  # new axes for those between batch and time (channels, height)
         mask = valid_mask(lengths, x.shape[-1])[(slice(None), *between)].to(torch.float32)
         weight, bias = (p.float()[(..., *between)] for p in (self.weight, self.bias))
-        return masked_standardize(x.float(), mask, self.eps, weight, bias).to(x.dtype)
+        if moments is not None:  # (B, C) -> (B, C, 1) or (B, C, 1, 1), as the mean over time
+            moments = ChannelMoments(*(m.float()[(..., *between)] for m in moments))
+        return masked_standardize(x.float(), mask, self.eps, weight, bias, moments).to(x.dtype)
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -134,14 +154,15 @@ class ConvLayerBlock(nn.Module):
         self.conv = nn.Conv1d(in_channels, out_channels, kernel, stride=stride, bias=bias)
         self.norm = norm
 
-    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, lengths: Tensor, moments: Optional[ChannelMoments] = None) -> tuple[Tensor, Tensor]:
+        """`moments`: the statistics for a MaskedGroupNorm (ignored by other norms)."""
         if x.ndim == 4:  # (B, C, 1, T): the ONNX export's layout (FeatureExtractor.forward)
             x = F.conv2d(x, self.conv.weight[:, :, None], self.conv.bias, stride=(1, self.stride))
         else:
             x = self.conv(x)
         lengths = (torch.div(lengths - self.kernel, self.stride, rounding_mode="floor") + 1).clamp(min=0)
         if isinstance(self.norm, MaskedGroupNorm):
-            x = self.norm(x, lengths)
+            x = self.norm(x, lengths, moments)
         elif self.norm is not None:
             x = self.norm(x)
         return F.gelu(x), lengths
@@ -171,17 +192,32 @@ class FeatureExtractor(nn.Module):
         self.conv_layers = nn.ModuleList(blocks)
         self.out_channels = in_channels
 
-    def forward(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    @property
+    def normalizes_over_time(self) -> bool:
+        """Whether the first layer normalises each channel over the whole recording (mode "default")."""
+        return isinstance(self.conv_layers[0].norm, MaskedGroupNorm)
+
+    def forward(self, waveforms: Tensor, lengths: Tensor, moments: Optional[ChannelMoments] = None) -> tuple[Tensor, Tensor]:
+        """`moments`: what the first layer's GroupNorm normalises with, instead of each utterance's own."""
         if waveforms.ndim != 2:
             raise ValueError(f"expected waveforms of shape (batch, samples), got {tuple(waveforms.shape)}")
+        if moments is not None and not self.normalizes_over_time:
+            raise ValueError("moments were given to a CNN whose first layer has no GroupNorm over time")
         x = waveforms[:, None, :]
         if torch.onnx.is_in_onnx_export():
             # As 2-D convolutions of height 1, which onnxruntime runs in its blocked (NCHWc) layout from one layer to
             # the next; 1-D convolutions it runs unblocked. The CNN is most of a CPU forward (BENCHMARKS.md §3.1).
             x = x[:, :, None, :]
-        for block in self.conv_layers:
-            x, lengths = block(x, lengths)
+        for index, block in enumerate(self.conv_layers):
+            x, lengths = block(x, lengths, moments if index == 0 else None)
         return x.flatten(1, -2).transpose(1, 2), lengths
+
+    def first_layer_moments(self, waveforms: Tensor) -> ChannelMoments:
+        """Per-channel mean and variance over time of the first layer's convolution on unpadded (B, samples)
+        waveforms: what its GroupNorm normalises with. A long recording's are pooled from pieces (distill.chunking)."""
+        x = self.conv_layers[0].conv(waveforms[:, None].float())
+        mean = x.mean(-1)
+        return ChannelMoments(mean, (x - mean[..., None]).square().mean(-1))
 
 
 class FeatureProjection(nn.Module):

@@ -10,33 +10,28 @@ alone, with padded frames zero. `out.hidden_states` follows the s3prl expert (Ge
 the generated layers; DistilHuBERT: projected front-end, its layers, its heads; `paper` is its SUPERB feature);
 `student.names` says which is which.
 
-Long recordings are run in windows (`chunking`, distill.chunking: the rule Student.infer follows), and
+Long recordings are run in windows (`chunking`, distill.chunking: the rule Student.infer follows; a CNN that normalises
+over time gets the whole recording's first-layer statistics from the model's second graph, `first_layer_moments`), and
 `OnnxStudent(path, layers=k)` computes hidden states 0..k only: the graph is pruned to those outputs at load time, so
 GenDistiller stops generating after step k (and DistilHuBERT after transformer layer k, if k is one of its layers).
 """
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Protocol, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
 from distill.audio import check_waveforms
-from distill.chunking import Chunking, FrameGrid, Window, run_in_windows
+from distill.chunking import Chunking, FrameGrid, Moments, RecordingNorm, Samples, Window, run_in_windows
 
 ONNX_FORMAT = "gendistiller-onnx-1"  # the same tag distill.onnx_export writes (that module needs torch)
 METADATA_KEYS = ("format", "kind", "hidden_state_names", "downsample_rate", "sample_rate", "dim", "paper_hidden_state",
                  "quantization")
-
-
-class Samples(Protocol):
-    """A recording's samples, read by spans."""
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, span: slice) -> np.ndarray: ...
+MOMENT_INPUTS = ("first_layer_mean", "first_layer_variance")  # inputs of a CNN that normalises over time (NaN: own)
 
 
 class DeployError(ValueError):
@@ -88,6 +83,9 @@ class OnnxStudent:
         self.paper = int(paper) if paper and int(paper) < len(self.names) else None
         self.chunking = chunking
         self.grid = FrameGrid(int(self.metadata.get("receptive_field", FrameGrid().receptive_field)), self.downsample_rate)
+        moments = self.metadata.get("first_layer_moments")  # the small second graph of a CNN that normalises over time
+        self.moments_graph = None if moments is None else onnxruntime.InferenceSession(
+            base64.b64decode(moments), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, wavs: Sequence[np.ndarray]) -> OnnxOutput:
         check_waveforms(wavs)
@@ -106,14 +104,24 @@ class OnnxStudent:
         """One recording, window by window: `samples` is an array or a distill.audio.AudioFile (read lazily), and each
         window comes with the kept frames of every hidden state ((frames, dim) each), so a long recording need never
         sit in memory whole (`gendistiller embed` reads and writes it this way)."""
-        def run(first: int, end: int) -> list[np.ndarray]:
-            return [state[0] for state in self._run([samples[first:end]]).hidden_states]
+        def run(first: int, end: int, moments: Optional[Moments]) -> list[np.ndarray]:
+            return [state[0] for state in self._run([samples[first:end]], moments).hidden_states]
 
-        return run_in_windows(run, len(samples), self.chunking, self.grid)
+        def first_layer_moments(first: int, end: int) -> Moments:
+            mean, variance = self.moments_graph.run(None, {"waveforms": np.asarray(samples[first:end], np.float32)[None]})
+            return mean[0], variance[0]
 
-    def _run(self, wavs: Sequence[np.ndarray]) -> OnnxOutput:
+        norm = None if self.moments_graph is None else RecordingNorm(FrameGrid(*json.loads(self.metadata["first_layer_grid"])),
+                                                               first_layer_moments)
+        return run_in_windows(run, len(samples), self.chunking, self.grid, norm)
+
+    def _run(self, wavs: Sequence[np.ndarray], moments: Optional[Moments] = None) -> OnnxOutput:
+        """`moments`: the first-layer statistics every utterance normalises with (default: each its own)."""
         waveforms, lengths = pad(wavs)
-        *states, frames = self.session.run(None, {"waveforms": waveforms, "lengths": lengths})
+        inputs = {"waveforms": waveforms, "lengths": lengths}
+        if moments is not None:
+            inputs.update((name, value[None]) for name, value in zip(MOMENT_INPUTS, moments))
+        *states, frames = self.session.run(None, inputs)
         return OnnxOutput(list(states), frames, self.paper)
 
 

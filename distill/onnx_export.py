@@ -7,6 +7,12 @@ batch gives each utterance what it gets alone: the exported graph records the lo
 normalisations (`torch.onnx.is_in_onnx_export()` in components.py). torch's TorchScript-based exporter writes it;
 `onnx.checker` checks it. The model's metadata (`metadata_props`) says what it is, for `distill.deploy.OnnxStudent`.
 
+A student whose CNN's first layer normalises each channel over the whole recording (GroupNorm over time) has two more
+inputs, `first_layer_mean` and `first_layer_variance` (batch or 1, channels), whose defaults (NaN) mean "each
+utterance's own", and its metadata carries a second small graph, `first_layer_moments` (base64 ONNX: waveforms ->
+that layer's per-channel mean and variance), so that the runtime can give every window of a long recording the
+whole recording's statistics (distill.chunking).
+
 `--quantize` (onnxruntime.quantization, after its pre-processing): `int8` = dynamic int8 for every weight MatMul/Gemm
 (projections, transformer layers, heads); the convolutions stay fp32. `int8-cnn` = that plus static QDQ int8 for the
 CNN's convolutions after the first, with activation ranges calibrated on audio you give (`calibration`). The CNN is
@@ -16,6 +22,7 @@ features lose most of their precision, which the per-frame LayerNorm after GenDi
 """
 from __future__ import annotations
 
+import base64
 import json
 import tempfile
 from pathlib import Path
@@ -25,7 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from distill.deploy import ONNX_FORMAT
+from distill.components import ChannelMoments, FeatureExtractor
+from distill.deploy import MOMENT_INPUTS, ONNX_FORMAT
 from distill.models import DistilHuBERT, Student
 from distill.models.checkpoint import load_student
 
@@ -44,9 +52,20 @@ class _Graph(nn.Module):
         super().__init__()
         self.student = student
 
-    def forward(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, ...]:
-        out = self.student(waveforms, lengths)
+    def forward(self, waveforms: Tensor, lengths: Tensor, *moments: Tensor) -> tuple[Tensor, ...]:
+        out = self.student(waveforms, lengths, moments=ChannelMoments(*moments) if moments else None)
         return (*out.hidden_states, out.lengths)
+
+
+class _FirstLayerMoments(nn.Module):
+    """The second graph: unpadded waveforms (batch, samples) -> the CNN's first-layer per-channel mean and variance."""
+
+    def __init__(self, feature_extractor: FeatureExtractor):
+        super().__init__()
+        self.feature_extractor = feature_extractor
+
+    def forward(self, waveforms: Tensor) -> tuple[Tensor, Tensor]:
+        return tuple(self.feature_extractor.first_layer_moments(waveforms))
 
 
 def state_names(student: Student) -> list[str]:
@@ -106,23 +125,45 @@ def export_student(student: Student, output: Path, quantize: Optional[str] = Non
     lengths = torch.tensor([32000, 20000])
     num_states = len(state_names(student))
     outputs = [f"hidden_state_{i}" for i in range(num_states)] + ["frame_lengths"]
+    # NaN: each utterance's own statistics (the defaults of the moment inputs, kept in the graph as initializers)
+    defaults = {name: np.full((1, student.feature_extractor.conv_layers[0].conv.out_channels), np.nan, np.float32)
+                for name in (MOMENT_INPUTS if student.feature_extractor.normalizes_over_time else ())}
     axes = {"waveforms": {0: "batch", 1: "samples"}, "lengths": {0: "batch"}, "frame_lengths": {0: "batch"}}
     axes.update({name: {0: "batch", 1: "frames"} for name in outputs[:-1]})
+    axes.update({name: {0: "moments_batch"} for name in defaults})
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = Path(scratch) / "fp32.onnx"
-        torch.onnx.export(graph, (example, lengths), str(fp32), input_names=["waveforms", "lengths"],
-                          output_names=outputs, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+        torch.onnx.export(graph, (example, lengths, *map(torch.from_numpy, defaults.values())), str(fp32),
+                          input_names=["waveforms", "lengths", *defaults], output_names=outputs, dynamic_axes=axes,
+                          opset_version=OPSET, dynamo=False)
+        if defaults:  # before quantisation, whose calibration feeds waveforms and lengths only
+            exported = onnx.load(str(fp32))
+            exported.graph.initializer.extend(onnx.numpy_helper.from_array(value, name) for name, value in defaults.items())
+            onnx.save(exported, str(fp32))
         model_path = fp32 if quantize is None else _quantize(fp32, Path(scratch), quantize == "int8-cnn", calibration)
         model = onnx.load(str(model_path))
         if len(model.graph.output) != num_states + 1:  # the names must describe what the student returns
             raise RuntimeError(f"{student.config.kind} returned {len(model.graph.output) - 1} hidden states, "
                                f"its names say {num_states}")
-        onnx.helper.set_model_props(model, _metadata(student, quantize, source, step))
+        metadata = _metadata(student, quantize, source, step)
+        if defaults:
+            metadata.update(_first_layer_moments(student.feature_extractor, Path(scratch) / "moments.onnx"))
+        onnx.helper.set_model_props(model, metadata)
         onnx.checker.check_model(model)
         partial = output.with_name(output.name + ".partial")  # an interrupted export leaves no half-written model
         onnx.save(model, str(partial))
         partial.replace(output)
     return output
+
+
+def _first_layer_moments(feature_extractor: FeatureExtractor, path: Path) -> dict[str, str]:
+    """Metadata with the second graph (`_FirstLayerMoments`, fp32, base64) and its layer's frame grid."""
+    torch.onnx.export(_FirstLayerMoments(feature_extractor).eval(), (torch.zeros(1, 16000),), str(path),
+                      input_names=["waveforms"], output_names=["mean", "variance"],
+                      dynamic_axes={"waveforms": {0: "batch", 1: "samples"}}, opset_version=OPSET, dynamo=False)
+    block = feature_extractor.conv_layers[0]
+    return {"first_layer_moments": base64.b64encode(path.read_bytes()).decode("ascii"),
+            "first_layer_grid": json.dumps([block.kernel, block.stride])}
 
 
 def _quantize(fp32: Path, scratch: Path, cnn: bool, calibration: Sequence[np.ndarray]) -> Path:

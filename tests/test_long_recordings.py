@@ -8,10 +8,10 @@ import soundfile
 import torch
 
 from distill.audio import read_audio
-from distill.chunking import Chunking, FrameGrid, NpyWriter, windows
+from distill.chunking import Chunking, FrameGrid, NpyWriter, RecordingNorm, recording_moments, windows
 from distill.cli import main as cli
-from distill.components import conv_output_lengths
-from distill.deploy import DeployError, OnnxStudent
+from distill.components import ChannelMoments, conv_output_lengths
+from distill.deploy import MOMENT_INPUTS, DeployError, OnnxStudent
 from distill.encoder import SSLModelConfig
 from distill.models.checkpoint import load_student
 from distill.onnx_export import export_onnx
@@ -34,6 +34,13 @@ def long_speech(seconds: float, seed: int = 0) -> np.ndarray:
         pieces.append(sum(np.sin(k * phase) / k for k in range(1, 6)) * 0.1 + 0.01 * rng.standard_normal(n))
         total += n
     return np.concatenate(pieces)[: int(seconds * 16000)].astype(np.float32)
+
+
+def level_changes(seconds: float, seed: int = 0) -> np.ndarray:
+    """`long_speech` 26 dB quieter every other 3 s: each window's own statistics of the CNN's first layer differ from the
+    whole recording's (chunked inference with each window's own lost most of its fidelity: mean cosine 0.86)."""
+    wav = long_speech(seconds, seed)
+    return wav * np.where(np.arange(len(wav)) // 48000 % 2 == 1, 1.0, 0.05).astype(np.float32)
 
 
 def frame_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -71,12 +78,34 @@ def test_windows_cover_every_frame_once_from_the_window_with_most_context(sample
         assert context(chosen, frame) == max(context(w, frame) for w in plan if w.start <= frame < w.stop)
 
 
+def test_windows_normalise_with_the_whole_recordings_first_layer_statistics(gendistiller_ckpt):
+    """The first layer's moments pooled from pieces equal the whole recording's, and with them a window's CNN output
+    equals the whole recording's frames (with its own, it does not)."""
+    student, _ = load_student(gendistiller_ckpt)
+    extractor = student.feature_extractor
+    wav = torch.from_numpy(level_changes(9.3, seed=8))
+    with torch.inference_mode():
+        whole = extractor.first_layer_moments(wav[None])
+        norm = RecordingNorm(FrameGrid.of(student.config.front_end_conv_layers()[:1]),
+                             lambda first, end: tuple(m[0].numpy() for m in extractor.first_layer_moments(wav[None, first:end])))
+        pooled = recording_moments(norm, len(wav), piece_frames=3001)
+        for ours, reference in zip(pooled, whole):
+            assert np.allclose(ours, reference[0].numpy(), rtol=1e-4, atol=1e-7)
+        features, _ = extractor(wav[None], torch.tensor([len(wav)]))
+        first, end = FrameGrid().samples(200, 350)
+        window = wav[None, first:end]
+        given, _ = extractor(window, torch.tensor([end - first]), ChannelMoments(*(torch.from_numpy(m)[None] for m in pooled)))
+        own, _ = extractor(window, torch.tensor([end - first]))
+    assert (given[0] - features[0, 200:350]).abs().max() < 1e-4 < (own[0] - features[0, 200:350]).abs().max()
+
+
 def test_chunked_inference_reproduces_whole_recordings_on_a_trained_student(gendistiller_ckpt, distilhubert_ckpt):
     """Mixed lengths in one call: the stitched output has each recording's frame count, and with a second of context
-    every hidden state stays within the issue's tolerance of whole-recording inference."""
+    every hidden state stays within the issue's tolerance of whole-recording inference, on recordings whose level
+    changes (the windows normalise with the whole recording's first-layer statistics)."""
     for checkpoint in (gendistiller_ckpt, distilhubert_ckpt):
         student, _ = load_student(checkpoint)
-        wavs = [torch.from_numpy(long_speech(seconds, seed)) for seconds, seed in ((9.3, 1), (2.1, 2), (6.02, 3))]
+        wavs = [torch.from_numpy(level_changes(seconds, seed)) for seconds, seed in ((9.3, 1), (2.1, 2), (6.02, 3))]
         whole, chunked = student.infer(wavs, None), student.infer(wavs, SMALL)
         assert chunked.lengths.tolist() == whole.lengths.tolist() == [FrameGrid().frames(len(wav)) for wav in wavs]
         assert len(chunked.hidden_states) == len(whole.hidden_states) and len(chunked.predictions) == len(whole.predictions)
@@ -95,13 +124,18 @@ def exported(gendistiller_ckpt, tmp_path_factory):
 
 
 def test_onnx_runtime_cuts_the_same_windows_as_pytorch(gendistiller_ckpt, exported):
+    """The same windows and the same whole-recording statistics (the model's second graph; the moment inputs stay
+    inputs through int8 quantisation), so the same states."""
     student, _ = load_student(gendistiller_ckpt)
-    wavs = [long_speech(7.7, seed=4), long_speech(1.5, seed=5)]
+    wavs = [level_changes(7.7, seed=4), level_changes(1.5, seed=5)]
     reference = student.infer([torch.from_numpy(wav) for wav in wavs], SMALL)
     out = OnnxStudent(exported[0], chunking=SMALL)(wavs)
     assert out.lengths.tolist() == reference.lengths.tolist()
     for ours, theirs in zip(out.hidden_states, reference.hidden_states):
         assert np.abs(ours - theirs.numpy()).max() < 1e-4
+    for path in exported:
+        session = OnnxStudent(path).session
+        assert {tensor.name for tensor in session.get_overridable_initializers()} == set(MOMENT_INPUTS)
 
 
 def test_early_stopping_equals_the_full_run(gendistiller_ckpt, distilhubert_ckpt, exported):

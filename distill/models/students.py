@@ -7,14 +7,15 @@ so the baseline exports to s3prl's own format (`distill/export.py`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from distill.audio import check_waveforms, pad_waveforms
-from distill.chunking import Chunking, FrameGrid, run_in_windows
+from distill.chunking import Chunking, FrameGrid, Moments, RecordingNorm, Samples, Window, run_in_windows
 from distill.components import (
+    ChannelMoments,
     ConvPositionalEmbedding,
     Encoder,
     EncoderLayer,
@@ -34,6 +35,14 @@ class StudentOutput:
     predictions: list[Tensor]  # one per target layer, aligned with config.target_layers
     lengths: Tensor  # (B,) valid frames
     layer0: Optional[Tensor] = None  # front-end output after the positional conv: the teacher's hidden state 0 analogue
+
+
+def _stitched(outputs: Sequence[StudentOutput]) -> StudentOutput:
+    """Consecutive windows' outputs of one recording (batch of one) as one output."""
+    hidden_states = [torch.cat(parts, dim=1) for parts in zip(*(out.hidden_states for out in outputs))]
+    predictions = hidden_states[len(hidden_states) - len(outputs[0].predictions):]  # both students end with them
+    layer0 = torch.cat([out.layer0 for out in outputs], dim=1) if outputs[0].layer0 is not None else None
+    return StudentOutput(hidden_states, predictions, sum(out.lengths for out in outputs), layer0)
 
 
 def _batched(outputs: Sequence[StudentOutput]) -> StudentOutput:
@@ -70,10 +79,12 @@ class Student(nn.Module):
             self.register_buffer("target_std", torch.ones(len(config.target_layers), geometry.dim))
 
     def _features(
-        self, waveforms: Tensor, lengths: Tensor, cnn_features: Optional[tuple[Tensor, Tensor]] = None
+        self, waveforms: Tensor, lengths: Tensor, cnn_features: Optional[tuple[Tensor, Tensor]] = None,
+        moments: Optional[ChannelMoments] = None,
     ) -> tuple[Tensor, Tensor]:
         """`cnn_features`: (CNN output (B, T, C), frame lengths) already computed by an identical frozen CNN (the
-        teacher's, when the config freezes a CNN copied from it); the student's own CNN is then skipped."""
+        teacher's, when the config freezes a CNN copied from it); the student's own CNN is then skipped. `moments`:
+        what the CNN's first-layer GroupNorm normalises with (see `forward`)."""
         if cnn_features is not None:
             if self.config.cnn_grad_mult != 0:
                 raise ValueError("cnn_features can stand in for a frozen CNN only (student.cnn_grad_mult=0), "
@@ -84,9 +95,9 @@ class Student(nn.Module):
         mult = self.config.cnn_grad_mult
         if mult == 0:
             with torch.no_grad():
-                features, frame_lengths = self.feature_extractor(waveforms, lengths)
+                features, frame_lengths = self.feature_extractor(waveforms, lengths, moments)
         else:
-            features, frame_lengths = self.feature_extractor(waveforms, lengths)
+            features, frame_lengths = self.feature_extractor(waveforms, lengths, moments)
             features = scale_gradient(features, mult)
         return self.projection(features), frame_lengths
 
@@ -98,9 +109,12 @@ class Student(nn.Module):
         use_teacher: Optional[Sequence[bool]] = None,
         cnn_features: Optional[tuple[Tensor, Tensor]] = None,
         layers: Optional[int] = None,
+        moments: Optional[ChannelMoments] = None,
     ) -> StudentOutput:
         """`layers`: hidden states 0..layers only (GenDistiller generates no further; DistilHuBERT's parallel heads
-        need every layer, so it computes all and returns those)."""
+        need every layer, so it computes all and returns those). `moments`: the per-channel mean and variance (B, C)
+        for the CNN's first-layer GroupNorm over time, instead of each utterance's own (a window of a long recording
+        gets the whole recording's: `windows`)."""
         raise NotImplementedError
 
     @property
@@ -121,23 +135,34 @@ class Student(nn.Module):
         if chunking is None or max(grid.frames(len(wav)) for wav in wavs) <= chunking.longest_frames(grid):
             waveforms, lengths = pad_waveforms(wavs)  # one padded batch: each utterance gets what it gets alone
             return self(waveforms, lengths, layers=layers)
-        return _batched([self._run_in_windows(torch.as_tensor(wav).float(), chunking, layers) for wav in wavs])
+        return _batched([_stitched([out for _, out in self.windows(wav, chunking, layers)]) for wav in wavs])
 
-    def _run_in_windows(self, wav: Tensor, chunking: Chunking, layers: Optional[int]) -> StudentOutput:
-        """One recording, window by window, stitched (each state (1, frames, D))."""
+    def windows(self, samples: Samples, chunking: Optional[Chunking], layers: Optional[int] = None
+                ) -> Iterator[tuple[Window, StudentOutput]]:
+        """One recording (a 1-D tensor or array, or a distill.audio.AudioFile, read lazily), window by window
+        (distill.chunking): each window's output, a batch of one, cut to the frames kept from it. With more than one
+        window, a CNN whose first layer normalises over time gets the whole recording's statistics."""
+        device = next(self.parameters()).device
         num_predictions = 0
 
-        def run(first: int, end: int) -> list[Tensor]:
+        def run(first: int, end: int, moments: Optional[Moments]) -> list[Tensor]:
             nonlocal num_predictions
-            piece = wav[first:end]
-            out = self(piece[None], torch.tensor([len(piece)], device=wav.device), layers=layers)
+            piece = torch.as_tensor(samples[first:end], dtype=torch.float32, device=device)
+            given = None if moments is None else ChannelMoments(*(torch.from_numpy(m)[None].to(device) for m in moments))
+            out = self(piece[None], torch.tensor([len(piece)], device=device), layers=layers, moments=given)
             num_predictions = len(out.predictions)
             return [state[0] for state in out.hidden_states + [out.layer0]]
 
-        pieces = [states for _, states in run_in_windows(run, len(wav), chunking, self.frame_grid)]
-        *hidden_states, layer0 = [torch.cat(parts)[None] for parts in zip(*pieces)]
-        lengths = torch.tensor([hidden_states[0].shape[1]], device=wav.device)
-        return StudentOutput(hidden_states, hidden_states[len(hidden_states) - num_predictions:], lengths, layer0)
+        def first_layer_moments(first: int, end: int) -> Moments:
+            piece = torch.as_tensor(samples[first:end], dtype=torch.float32, device=device)
+            return tuple(m[0].detach().cpu().numpy() for m in self.feature_extractor.first_layer_moments(piece[None]))
+
+        norm = RecordingNorm(FrameGrid.of(self.config.front_end_conv_layers()[:1]), first_layer_moments) \
+            if self.feature_extractor.normalizes_over_time else None
+        for window, (*states, layer0) in run_in_windows(run, len(samples), chunking, self.frame_grid, norm):
+            hidden_states = [state[None] for state in states]
+            yield window, StudentOutput(hidden_states, hidden_states[len(hidden_states) - num_predictions:],
+                                        torch.tensor([len(layer0)], device=device), layer0[None])
 
     def set_target_statistics(self, mean: Tensor, std: Tensor) -> None:
         """Per target layer and dimension (K, D): the teacher's mean and standard deviation (student.target_standardization)."""
@@ -270,8 +295,9 @@ class GenDistiller(Student):
         use_teacher: Optional[Sequence[bool]] = None,
         cnn_features: Optional[tuple[Tensor, Tensor]] = None,
         layers: Optional[int] = None,
+        moments: Optional[ChannelMoments] = None,
     ) -> StudentOutput:
-        features, frame_lengths = self._features(waveforms, lengths, cnn_features)
+        features, frame_lengths = self._features(waveforms, lengths, cnn_features, moments)
         h0, key_padding = self.encoder.embed(features, frame_lengths)
         history, predictions = [h0], []
         for step in range(_checked_layers(layers, len(self.config.target_layers))):
@@ -337,9 +363,10 @@ class DistilHuBERT(Student):
         use_teacher: Optional[Sequence[bool]] = None,
         cnn_features: Optional[tuple[Tensor, Tensor]] = None,
         layers: Optional[int] = None,
+        moments: Optional[ChannelMoments] = None,
     ) -> StudentOutput:
         last = _checked_layers(layers, self.config.encoder_layers + len(self.config.target_layers))
-        features, frame_lengths = self._features(waveforms, lengths, cnn_features)
+        features, frame_lengths = self._features(waveforms, lengths, cnn_features, moments)
         layer_states = self.encoder(features, frame_lengths)
         predictions = [self._to_output(step, z) for step, z in enumerate(self.heads(layer_states[-1]))]
         states = [features] + layer_states[1:] + predictions
