@@ -1,6 +1,8 @@
 """How close a student's layers come to its teacher's on held-out audio: per target layer (and layer 0, the
 front-end output), mean L1 and mean cosine similarity over all frames, the student free running as at inference.
-The report of the main job and `benchmarks/fidelity.py` both measure with this.
+The report of the main job and `benchmarks/fidelity.py` both measure with this. Each file is run whole by the student
+and by the teacher, as far as the teacher runs a recording at once (`Teacher.window_samples`: Whisper's 30 s); what
+was done to files longer than that, or cut to `max_samples`, is printed (`long_files_notes`).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from distill.audio import read_audio
+from distill.audio import SAMPLE_RATE, read_audio
 from distill.components import conv_output_lengths
 from distill.models import Student
 from distill.teachers import Teacher
@@ -38,8 +40,11 @@ def layer_pairs(student: Student, teacher: Teacher, files: Sequence[Path], teach
     layers = [0, *student.config.target_layers]
     pairs: LayerPairs = {layer: [] for layer in layers}
     student.eval()
+    samples = []
     for path in files:
-        wav = torch.from_numpy(read_audio(path))[:max_samples]
+        wav = torch.from_numpy(read_audio(path))
+        samples.append(len(wav))
+        wav = wav[:max_samples]
         lengths = torch.tensor([len(wav)])
         student_lengths = conv_output_lengths(lengths, student.config.front_end_conv_layers())
         aligned = align_to_student(teacher([wav]), student_lengths, int(student_lengths[0]))  # the trainer's pairing
@@ -48,7 +53,25 @@ def layer_pairs(student: Student, teacher: Teacher, files: Sequence[Path], teach
         out = student(wav[None], lengths, targets, [teacher_forced] * len(student.config.target_layers))
         for layer, state in zip(layers, [out.layer0, *out.predictions]):
             pairs[layer].append((state[0, :frames].double().numpy(), reference[layer][0, :frames].double().numpy()))
+    for note in long_files_notes(teacher, samples, max_samples):
+        print(f"[fidelity] {note}", flush=True)
     return pairs
+
+
+def long_files_notes(teacher: Teacher, samples: Sequence[int], max_samples: Optional[int] = None) -> list[str]:
+    """What held-out fidelity did to files of these lengths (samples) that were cut to `max_samples` or are longer
+    than the teacher runs at once; none for files run whole."""
+    notes = []
+    if max_samples is not None and (cut := [n for n in samples if n > max_samples]):
+        notes.append(f"{len(cut)} of {len(samples)} files cut to their first {max_samples / SAMPLE_RATE:g} s "
+                     f"({(sum(cut) - len(cut) * max_samples) / SAMPLE_RATE:.1f} s of audio left out)")
+    run = [n if max_samples is None else min(n, max_samples) for n in samples]
+    if teacher.window_samples is not None and (longer := [n for n in run if n > teacher.window_samples]):
+        window = teacher.window_samples / SAMPLE_RATE
+        notes.append(f"{len(longer)} of {len(samples)} files ({sum(longer) / SAMPLE_RATE:.1f} s) are longer than the "
+                     f"teacher's {window:g} s window: the teacher ran them as consecutive {window:g} s windows, each "
+                     f"without context from the others; the student ran them whole")
+    return notes
 
 
 def fidelity(pairs: list[tuple[np.ndarray, np.ndarray]]) -> LayerFidelity:

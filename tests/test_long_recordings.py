@@ -13,8 +13,10 @@ from distill.cli import main as cli
 from distill.components import ChannelMoments, conv_output_lengths
 from distill.deploy import MOMENT_INPUTS, DeployError, OnnxStudent
 from distill.encoder import SSLModelConfig
+from distill.fidelity import heldout_fidelity
 from distill.models.checkpoint import load_student
 from distill.onnx_export import export_onnx
+from distill.teachers import load_teacher
 from tests.conftest import write_tone_corpus
 
 WAV2VEC2_CNN = SSLModelConfig(family="hubert").conv_layers
@@ -168,6 +170,21 @@ def test_early_stopping_prunes_the_generator_steps(exported):
     full = onnx.load(str(exported[0])).graph
     sizes = [len(onnx.load_from_string(_pruned(exported[0], layers)).graph.node) for layers in range(4)]
     assert sizes == sorted(sizes) and len(set(sizes)) == 4 and sizes[-1] == len(full.node)
+
+
+def test_heldout_fidelity_says_what_it_did_to_long_files(gendistiller_ckpt, tiny_wavlm_path, tmp_path, capsys):
+    """Files cut to `max_samples` are counted in the output; a teacher without a window (ours) runs every file whole,
+    with nothing to say (Whisper's 30 s windows: tests/test_whisper_teacher.py)."""
+    student, _ = load_student(gendistiller_ckpt)
+    teacher = load_teacher(str(tiny_wavlm_path))
+    paths = [tmp_path / "long.wav", tmp_path / "short.wav"]
+    for path, seconds in zip(paths, (3.5, 1.0)):
+        soundfile.write(path, long_speech(seconds), 16000)
+    cut = heldout_fidelity(student, teacher, paths, max_samples=32000)
+    assert "[fidelity] 1 of 2 files cut to their first 2 s (1.5 s of audio left out)\n" in capsys.readouterr().out
+    whole = heldout_fidelity(student, teacher, paths)
+    assert "[fidelity]" not in capsys.readouterr().out and teacher.window_samples is None
+    assert cut[2].frames == 99 + 49 and whole[2].frames == 174 + 49
 
 
 def test_npy_writer_writes_spans_in_place(tmp_path):

@@ -12,6 +12,7 @@ import soundfile
 import torch
 
 from distill.cli import main as cli
+from distill.fidelity import long_files_notes
 from distill.serialization import CheckpointError
 from distill.teachers import WhisperTeacher, load_teacher
 from distill.teachers.ctranslate2_format import CTranslate2File
@@ -258,9 +259,16 @@ def test_recordings_longer_than_30s_run_in_30s_windows(hf_whisper):
     assert padded.lengths.tolist() == [2250] == whisper_frames(torch.tensor([720_000])).tolist()
     expected = [state[:2250] for state in _transformers_states(model, wav, max_length=960_000)]
     assert _max_error([state[0] for state in padded.hidden_states], expected) < TOLERANCE
-    alone = load_teacher(f"whisper:{folder}")([wav])
+    teacher = load_teacher(f"whisper:{folder}")
+    alone = teacher([wav])
     assert alone.lengths.tolist() == [2250] and alone.hidden_states[-1].shape == (1, 2250, 64)
     assert bool(torch.isfinite(alone.hidden_states[-1]).all())
+    # held-out fidelity says so
+    assert long_files_notes(teacher, [720_000, 480_000, 16000]) == [
+        "1 of 3 files (45.0 s) are longer than the teacher's 30 s window: the teacher ran them as consecutive 30 s "
+        "windows, each without context from the others; the student ran them whole"]
+    assert long_files_notes(teacher, [720_000, 16000], max_samples=480_000) == ["1 of 2 files cut to their first 30 s "
+                                                                                "(15.0 s of audio left out)"]
 
 
 def test_padding_gap(hf_whisper, tmp_path):

@@ -42,6 +42,9 @@ class Teacher(nn.Module):
     # student's per-step LayerNorm reproduces as it is; pre-LN residual streams (Large models, Whisper) and teachers of
     # unknown structure do not. Decides student.target_standardization=auto.
     layers_end_in_layer_norm: bool = False
+    # The longest recording (samples) run at once; longer ones run as consecutive windows of this length, each without
+    # context from the others (Whisper's 30 s). None: every recording whole, however long.
+    window_samples: Optional[int] = None
 
     def __init__(self, spec: str):
         super().__init__()

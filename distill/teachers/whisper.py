@@ -101,6 +101,7 @@ class WhisperTeacher(Teacher):
         super().__init__(spec)
         self.model = model
         self.pad_to_30s = pad_to_30s
+        self.window_samples = model.window_samples
         self.num_layers = model.config.num_layers
         self.dim = model.config.dim
         self.source_parameters = source_parameters  # tensors in the file, decoder included
