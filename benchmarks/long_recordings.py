@@ -10,7 +10,7 @@
 fidelity: per hidden state, cosine per frame of chunked against whole-recording inference, mean and 1st percentile
 over every frame of every recording, for a grid of window W and context C (seconds). memory: each case in its own
 process (its peak RSS is ru_maxrss), the recording read and the states written window by window at the default
-chunking (int8 ONNX: OnnxStudent.windows as `gendistiller embed`; PyTorch: Student forward per window, the same rule);
+chunking (int8 ONNX: OnnxStudent.windows as `gendistiller embed`; PyTorch: Student.windows, the same rule);
 the audio is held-out speech from --audio concatenated (or tones, without it). latency: median of interleaved
 rounds; Base geometry, random weights (latency does not depend on them).
 """
@@ -31,7 +31,7 @@ import torch
 
 from benchmarks.common import machine_info, markdown_table, median, paired_ratio, set_threads, time_interleaved, write_outputs
 from distill.audio import AudioFile, audio_files, read_audio
-from distill.chunking import Chunking, NpyWriter, run_in_windows
+from distill.chunking import Chunking, NpyWriter
 from distill.models import build_student, distilhubert_base_config, gendistiller_base_config
 from distill.models.checkpoint import load_student
 
@@ -102,7 +102,7 @@ def one_case(args: argparse.Namespace) -> dict[str, Any]:
     kind, runtime = args.model.rsplit("-", 1)
     out = Path(args.out) / "features.npy"
     start = time.perf_counter()
-    with AudioFile(args.wav) as audio:
+    with AudioFile(args.wav) as audio, torch.inference_mode():
         if runtime == "int8":
             from distill.deploy import OnnxStudent
 
@@ -111,15 +111,10 @@ def one_case(args: argparse.Namespace) -> dict[str, Any]:
             count = len(student.names)
         else:
             model = _base_student(kind)
-
-            def run(first: int, end: int) -> list[np.ndarray]:
-                piece = torch.from_numpy(audio[first:end])
-                with torch.inference_mode():
-                    return [state[0].numpy() for state in model(piece[None], torch.tensor([len(piece)])).hidden_states]
-
+            windows = ((window, [state[0].numpy() for state in output.hidden_states])
+                       for window, output in model.windows(audio, Chunking()))
             grid, dim = model.frame_grid, model.geometry.dim
             count = len(model(torch.zeros(1, 400), torch.tensor([400])).hidden_states)
-            windows = run_in_windows(run, len(audio), Chunking(), grid)
         writer = NpyWriter(out, (count, grid.frames(len(audio)), dim))
         for window, states in windows:
             writer.write(window.keep_start, states)

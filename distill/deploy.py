@@ -61,6 +61,7 @@ class OnnxStudent:
         # onnxruntime's memory patterns keep a planned block per input shape: every recording length (and the first,
         # middle and last windows of a long one) added its own to the peak (benchmarks/long_recordings.py memory)
         options.enable_mem_pattern = False
+        options.log_severity_level = 3  # errors only: the moment inputs' defaults draw a warning at every load
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
