@@ -59,14 +59,16 @@ def kept_correct(task: Task, expdir: Union[str, Path]) -> Optional[dict[str, boo
 
 
 def _resampled_means(runs: Sequence[np.ndarray], resamples: int, generator: np.random.Generator) -> np.ndarray:
-    """`resamples` bootstrap means over `runs` (seeds), each a 1-D array of per-item values: every resample draws as
-    many runs as there are with replacement, then, for each drawn run, as many of its items with replacement, and
-    averages the drawn runs' item means. With one run this is the plain bootstrap over its items."""
+    """`resamples` bootstrap means over `runs` (seeds), each an array of per-item values (items first; (items, k) for k
+    upstreams on the same items, resampled together): every resample draws as many runs as there are with
+    replacement, then, for each drawn run, as many of its items with replacement, and averages the drawn runs' item
+    means. With one run this is the plain bootstrap over its items. Returns (resamples,) or (resamples, k)."""
     slot_means = np.stack([  # (slot, run, resample): an independent draw of every run's items for each slot
         np.stack([run[generator.integers(0, len(run), size=(resamples, len(run)))].mean(axis=1) for run in runs])
         for _ in runs])
     drawn = generator.integers(0, len(runs), size=(len(runs), 1, resamples))  # the run drawn into each slot
-    return np.take_along_axis(slot_means, drawn, axis=1)[:, 0, :].mean(axis=0)
+    drawn = drawn.reshape(drawn.shape + (1,) * (slot_means.ndim - 3))
+    return np.take_along_axis(slot_means, drawn, axis=1)[:, 0].mean(axis=0)
 
 
 def runs_interval(runs: Sequence[Union[Sequence[float], np.ndarray]], resamples: int = 1000, seed: int = 0,
@@ -130,3 +132,28 @@ def paired_difference(a: Mapping[str, bool], b: Mapping[str, bool], resamples: i
     """A minus B over the items both runs share (one seed), with a bootstrap interval that resamples the same items for
     both (the per-item differences); items only one of them scored are left out."""
     return paired_runs_difference({"": a}, {"": b}, resamples, seed, level)
+
+
+def margin_interval(student: Mapping[str, Mapping[str, bool]], teacher: Mapping[str, Mapping[str, bool]],
+                    control: Mapping[str, Mapping[str, bool]], resamples: int = 1000, seed: int = 0,
+                    level: float = 0.95) -> Optional[tuple[float, float]]:
+    """Interval of the share of the teacher's margin over the control that the student keeps, (student - control) /
+    (teacher - control), from {seed: {item: correct}} of the three: the seeds all three ran, then the items all three
+    scored in each, resampled together for the three. Resamples where the teacher ties the control are left out;
+    None when every one does."""
+    seeds = [run for run in student if run in teacher and run in control]
+    if not seeds:
+        raise ValueError("the student, teacher and control share no seeds")
+    runs = []
+    for run in seeds:
+        items = [item for item in student[run] if item in teacher[run] and item in control[run]]
+        if not items:
+            raise ValueError(f"seed {run}: the student, teacher and control share no items")
+        runs.append(np.array([[float(upstream[run][item]) for upstream in (student, teacher, control)] for item in items]))
+    means = _resampled_means(runs, resamples, np.random.default_rng(seed))
+    margin = means[:, 1] - means[:, 2]
+    kept = (means[:, 0] - means[:, 2])[margin != 0] / margin[margin != 0]
+    if len(kept) == 0:
+        return None
+    low, high = np.quantile(kept, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)

@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import yaml
 
-from distill.intervals import kept_correct, paired_runs_difference, runs_interval
+from distill.intervals import kept_correct, margin_interval, paired_runs_difference, runs_interval
 from distill.recipes import load_tasks
 from distill.superb_sweep import read_results
 
@@ -174,7 +174,7 @@ def superb_markdown(rows: list[dict[str, str]], reference: Reference = Reference
     if any(score.interval for score in scores.values()):
         lines += ["", "[low, high]: 95% percentile bootstrap interval (1000 resamples: the seeds, then the test items of "
                   "each drawn seed); [not kept]: the sweep kept no per-item results for this run"]
-    lines += _margin_lines(reference, tasks, upstreams, scores)
+    lines += _margin_lines(rows, reference, tasks, upstreams, scores)
     lines += _paired_lines(rows, reference, tasks, upstreams, scores)
     published = yaml.safe_load(PUBLISHED.read_text())
     columns = [t for t in ("pr", "ks", "ic", "sid", "er", "asr", "asv", "sd")]
@@ -191,13 +191,15 @@ def _cell(score: Optional[Score], task: str) -> str:
     return score.cell(" [not kept]" if load_tasks()[task].item_files else "")
 
 
-def _margin_lines(reference: Reference, tasks: list[str], upstreams: list[str],
+def _margin_lines(rows: list[dict[str, str]], reference: Reference, tasks: list[str], upstreams: list[str],
                   scores: dict[tuple[str, str], Score]) -> list[str]:
     if reference.teacher is None or reference.control is None:
         return []
+    items = _kept_items(rows)
     lines = ["", "## Share of the teacher's margin over the control that each student keeps",
              "", "(student - control) / (teacher - control), test scores (means over seeds); 100% = as good as the teacher, 0% = no better "
-             "than the untrained control", "", "| upstream | " + " | ".join(t.upper() for t in tasks) + " |",
+             "than the untrained control; [low, high]: its 95% bootstrap interval, the three resampled on the same seeds and "
+             "items", "", "| upstream | " + " | ".join(t.upper() for t in tasks) + " |",
              "|---|" + "---|" * len(tasks)]
     for upstream in upstreams:
         if upstream in (reference.teacher, reference.control):
@@ -206,7 +208,9 @@ def _margin_lines(reference: Reference, tasks: list[str], upstreams: list[str],
         for task in tasks:
             keys = [(label, task) for label in (upstream, reference.teacher, reference.control)]
             kept = margin_kept(*(scores[key].mean for key in keys)) if all(key in scores for key in keys) else None
-            cells.append("–" if kept is None else f"{round(100 * kept)}%")  # an int: no "-0%"
+            interval = margin_interval(*(items[key] for key in keys)) if all(key in items for key in keys) else None
+            bounds = f" [{round(100 * interval[0])}, {round(100 * interval[1])}]" if interval else ""
+            cells.append("–" if kept is None else f"{round(100 * kept)}%{bounds}")  # ints: no "-0%"
         lines.append(f"| {upstream} | " + " | ".join(cells) + " |")
     return lines
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.intervals import (TEST_ITEMS, bootstrap_interval, kept_correct, paired_difference, paired_runs_difference,
-                               read_correct, runs_interval)
+from distill.intervals import (TEST_ITEMS, bootstrap_interval, kept_correct, margin_interval, paired_difference,
+                               paired_runs_difference, read_correct, runs_interval)
 from distill.recipes import load_tasks
 
 TASKS = load_tasks()
@@ -101,6 +101,19 @@ def test_paired_over_seeds_ties_identical_upstreams_and_separates_different_ones
         paired_difference(a["1338"], worse["1338"]).difference)
     with pytest.raises(ValueError, match="share no seeds"):
         paired_runs_difference(a, {"7": worse["1337"]})
+
+
+def test_margin_kept_interval_known_answers():
+    teacher = {str(seed): {f"item{i}": i % 4 != 0 for i in range(200)} for seed in (1337, 1338)}  # 75%
+    control = {seed: {item: int(item[4:]) % 2 == 0 for item in items} for seed, items in teacher.items()}  # 50%
+    assert margin_interval(teacher, teacher, control) == (1.0, 1.0)  # as good as the teacher on every resample
+    assert margin_interval(control, teacher, control) == (0.0, 0.0)  # no better than the control
+    assert margin_interval(teacher, control, control) is None  # the teacher has no margin in any resample
+    half = {seed: {item: right or int(item[4:]) % 8 == 1 for item, right in items.items()} for seed, items in control.items()}
+    low, high = margin_interval(half, teacher, control)  # control + items 1, 9, 17, ...: half of the teacher's margin
+    assert 0.25 < low < 0.5 < high < 0.8  # a ratio of two noisy differences: wide
+    with pytest.raises(ValueError, match="share no seeds"):
+        margin_interval({"7": teacher["1337"]}, teacher, control)
 
 
 # ---- reading the experts' per-item files -------------------------------------------------------------------------
@@ -266,6 +279,9 @@ def test_report_prints_intervals_and_paired_comparisons(tmp_path):
     assert row[("gendistiller", "wavlm-untrained")].endswith("| gendistiller |")
     assert row[("distilhubert", "wavlm")].startswith("| KS | distilhubert | wavlm | 200 | -6.00 |")
     assert row[("distilhubert", "wavlm")].endswith("| wavlm |")
+    correct = {u: {"": {f"yes-{i}.wav": i < count for i in range(200)}} for u, count in right.items()}
+    low, high = margin_interval(correct["gendistiller"], correct["wavlm"], correct["wavlm-untrained"])
+    assert f"| gendistiller | – | 89% [{round(100 * low)}, {round(100 * high)}] | – |" in table  # 80 of the 90 points
     assert "| PR | – | – | – | – | no interval | – |" in table
     assert "| SID | gendistiller | distilhubert | – | – | no interval | – |" in table
     assert (tmp_path / "report" / "superb.png").read_bytes()[:4] == b"\x89PNG"
