@@ -4,11 +4,13 @@
     python -m benchmarks.deploy --base-geometry  # also both students at WavLM Base+ geometry (random weights)
     python -m benchmarks.deploy --checkpoints gendistiller=G.pt distilhubert=D.pt --heldout DIR --calibration DIR
 
-For each student: export fp32, int8 (dynamic int8 linear layers) and int8-cnn (also static int8 CNN convolutions,
-calibrated on --calibration), run each with onnxruntime on every held-out file alone, and report per hidden state
-the largest |fp32 - PyTorch| and the mean frame cosine of each quantized model to fp32. The Base-geometry students
+For each student: export fp32 and every --quantize choice (int8: linear layers and per-frame int8 CNN convolutions;
+int8-linear: linear layers only; int8-cnn: static int8 CNN convolutions calibrated on --calibration), run each with
+onnxruntime on every held-out file alone, and report per hidden state the largest |fp32 - PyTorch| and each quantized
+model's frame cosine to fp32: the mean over files of each file's mean, and the 1st percentile over all frames (quiet
+frames are where a quantised CNN loses precision). The Base-geometry students
 are the ones `benchmarks.inference` times (initialised from a random WavLM Base+ like a real distillation run starts).
-Target (issue #13): int8 cosine >= 0.99 on every hidden state.
+Target (issues #13, #18): int8 cosine >= 0.99 on every hidden state.
 """
 from __future__ import annotations
 
@@ -68,8 +70,8 @@ def students(args: argparse.Namespace) -> dict[str, Student]:
     return models
 
 
-def frame_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(((a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)).mean())
+def frame_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
 
 
 def measure(student: Student, folder: Path, wavs: list[np.ndarray], calibration: list[np.ndarray], threads: int
@@ -79,16 +81,20 @@ def measure(student: Student, folder: Path, wavs: list[np.ndarray], calibration:
                                                              calibration), threads)
               for quantize in (None, *QUANTIZATIONS)}
     errors: list[list[float]] = []
-    cosines: dict[str, list[list[float]]] = {name: [] for name in QUANTIZATIONS}
+    cosines: dict[str, list[list[np.ndarray]]] = {name: [] for name in QUANTIZATIONS}  # [file][state] -> (frames,)
     for wav in tqdm(wavs, desc=folder.name, unit="file"):
         with torch.inference_mode():
             reference = [state[0].numpy() for state in student.infer([torch.from_numpy(wav)]).hidden_states]
         outputs = {name: [state[0] for state in model([wav]).hidden_states] for name, model in models.items()}
         errors.append([float(np.abs(a - b).max()) for a, b in zip(outputs["fp32"], reference)])
         for name in QUANTIZATIONS:
-            cosines[name].append([frame_cosine(a, b) for a, b in zip(outputs[name], outputs["fp32"])])
+            cosines[name].append([frame_cosines(a, b) for a, b in zip(outputs[name], outputs["fp32"])])
+    states = range(len(models["fp32"].names))
     return {"names": models["fp32"].names, "fp32_max_abs_error": np.max(errors, axis=0).tolist(),
-            "cosine_to_fp32": {name: np.mean(values, axis=0).tolist() for name, values in cosines.items()}}
+            "cosine_to_fp32": {name: [float(np.mean([file[k].mean() for file in values])) for k in states]
+                               for name, values in cosines.items()},
+            "cosine_to_fp32_p1": {name: [float(np.percentile(np.concatenate([file[k] for file in values]), 1)) for k in states]
+                                  for name, values in cosines.items()}}
 
 
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
@@ -102,17 +108,19 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     verdicts = {}
     for quantize in QUANTIZATIONS:
         worst = min(min(m["cosine_to_fp32"][quantize]) for m in measured.values())
-        verdicts[quantize] = (f"{'met' if worst >= COSINE_TARGET else 'not met'}: {quantize} cosine to fp32 >= {worst:.4f} "
-                              f"on every hidden state (target {COSINE_TARGET})")
+        worst_p1 = min(min(m["cosine_to_fp32_p1"][quantize]) for m in measured.values())
+        verdicts[quantize] = (f"{'met' if worst >= COSINE_TARGET else 'not met'}: {quantize} mean cosine to fp32 >= "
+                              f"{worst:.4f} on every hidden state (target {COSINE_TARGET}); 1st percentile >= {worst_p1:.4f}")
     results = {"benchmark": "deploy", "machine": machine_info(torch.device("cpu")),
                "setup": {"heldout": str(args.heldout), "files": len(files), "calibration": str(args.calibration),
                          "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:]))},
-               "students": measured, "target": verdicts["int8"], "int8-cnn": verdicts["int8-cnn"]}
-    rows = [[label, m["names"][k], fmt(m["fp32_max_abs_error"][k], 8), *(fmt(m["cosine_to_fp32"][q][k], 4) for q in QUANTIZATIONS)]
+               "students": measured, "target": verdicts["int8"], "verdicts": verdicts}
+    rows = [[label, m["names"][k], fmt(m["fp32_max_abs_error"][k], 8),
+             *(f"{fmt(m['cosine_to_fp32'][q][k], 4)} / {fmt(m['cosine_to_fp32_p1'][q][k], 4)}" for q in QUANTIZATIONS)]
             for label, m in measured.items() for k in range(len(m["names"]))]
     markdown = (f"ONNX vs PyTorch on {len(files)} held-out files ({args.heldout}), {results['machine']['date']}.\n\n"
                 + markdown_table(["student", "hidden state", "fp32: max |ONNX - PyTorch|",
-                                  *(f"{q}: cosine to fp32" for q in QUANTIZATIONS)], rows)
+                                  *(f"{q}: cosine to fp32, mean / 1st pct" for q in QUANTIZATIONS)], rows)
                 + "".join(f"- {verdict}\n" for verdict in verdicts.values()))
     json_path, md_path = write_outputs(args.out, "deploy", results, markdown)
     print(markdown)

@@ -10,15 +10,16 @@ Timed, interleaved in one process (median over rounds), all in inference mode wi
   cheaper front-end (`gendistiller-narrow-fe-C`: `student.front_end_channels=C`), the `wavlm-teacher` (our
   implementation, all layers);
 - the same two students exported to ONNX (`gendistiller export --to onnx`) and run by onnxruntime through
-  `distill.deploy.OnnxStudent` (`onnx-KIND-fp32`, `onnx-KIND-int8`: dynamic int8 linear layers, `onnx-KIND-int8-cnn`:
-  also static int8 CNN convolutions, calibrated on the timed noise: ranges do not change the time; their fidelity is
+  `distill.deploy.OnnxStudent` (`onnx-KIND-fp32`, and one per `--quantize` choice: `onnx-KIND-int8`: int8 linear
+  layers and per-frame int8 CNN convolutions, `onnx-KIND-int8-linear`: int8 linear layers only, `onnx-KIND-int8-cnn`:
+  static int8 CNN convolutions, calibrated on the timed noise: ranges do not change the time; their fidelity is
   `benchmarks.deploy`'s), CPU only;
 - context, s3prl's own modules: `s3prl-wavlm` (its WavLM, all layers) and `s3prl-distilhubert` (its DistillerModel);
 - the CNN front-ends alone: `cnn-teacher` (the teacher's, shared by the default students) and `cnn-narrow-C`.
 At batch sizes above 1 only the students (ours in PyTorch and ONNX, s3prl's DistilHuBERT) are timed.
 Weights are random (WavLM Base+ geometry by default): latency does not depend on them.
 Targets (CPU, 2 threads, 10 s, batch 1): GenDistiller <= 1.1x the baseline's time (issue §3); ONNX int8
-GenDistiller <= 0.5x the PyTorch GenDistiller's (issue #13).
+GenDistiller <= 0.45x the PyTorch GenDistiller's (issue #18: #13's 0.5x with a margin for other CPUs).
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ from distill.models import StudentConfig
 from distill.train import DistillConfig, prepare_student
 
 TARGET_RATIO = 1.1
-ONNX_TARGET_RATIO = 0.5
+ONNX_TARGET_RATIO = 0.45
 # Issue §3, s3prl's modules on 2 CPU threads, 10 s of audio (another machine; context only).
 ISSUE_CPU_REFERENCE_S = {"s3prl-wavlm": 0.965, "s3prl-distilhubert": 0.570, "cnn-teacher": 0.415}
 
@@ -222,7 +223,7 @@ def _targets(settings: list[dict[str, Any]], device: torch.device, args: argpars
     targets = {"gendistiller_le_1.1x_baseline_cpu": verdict(rows["gendistiller"]["ratio_vs_distilhubert_paired"],
                                                             TARGET_RATIO, "the baseline (median of per-round ratios)")}
     if "onnx-gendistiller-int8" in rows:
-        targets["onnx_int8_le_0.5x_pytorch_gendistiller_cpu"] = verdict(
+        targets["onnx_int8_le_0.45x_pytorch_gendistiller_cpu"] = verdict(
             rows["onnx-gendistiller-int8"]["ratio_vs_gendistiller_paired"], ONNX_TARGET_RATIO,
             "the PyTorch GenDistiller (median of per-round ratios)")
     return targets

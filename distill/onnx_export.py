@@ -13,12 +13,14 @@ utterance's own", and its metadata carries a second small graph, `first_layer_mo
 that layer's per-channel mean and variance), so that the runtime can give every window of a long recording the
 whole recording's statistics (distill.chunking).
 
-`--quantize` (onnxruntime.quantization, after its pre-processing): `int8` = dynamic int8 for every weight MatMul/Gemm
-(projections, transformer layers, heads); the convolutions stay fp32. `int8-cnn` = that plus static QDQ int8 for the
-CNN's convolutions after the first, with activation ranges calibrated on audio you give (`calibration`). The CNN is
-most of a CPU forward, so int8-cnn is faster, but one static uint8 range per tensor cannot keep quiet frames: their
-features lose most of their precision, which the per-frame LayerNorm after GenDistiller's CNN then magnifies
-(BENCHMARKS.md §3.1 has both measured: int8 stays at cosine ≥ 0.99 to fp32 on every hidden state, int8-cnn does not).
+`--quantize` (onnxruntime.quantization, after its pre-processing; QUANTIZATIONS): `int8-linear` = dynamic int8 for
+every weight MatMul/Gemm (projections, transformer layers, heads), convolutions fp32. The CNN is most of a CPU forward,
+and two ways quantise it too: `int8` (the default) = int8-linear plus the CNN's convolutions after the first as integer
+products with one activation scale per output frame (distill.onnx_int8_conv); `int8-cnn` = int8-linear plus static QDQ
+int8 for those convolutions, with activation ranges calibrated on audio you give (`calibration`): the fastest, but one
+static uint8 range per tensor cannot keep quiet frames, whose features lose most of their precision, which the
+per-frame LayerNorm after GenDistiller's CNN then magnifies (BENCHMARKS.md §3.1 has all three measured: int8 and
+int8-linear stay at cosine ≥ 0.99 to fp32 on every hidden state, int8-cnn does not).
 """
 from __future__ import annotations
 
@@ -40,8 +42,10 @@ from distill.models.checkpoint import load_student
 OPSET = 17
 # --quantize choice -> what it does (printed by the export command).
 QUANTIZATIONS: dict[str, str] = {
-    "int8": "dynamic int8 for every weight MatMul/Gemm (projections, transformer layers, heads); convolutions fp32",
-    "int8-cnn": "int8, plus static int8 (QDQ, calibrated ranges) for the CNN's convolutions after the first",
+    "int8": "int8-linear, plus int8 CNN convolutions after the first with an activation scale per frame",
+    "int8-linear": "dynamic int8 for every weight MatMul/Gemm (projections, transformer layers, heads); convolutions fp32",
+    "int8-cnn": "int8-linear, plus static int8 (QDQ, calibrated ranges) for the CNN's convolutions after the first: "
+                "fastest, loses quiet frames",
 }
 
 
@@ -140,7 +144,7 @@ def export_student(student: Student, output: Path, quantize: Optional[str] = Non
             exported = onnx.load(str(fp32))
             exported.graph.initializer.extend(onnx.numpy_helper.from_array(value, name) for name, value in defaults.items())
             onnx.save(exported, str(fp32))
-        model_path = fp32 if quantize is None else _quantize(fp32, Path(scratch), quantize == "int8-cnn", calibration)
+        model_path = fp32 if quantize is None else _quantize(fp32, Path(scratch), quantize, calibration)
         model = onnx.load(str(model_path))
         if len(model.graph.output) != num_states + 1:  # the names must describe what the student returns
             raise RuntimeError(f"{student.config.kind} returned {len(model.graph.output) - 1} hidden states, "
@@ -166,17 +170,21 @@ def _first_layer_moments(feature_extractor: FeatureExtractor, path: Path) -> dic
             "first_layer_grid": json.dumps([block.kernel, block.stride])}
 
 
-def _quantize(fp32: Path, scratch: Path, cnn: bool, calibration: Sequence[np.ndarray]) -> Path:
-    """QUANTIZATIONS[name] with onnxruntime.quantization: dynamic int8 for MatMul/Gemm; with `cnn`, first static QDQ
-    int8 for the CNN's convolutions after the first (activation ranges from `calibration`)."""
+def _quantize(fp32: Path, scratch: Path, quantize: str, calibration: Sequence[np.ndarray]) -> Path:
+    """QUANTIZATIONS[quantize]: dynamic int8 for MatMul/Gemm (onnxruntime.quantization); int8-cnn first static QDQ int8
+    for the CNN's convolutions after the first (activation ranges from `calibration`), int8 then per-frame int8 for
+    them (distill.onnx_int8_conv)."""
+    import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from distill.onnx_int8_conv import quantize_convolutions
 
     # onnxruntime's pre-processing also removes the Identity nodes the exporter puts on weights used more than once
     # (GenDistiller's shared generator); quantize_dynamic would leave those MatMuls in fp32.
     prepared = scratch / "prepared.onnx"
     quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-    if cnn:
+    if quantize == "int8-cnn":
         convs = scratch / "conv_int8.onnx"
         quantize_static(str(prepared), str(convs), _calibration_reader(calibration), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=["Conv"], nodes_to_quantize=_cnn_convs(prepared),
@@ -184,6 +192,10 @@ def _quantize(fp32: Path, scratch: Path, cnn: bool, calibration: Sequence[np.nda
         prepared = convs
     final = scratch / "int8.onnx"
     quantize_dynamic(str(prepared), str(final), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
+    if quantize == "int8":
+        model = onnx.load(str(final))
+        quantize_convolutions(model, _cnn_convs(prepared))
+        onnx.save(model, str(final))
     return final
 
 

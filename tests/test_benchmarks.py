@@ -55,7 +55,7 @@ def test_inference_cli(tmp_path):
                "--threads", "1", "--batch-sizes", "1", "2", "--narrow-channels", "16", "--out", str(tmp_path))
     data = json.loads((tmp_path / "inference_cpu.json").read_text())
     assert [(s["threads"], s["batch"]) for s in data["settings"]] == [(1, 1), (1, 2)]
-    onnx = {f"onnx-{kind}-{q}" for kind in ("gendistiller", "distilhubert") for q in ("fp32", "int8", "int8-cnn")}
+    onnx = {f"onnx-{kind}-{q}" for kind in ("gendistiller", "distilhubert") for q in ("fp32", "int8", "int8-linear", "int8-cnn")}
     models = data["settings"][0]["models"]
     expected = {"gendistiller", "distilhubert", "gendistiller-narrow-fe-16", "wavlm-teacher", "s3prl-wavlm",
                 "s3prl-distilhubert", "cnn-teacher", "cnn-narrow-16"} | onnx
@@ -69,7 +69,7 @@ def test_inference_cli(tmp_path):
     assert models["cnn-narrow-16"]["parameters"] < models["cnn-teacher"]["parameters"]
     assert models["s3prl-wavlm"]["parameters"] - models["wavlm-teacher"]["parameters"] == 96  # + its mask embedding
     assert "not applicable" in data["targets"]["gendistiller_le_1.1x_baseline_cpu"]  # tiny geometry, 1 s
-    assert "not applicable" in data["targets"]["onnx_int8_le_0.5x_pytorch_gendistiller_cpu"]
+    assert "not applicable" in data["targets"]["onnx_int8_le_0.45x_pytorch_gendistiller_cpu"]
     assert "| onnx-gendistiller-int8 | 1 | 2 |" in (tmp_path / "inference_cpu.md").read_text()
 
 
@@ -176,8 +176,8 @@ def test_deploy_cli(tmp_path, gendistiller_ckpt, distilhubert_ckpt):
     assert set(data["students"]) == {"gendistiller", "distilhubert"}
     for student in data["students"].values():
         assert max(student["fp32_max_abs_error"]) < 1e-4
-        assert set(student["cosine_to_fp32"]) == {"int8", "int8-cnn"}
-        assert all(-1.0 <= c <= 1.0 for c in student["cosine_to_fp32"]["int8"])
+        assert set(student["cosine_to_fp32"]) == set(student["cosine_to_fp32_p1"]) == {"int8", "int8-linear", "int8-cnn"}
+        assert all(-1.0 <= c <= 1.0 for c in student["cosine_to_fp32"]["int8"] + student["cosine_to_fp32_p1"]["int8"])
     assert data["students"]["gendistiller"]["names"][0] == "h0"
     assert data["target"].split(":")[0] in ("met", "not met") and "| gendistiller | h0 |" in (out / "deploy.md").read_text()
 
