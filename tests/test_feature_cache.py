@@ -150,3 +150,34 @@ def test_the_launcher_wraps_only_a_frozen_upstream(monkeypatch):
     assert _feature_cache_bytes({}) == 1024 * 2**20 and _feature_cache_bytes({"GENDISTILLER_FEATURE_CACHE_MB": "0"}) == 0
     with pytest.raises(LauncherError, match="megabytes"):
         _feature_cache_bytes({"GENDISTILLER_FEATURE_CACHE_MB": "lots"})
+
+
+def test_the_launcher_reads_audio_files_with_soundfile_and_the_same_samples(tmp_path, monkeypatch):
+    import numpy as np
+    import soundfile
+    import torchaudio
+
+    from distill.commands.superb import _audio_files_read_with_soundfile
+
+    wav = tmp_path / "a.wav"
+    soundfile.write(wav, (np.sin(np.arange(8000) / 7) * 20000).astype(np.int16), 16000, subtype="PCM_16")
+    expected, rate = torchaudio.load(str(wav), backend="ffmpeg")
+    original = torchaudio.load
+    with _audio_files_read_with_soundfile():
+        samples, same_rate = torchaudio.load(str(wav))
+        assert torchaudio.load is not original
+    assert torch.equal(samples, expected) and same_rate == rate == 16000
+    assert torchaudio.load is original
+
+    calls = []
+
+    def load(uri, *args, backend=None, **kwargs):  # a file soundfile cannot read goes to torchaudio's own choice
+        calls.append(backend)
+        if backend == "soundfile":
+            raise RuntimeError("Error opening 'x.mp4': Format not recognised.")
+        return "decoded"
+
+    monkeypatch.setattr(torchaudio, "load", load)
+    with _audio_files_read_with_soundfile():
+        assert torchaudio.load("x.mp4") == "decoded" and torchaudio.load("y.mp4", backend="ffmpeg") == "decoded"
+    assert calls == ["soundfile", None, "ffmpeg"]

@@ -16,7 +16,9 @@ ARGS are exactly s3prl's flags (`-m train|evaluate|inference`, `-u`, `-k`, `-d`,
 - s3prl's checkpoints (`Args` is an `argparse.Namespace`) load under torch's `weights_only` default;
 - a frozen upstream (no `-f`) computes each utterance's features once per run
   (`gendistiller_upstream.feature_cache.FeatureCache`, up to $GENDISTILLER_FEATURE_CACHE_MB, default 1024, per run;
-  0 turns it off); a fine-tuned one is run as s3prl runs it.
+  0 turns it off); a fine-tuned one is run as s3prl runs it;
+- `torchaudio.load` reads files with soundfile first (the same samples; torchaudio's default, ffmpeg, spends ~25 ms
+  per file setting up a decoder, and SID's and IC's datasets load every item from its file).
 Defaults are placed before ARGS, so a flag given in ARGS wins (s3prl's parser keeps the last occurrence).
 Give -c/--config, -d/--downstream, -e/--past_exp, --device and --local_rank unabbreviated for them to be seen here.
 
@@ -121,7 +123,8 @@ def run_downstream(argv: Sequence[str]) -> None:
     saved_argv = sys.argv
     sys.argv = ["gendistiller superb", *full_argv]
     try:
-        with _cuda_calls_follow(_preparse(full_argv).device or "cuda"), _frozen_upstream_cached(_feature_cache_bytes()):
+        with (_cuda_calls_follow(_preparse(full_argv).device or "cuda"), _frozen_upstream_cached(_feature_cache_bytes()),
+              _audio_files_read_with_soundfile()):
             s3prl_runner.main()
     finally:
         sys.argv = saved_argv
@@ -181,3 +184,26 @@ def _frozen_upstream_cached(max_bytes: int) -> Iterator[None]:
         for cache in caches:
             print(f"[superb] feature cache: {cache.hits} utterances reused, {cache.misses} computed, "
                   f"{cache.bytes / 2**20:.0f} MiB kept", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _audio_files_read_with_soundfile() -> Iterator[None]:
+    """While the runner runs, `torchaudio.load(path)` without a backend tries soundfile first, and torchaudio's own
+    choice for files soundfile cannot read."""
+    import torchaudio
+
+    original = torchaudio.load
+
+    def load(uri, *args, backend=None, **kwargs):  # type: ignore[no-untyped-def]
+        if backend is None and isinstance(uri, (str, os.PathLike)):
+            try:
+                return original(uri, *args, backend="soundfile", **kwargs)
+            except RuntimeError:  # libsndfile's errors (soundfile.LibsndfileError) are RuntimeErrors
+                pass
+        return original(uri, *args, backend=backend, **kwargs)
+
+    torchaudio.load = load
+    try:
+        yield
+    finally:
+        torchaudio.load = original
