@@ -147,7 +147,7 @@ def test_the_launcher_wraps_only_a_frozen_upstream(monkeypatch):
     with _frozen_upstream_cached(0):
         assert isinstance(Runner._get_upstream(frozen).model, CountingUpstream)
     assert isinstance(Runner._get_upstream(frozen).model, CountingUpstream)  # the runner's own method is back
-    assert _feature_cache_bytes({}) == 1024 * 2**20 and _feature_cache_bytes({"GENDISTILLER_FEATURE_CACHE_MB": "0"}) == 0
+    assert _feature_cache_bytes({}) == 512 * 2**20 and _feature_cache_bytes({"GENDISTILLER_FEATURE_CACHE_MB": "0"}) == 0
     with pytest.raises(LauncherError, match="megabytes"):
         _feature_cache_bytes({"GENDISTILLER_FEATURE_CACHE_MB": "lots"})
 

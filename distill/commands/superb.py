@@ -15,7 +15,7 @@ ARGS are exactly s3prl's flags (`-m train|evaluate|inference`, `-u`, `-k`, `-d`,
 - under `torchrun`, `--local_rank` defaults to $LOCAL_RANK (s3prl starts DDP only when `--local_rank` is given);
 - s3prl's checkpoints (`Args` is an `argparse.Namespace`) load under torch's `weights_only` default;
 - a frozen upstream (no `-f`) computes each utterance's features once per run
-  (`gendistiller_upstream.feature_cache.FeatureCache`, up to $GENDISTILLER_FEATURE_CACHE_MB, default 1024, per run;
+  (`gendistiller_upstream.feature_cache.FeatureCache`, up to $GENDISTILLER_FEATURE_CACHE_MB, default 512, per run;
   0 turns it off); a fine-tuned one is run as s3prl runs it;
 - `torchaudio.load` reads files with soundfile first (the same samples; torchaudio's default, ffmpeg, spends ~25 ms
   per file setting up a decoder, and SID's and IC's datasets load every item from its file).
@@ -145,7 +145,7 @@ def _cuda_calls_follow(device: str) -> Iterator[None]:
         torch.Tensor.cuda = original  # type: ignore[method-assign]
 
 
-FEATURE_CACHE_MB = 1024  # default bound of the frozen upstream's feature cache, per runner process
+FEATURE_CACHE_MB = 512  # default bound of the frozen upstream's feature cache, per runner process
 
 
 def _feature_cache_bytes(environ: Optional[dict[str, str]] = None) -> int:
