@@ -9,16 +9,15 @@
 
 fidelity: per hidden state, cosine per frame of chunked against whole-recording inference, mean and 1st percentile
 over every frame of every recording, for a grid of window W and context C (seconds). memory: each case in its own
-process (its peak RSS is ru_maxrss), the recording read and the states written window by window at the default
-chunking (int8 ONNX: OnnxStudent.windows as `gendistiller embed`; PyTorch: Student.windows, the same rule);
-the audio is held-out speech from --audio concatenated (or tones, without it). latency: median of interleaved
+process, measured alone (benchmarks.measure: wall, CPU time, peak RSS), the recording read and the states written window by
+window at the default chunking (int8 ONNX: `gendistiller embed` itself, a process without torch; PyTorch:
+Student.windows, the same rule); the audio is speech from --audio concatenated (or tones, without it). latency: median of interleaved
 rounds; Base geometry, random weights (latency does not depend on them).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -96,30 +95,28 @@ def _onnx_file(kind: str, folder: Path) -> Path:
     return path
 
 
-def one_case(args: argparse.Namespace) -> dict[str, Any]:
-    """Embeds `args.wav` with one model in this process; prints wall and peak RSS."""
+def embed_with_pytorch(args: argparse.Namespace) -> None:
+    """`gendistiller embed`'s path with a PyTorch student (`args.model`: its kind): `args.wav` read, run and written
+    window by window (Student.windows, the default chunking) to a .npy in `args.out`."""
     set_threads(args.threads)
-    kind, runtime = args.model.rsplit("-", 1)
-    out = Path(args.out) / "features.npy"
-    start = time.perf_counter()
+    model = _base_student(args.model)
     with AudioFile(args.wav) as audio, torch.inference_mode():
-        if runtime == "int8":
-            from distill.deploy import OnnxStudent
-
-            student = OnnxStudent(_onnx_file(kind, Path(args.onnx_dir)), args.threads)
-            windows, grid, dim = student.windows(audio), student.grid, int(student.metadata["dim"])
-            count = len(student.names)
-        else:
-            model = _base_student(kind)
-            windows = ((window, [state[0].numpy() for state in output.hidden_states])
-                       for window, output in model.windows(audio, Chunking()))
-            grid, dim = model.frame_grid, model.geometry.dim
-            count = len(model(torch.zeros(1, 400), torch.tensor([400])).hidden_states)
-        writer = NpyWriter(out, (count, grid.frames(len(audio)), dim))
-        for window, states in windows:
-            writer.write(window.keep_start, states)
+        count = len(model(torch.zeros(1, 400), torch.tensor([400])).hidden_states)
+        writer = NpyWriter(Path(args.out) / "features.npy", (count, model.frame_grid.frames(len(audio)), model.geometry.dim))
+        for window, output in model.windows(audio, Chunking()):
+            writer.write(window.keep_start, [state[0].numpy() for state in output.hidden_states])
         writer.close()
-    return {"wall_s": time.perf_counter() - start, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def _measured(command: list[str], log: Path) -> dict[str, float]:
+    """Runs `command` through benchmarks.measure (its output to `log`): wall time, CPU time (less sensitive than wall to
+    other processes on the machine) and the peak RSS of that process alone."""
+    with open(log, "w") as output:
+        done = subprocess.run([sys.executable, "-m", "benchmarks.measure", *command], stdout=subprocess.PIPE,
+                              stderr=output, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): see {log}")
+    return json.loads(done.stdout)
 
 
 def memory(args: argparse.Namespace) -> dict[str, Any]:
@@ -135,11 +132,17 @@ def memory(args: argparse.Namespace) -> dict[str, Any]:
                 for block in range(int(minutes)):  # a minute at a time: the writer's memory stays small
                     sink.write(recording(files, 60.0, offset=25 * block))
             for model in args.models:
-                command = [sys.executable, "-m", "benchmarks.long_recordings", "one", "--model", model, "--wav", str(wav),
-                           "--out", scratch, "--onnx-dir", str(args.out / "onnx"), "--threads", str(args.threads)]
-                result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+                kind, runtime = model.rsplit("-", 1)
+                if runtime == "int8":  # the user's path: the CLI, which imports no torch
+                    command = [sys.executable, "-m", "distill.cli", "embed", "--model", str(_onnx_file(kind, args.out / "onnx")),
+                               str(wav), "--out", scratch, "--threads", str(args.threads)]
+                else:
+                    command = [sys.executable, "-m", "benchmarks.long_recordings", "embed-pytorch", "--model", kind,
+                               "--wav", str(wav), "--out", scratch, "--threads", str(args.threads)]
+                result = _measured(command, args.out / f"{minutes:g}min_{model}.log")
                 rows.append({"minutes": minutes, "model": model, **result})
-                print(f"[long] {minutes:g} min {model}: {result['wall_s']:.1f} s, {result['peak_rss_gb']:.2f} GB", flush=True)
+                print(f"[long] {minutes:g} min {model}: {result['wall_s']:.1f} s wall, {result['cpu_s']:.1f} s CPU, "
+                      f"{result['peak_rss_gb']:.2f} GB", flush=True)
             wav.unlink()
     return {"audio": str(args.audio) if args.audio else "tones", "threads": args.threads, "rows": rows}
 
@@ -183,9 +186,9 @@ def render(part: str, results: dict[str, Any]) -> str:
             text += markdown_table(["chunking", *[f"state {i}" for i in range(count)], "meets 0.995 / 0.98"], rows)
         return text
     if part == "memory":
-        return markdown_table(["minutes", "model", "wall s", "peak RSS GB"],
-                              [[f"{r['minutes']:g}", r["model"], f"{r['wall_s']:.1f}", f"{r['peak_rss_gb']:.2f}"]
-                               for r in results["rows"]])
+        return markdown_table(["minutes", "model", "wall s", "CPU s", "peak RSS GB"],
+                              [[f"{r['minutes']:g}", r["model"], f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}",
+                                f"{r['peak_rss_gb']:.2f}"] for r in results["rows"]])
     return markdown_table(["model", "median s", "x all steps (per-round)", "x distilhubert (per-round)"],
                           [[name, f"{r['median_s']:.4f}", f"{r['x_all_steps']:.3f}", f"{r['x_distilhubert']:.3f}"]
                            for name, r in results["rows"].items()])
@@ -193,7 +196,7 @@ def render(part: str, results: dict[str, Any]) -> str:
 
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("part", choices=("fidelity", "memory", "latency", "one"))
+    parser.add_argument("part", choices=("fidelity", "memory", "latency", "embed-pytorch"))
     parser.add_argument("--checkpoints", nargs="+", type=Path, help="fidelity: trained student checkpoints")
     parser.add_argument("--audio", type=Path, help="fidelity (required), memory: a folder of speech recordings")
     parser.add_argument("--seconds", type=float, nargs="+", default=[30.0, 60.0, 90.0],
@@ -206,12 +209,11 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--repeats", type=int, default=5, help="latency: interleaved rounds (default 5)")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"), help="output folder (default runs/benchmarks)")
-    parser.add_argument("--model", help=argparse.SUPPRESS)  # `one`: the case run in its own process by `memory`
+    parser.add_argument("--model", help=argparse.SUPPRESS)  # embed-pytorch: the case run in its own process by `memory`
     parser.add_argument("--wav", help=argparse.SUPPRESS)
-    parser.add_argument("--onnx-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.part == "one":
-        print(json.dumps(one_case(args)))
+    if args.part == "embed-pytorch":
+        embed_with_pytorch(args)
         return {}
     if args.part == "latency" and args.seconds == parser.get_default("seconds"):
         args.seconds = 10.0

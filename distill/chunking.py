@@ -143,8 +143,8 @@ def run_in_windows(run: Callable[[int, int, Optional[Moments]], Sequence[State]]
     whole recording's (computed first, a window's length at a time), for the window to normalise with; else None."""
     plan = windows(num_samples, chunking, grid)
     moments = None
-    if norm is not None and len(plan) > 1:
-        moments = recording_moments(norm, num_samples, norm.grid.frames_in(chunking.window_seconds))  # type: ignore[union-attr]
+    if norm is not None and chunking is not None and len(plan) > 1:
+        moments = recording_moments(norm, num_samples, norm.grid.frames_in(chunking.window_seconds))
     for window in plan:
         first, end = grid.samples(window.start, window.stop)
         # The last window runs to the recording's end, as the whole recording does: the samples past the last frame
