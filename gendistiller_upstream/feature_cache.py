@@ -34,7 +34,7 @@ def waveform_key(wav: Tensor) -> str:
 
 
 def _is_batch(value: Any, batch: int) -> bool:
-    return isinstance(value, Tensor) and value.dim() >= 2 and value.size(0) == batch
+    return isinstance(value, Tensor) and value.dim() == 3 and value.size(0) == batch  # (B, T, D) per frame
 
 
 def _is_layers(value: Any, batch: int) -> bool:
