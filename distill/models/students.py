@@ -153,12 +153,14 @@ class Student(nn.Module):
             num_predictions = len(out.predictions)
             return [state[0] for state in out.hidden_states + [out.layer0]]
 
+        @torch.no_grad()
         def first_layer_moments(first: int, end: int) -> Moments:
             piece = torch.as_tensor(samples[first:end], dtype=torch.float32, device=device)
-            return tuple(m[0].detach().cpu().numpy() for m in self.feature_extractor.first_layer_moments(piece[None]))
+            return tuple(m[0].cpu().numpy() for m in self.feature_extractor.first_layer_moments(piece[None]))
 
-        norm = RecordingNorm(FrameGrid.of(self.config.front_end_conv_layers()[:1]), first_layer_moments) \
-            if self.feature_extractor.normalizes_over_time else None
+        norm = None
+        if self.feature_extractor.normalizes_over_time:
+            norm = RecordingNorm(FrameGrid.of(self.config.front_end_conv_layers()[:1]), first_layer_moments)
         for window, (*states, layer0) in run_in_windows(run, len(samples), chunking, self.frame_grid, norm):
             hidden_states = [state[None] for state in states]
             yield window, StudentOutput(hidden_states, hidden_states[len(hidden_states) - num_predictions:],
