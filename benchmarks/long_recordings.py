@@ -122,6 +122,7 @@ def _measured(command: list[str], log: Path) -> dict[str, float]:
 def memory(args: argparse.Namespace) -> dict[str, Any]:
     files = audio_files([args.audio]) if args.audio else []
     rows = []
+    args.out.mkdir(parents=True, exist_ok=True)  # each case's log
     with tempfile.TemporaryDirectory() as scratch:
         for model in args.models:  # exported once, before anything is timed
             if model.endswith("-int8"):
