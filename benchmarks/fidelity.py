@@ -65,6 +65,10 @@ VARIANTS: dict[str, tuple[str, Overrides]] = {
     "gendistiller-no-feature-norm": ("gendistiller", lambda k, c: ["student.feature_layer_norm=false"]),
     "gendistiller-no-feature-norm-first-step-twice": ("gendistiller", lambda k, c: [
         "student.feature_layer_norm=false", f"student.generator_repeats={[2] + [1] * (k - 1)}"]),
+    "gendistiller-no-norms": ("gendistiller", lambda k, c: ["student.feature_layer_norm=false", "student.output_norm=false",
+                                                            f"student.output_projection_groups={[0] + [-1] * (k - 1)}"]),
+    "gendistiller-no-norms-projections": ("gendistiller", lambda k, c: [
+        "student.feature_layer_norm=false", "student.output_norm=false", f"student.output_projection_groups={[0] + [1] * (k - 1)}"]),
     # the shipped GenDistiller decides target_standardization by the teacher (auto); these force it
     "gendistiller-unstandardized": ("gendistiller", lambda k, c: ["student.target_standardization=false"]),
     "gendistiller-standardized": ("gendistiller", lambda k, c: ["student.target_standardization=true"]),

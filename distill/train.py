@@ -149,8 +149,7 @@ def prepare_student(config: DistillConfig, teacher: Teacher) -> Student:
     if max(student_config.target_layers) > teacher.num_layers:
         raise ValueError(f"student.target_layers {student_config.target_layers} ask for layers the teacher {teacher.spec} "
                          f"lacks: it has {teacher.num_layers}; choose target layers from 1 to {teacher.num_layers}")
-    if student_config.target_standardization == "auto":
-        student_config.target_standardization = not teacher.layers_end_in_layer_norm
+    student_config.decide_by_teacher(teacher.layers_end_in_layer_norm)
     width = student_config.geometry_config().dim
     if width != teacher.dim:
         raise ValueError(f"the student is {width} wide but the teacher {teacher.spec} is {teacher.dim} wide; the "

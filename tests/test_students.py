@@ -104,7 +104,8 @@ def test_history_is_autoregressive_and_causal_across_layers(tiny_students, kind)
 def test_output_projections_by_step():
     """Default: the first step has its own output projection, later steps none; D² = 589,824 + D weights each."""
     default = count(gendistiller_base_config())
-    assert gendistiller_base_config().output_projection_groups == [0, -1, -1]
+    assert gendistiller_base_config().projection_groups() == [0, -1, -1]
+    assert gendistiller_base_config(output_norm=False).projection_groups() == [0, 1, 1]  # not ending in G's LayerNorm
     assert count(gendistiller_base_config(output_projection_groups=[0, 1, 1])) - default == 590_592
     assert count(gendistiller_base_config(output_projection_groups=[0, 1, 2])) - default == 2 * 590_592
     assert default - count(gendistiller_base_config(output_projection_groups=[-1, -1, -1])) == 590_592
@@ -159,18 +160,31 @@ def test_target_standardization_predicts_in_standard_units(kind):
         plain.set_target_statistics(mean, std)
 
 
-def test_target_standardization_auto_follows_the_teachers_layer_norms(tmp_path):
-    """auto: off for a post-LN teacher (every layer leaves a LayerNorm, as the per-step LayerNorm does), on for a
-    pre-LN one; the checkpointed config holds the decision."""
+def test_auto_options_follow_the_teachers_layer_norms(tmp_path):
+    """auto, for a post-LN teacher (every layer leaves a LayerNorm): no target standardisation, per-step output
+    LayerNorms, and the LayerNorm before the projection; for a pre-LN one, the opposite, except that a CNN copied from
+    the teacher keeps the LayerNorm its projection expects. The checkpointed config holds the decisions."""
     from distill.teachers.tiny import TINY_WAVLM_CFG, write_wavlm_checkpoint
 
     for layer_norm_first in (False, True):
         path = write_wavlm_checkpoint(tmp_path / f"wavlm_{layer_norm_first}.pt", {**TINY_WAVLM_CFG, "layer_norm_first": layer_norm_first})
         teacher = load_teacher(str(path))
-        config = DistillConfig(teacher=str(path))
-        config.student = StudentConfig(kind="gendistiller", target_layers=[2, 3, 4], target_standardization="auto")
-        student = prepare_student(config, teacher)
-        assert config.student.target_standardization is layer_norm_first
-        assert hasattr(student, "target_mean") is layer_norm_first
+        for front_end_channels in (0, 16):
+            config = DistillConfig(teacher=str(path))
+            config.student = StudentConfig(kind="gendistiller", target_layers=[2, 3, 4], target_standardization="auto",
+                                           front_end_channels=front_end_channels, cnn_grad_mult=1.0)
+            student = prepare_student(config, teacher)
+            assert config.student.target_standardization is layer_norm_first
+            assert hasattr(student, "target_mean") is layer_norm_first
+            assert config.student.output_norm is (not layer_norm_first)
+            assert (student.output_norm is not None) is (not layer_norm_first)
+            assert student.projection_of_step == ([0, 1, 1] if layer_norm_first else [0, -1, -1])
+            feature_norm = not (layer_norm_first and front_end_channels)
+            assert config.student.feature_layer_norm is feature_norm
+            assert (student.projection.layer_norm is not None) is feature_norm
+        config.student = StudentConfig(kind="distilhubert", target_layers=[2, 3, 4])
+        assert prepare_student(config, teacher).projection.layer_norm is None  # s3prl's distiller, whatever the teacher
     with pytest.raises(ValueError, match="true, false or auto"):
         StudentConfig(target_standardization="sometimes")
+    with pytest.raises(ValueError, match="student.output_norm must be true, false or auto"):
+        StudentConfig(output_norm="yes")

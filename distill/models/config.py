@@ -21,10 +21,11 @@ class StudentConfig:
     # kernels and strides (same 320-sample hop and frame count) but this many channels in every layer; it and the
     # projection after it are trained from scratch (set cnn_grad_mult=1 and layer0_loss=true with it).
     front_end_channels: int = 0
-    # LayerNorm over the CNN's channels before the projection. None: each student's own (GenDistiller: yes, as the
-    # WavLM / HuBERT teachers it copies; DistilHuBERT: no, as s3prl's distiller). Per frame, it removes the frame's
-    # energy, which a teacher whose layer 0 is not normalised (Whisper's conv stem) carries (BENCHMARKS.md §4.2).
-    feature_layer_norm: bool | None = None
+    # LayerNorm over the CNN's channels before the projection. Per frame, it removes the frame's energy, which a teacher
+    # whose layers are not LayerNorm outputs (Whisper's conv stem, pre-LN encoders) carries. "auto": DistilHuBERT never
+    # (s3prl's distiller has none); GenDistiller has it unless its narrowed CNN (front_end_channels) is trained for such
+    # a teacher (a CNN copied from the teacher keeps the teacher's, whose projection expects it) (BENCHMARKS.md §4.2).
+    feature_layer_norm: bool | str = "auto"
     layer0_loss: bool = False  # also distil h0 (the front-end output) against the teacher's layer 0, same loss form
     dropout: float = 0.1  # dropout inside transformer layers (DistilHuBERT: 0.1)
     # GenDistiller generator
@@ -32,11 +33,14 @@ class StudentConfig:
     share_generator: bool = True  # one G for every step (False: one G per target layer)
     generator_init_layer: int = 1  # teacher layer whose weights initialise G (0 = random init)
     step_embedding: bool = True  # learned embedding of the step k added to the history
-    # Which output projection each step uses, numbered from 0, -1 for none; D² parameters each. Default (None):
-    # only the first step, from the front-end output, has one ([0, -1, -1] for three targets). [0, 0, 0] is one
-    # shared by all steps (the first design), [0, 1, 2] one per step. Measured in BENCHMARKS.md §4.
+    # Which output projection each step uses, numbered from 0, -1 for none; D² parameters each. Default (None): with
+    # per-step output LayerNorms, only the first step, from the front-end output, has one ([0, -1, -1] for three
+    # targets); without them, the later steps share a second ([0, 1, 1]), which sets their predictions' scale (G's
+    # post-LN output cannot). [0, 0, 0] is one shared by all steps (the first design), [0, 1, 2] one per step (BENCHMARKS.md §4, §4.2).
     output_projection_groups: list[int] | None = None
-    output_norm: bool = True  # a LayerNorm per step on each prediction (the teacher's post-LN layers end in one)
+    # A LayerNorm per step on each prediction. "auto": when every teacher layer leaves a LayerNorm (post-LN teachers);
+    # not otherwise, where it would remove the per-frame scale the teacher's layers carry (BENCHMARKS.md §4.2).
+    output_norm: bool | str = "auto"
     # Predict each target layer standardised per dimension (mean and std of that teacher layer, measured on the
     # training data before the first step and kept in the checkpoint), undone at the output: the student's states
     # keep the teacher's scale, while the generator's history and its per-step LayerNorm work on unit-scale states.
@@ -68,15 +72,14 @@ class StudentConfig:
                                        or min(self.generator_repeats) < 1):
             raise ValueError(f"student.generator_repeats must give a count >= 1 for each of the {len(self.target_layers)} "
                              f"target layers, got {self.generator_repeats}")
-        if self.output_projection_groups is None:
-            self.output_projection_groups = [0] + [-1] * (len(self.target_layers) - 1)
-        groups = self.output_projection_groups
+        groups = self.projection_groups()
         used = sorted({group for group in groups if group >= 0})
         if len(groups) != len(self.target_layers) or used != list(range(len(used))):
             raise ValueError(f"student.output_projection_groups must number the projection of each of the "
                              f"{len(self.target_layers)} target layers as 0, 1, ... without gaps, got {groups}")
-        if self.target_standardization not in (True, False, "auto"):
-            raise ValueError(f"student.target_standardization must be true, false or auto, got {self.target_standardization!r}")
+        for name in ("target_standardization", "feature_layer_norm", "output_norm"):
+            if getattr(self, name) not in (True, False, "auto"):
+                raise ValueError(f"student.{name} must be true, false or auto, got {getattr(self, name)!r}")
         if self.cnn_grad_mult < 0:
             raise ValueError(f"student.cnn_grad_mult must be >= 0, got {self.cnn_grad_mult}")
         if self.front_end_channels < 0:
@@ -86,6 +89,23 @@ class StudentConfig:
             raise ValueError("student.front_end_channels > 0 builds a CNN trained from scratch; it cannot be frozen "
                              f"(student.cnn_grad_mult={self.cnn_grad_mult})")
         self.geometry_config()  # validates the geometry keys
+
+    def decide_by_teacher(self, layers_end_in_layer_norm: bool) -> None:
+        """Resolves the "auto" options by whether every teacher layer leaves a LayerNorm (post-LN teachers). Undecided
+        (a config only inspected, without its teacher), they take the post-LN choice."""
+        if self.target_standardization == "auto":
+            self.target_standardization = not layers_end_in_layer_norm
+        if self.output_norm == "auto":
+            self.output_norm = layers_end_in_layer_norm
+        if self.feature_layer_norm == "auto":
+            self.feature_layer_norm = self.kind == "gendistiller" and (layers_end_in_layer_norm or not self.front_end_channels)
+
+    def projection_groups(self) -> list[int]:
+        """`output_projection_groups`, or its default for the decided (or undecided: post-LN) `output_norm`."""
+        if self.output_projection_groups is not None:
+            return list(self.output_projection_groups)
+        later = -1 if self.output_norm is not False else 1
+        return [0] + [later] * (len(self.target_layers) - 1)
 
     def geometry_config(self) -> SSLModelConfig:
         return from_dict(SSLModelConfig, self.geometry, "student.geometry")

@@ -60,9 +60,9 @@ class Student(nn.Module):
     """Front-end shared by both students; subclasses add what turns h0 into predictions."""
 
     def __init__(self, config: StudentConfig, encoder_layers: Sequence[EncoderLayer], feature_layer_norm: bool):
-        """`feature_layer_norm`: the student's own choice, unless the config sets `feature_layer_norm`."""
+        """`feature_layer_norm`: the student's own choice, unless the config decides `feature_layer_norm`."""
         super().__init__()
-        if config.feature_layer_norm is not None:
+        if config.feature_layer_norm != "auto":
             feature_layer_norm = config.feature_layer_norm
         self.config = config
         geometry = config.geometry_config()
@@ -251,7 +251,7 @@ class GenDistiller(Student):
         self.step_embedding = nn.Embedding(num_steps, geometry.dim) if config.step_embedding else None
         if self.step_embedding is not None:
             nn.init.normal_(self.step_embedding.weight, std=0.02)
-        self.projection_of_step = config.output_projection_groups or [0] * num_steps  # resolved by StudentConfig
+        self.projection_of_step = config.projection_groups()
         self.output_projection = nn.ModuleList(_half_identity(geometry.dim) for _ in range(max(self.projection_of_step) + 1))
         self.output_norm = nn.ModuleList(nn.LayerNorm(geometry.dim) for _ in range(num_steps)) if config.output_norm else None
 
