@@ -43,7 +43,7 @@ class StudentConfig:
     output_norm: bool | str = "auto"
     # Predict each target layer standardised per dimension (mean and std of that teacher layer, measured on the
     # training data before the first step and kept in the checkpoint), undone at the output: the student's states
-    # keep the teacher's scale, while the generator's history and its per-step LayerNorm work on unit-scale states.
+    # keep the teacher's scale, while the generator's history works on unit-scale states.
     # "auto" (the shipped GenDistiller): on unless every teacher layer leaves a LayerNorm (post-LN teachers, whose
     # layers a per-step LayerNorm already matches); pre-LN teachers (Whisper, Large models) need it (BENCHMARKS.md §4.2).
     target_standardization: bool | str = False
