@@ -93,12 +93,17 @@ class Window:
     keep_stop: int
 
 
+def runs_whole(num_samples: int, chunking: Optional[Chunking], grid: FrameGrid = FrameGrid()) -> bool:
+    """Whether a recording of `num_samples` is run as one window: without `chunking`, or when it fits in one."""
+    return chunking is None or grid.frames(num_samples) <= chunking.longest_frames(grid)
+
+
 def windows(num_samples: int, chunking: Optional[Chunking], grid: FrameGrid = FrameGrid()) -> list[Window]:
-    """The windows of a recording of `num_samples` (one, the whole recording, without `chunking` or when it fits)."""
+    """The windows of a recording of `num_samples` (one, the whole recording, when it `runs_whole`)."""
     total = grid.frames(num_samples)
     if total == 0:
         raise ValueError(f"{num_samples} samples give no frame: at least {grid.receptive_field} are needed")
-    if chunking is None or total <= chunking.longest_frames(grid):
+    if runs_whole(num_samples, chunking, grid):
         return [Window(0, total, 0, total)]
     context = grid.frames_in(chunking.context_seconds)
     count = math.ceil(total / max(1, grid.frames_in(chunking.window_seconds)))

@@ -26,7 +26,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from distill.audio import check_waveforms
-from distill.chunking import Chunking, FrameGrid, Moments, RecordingNorm, Samples, Window, run_in_windows
+from distill.chunking import Chunking, FrameGrid, Moments, RecordingNorm, Samples, Window, run_in_windows, runs_whole
 
 ONNX_FORMAT = "gendistiller-onnx-1"  # the same tag distill.onnx_export writes (that module needs torch)
 METADATA_KEYS = ("format", "kind", "hidden_state_names", "downsample_rate", "sample_rate", "dim", "paper_hidden_state",
@@ -90,7 +90,7 @@ class OnnxStudent:
 
     def __call__(self, wavs: Sequence[np.ndarray]) -> OnnxOutput:
         check_waveforms(wavs)
-        if self.chunking is None or max(self.grid.frames(len(wav)) for wav in wavs) <= self.chunking.longest_frames(self.grid):
+        if all(runs_whole(len(wav), self.chunking, self.grid) for wav in wavs):
             return self._run(wavs)
         stitched = [[np.concatenate(parts) for parts in zip(*(states for _, states in self.windows(wav)))]
                     for wav in (np.asarray(wav, np.float32) for wav in wavs)]

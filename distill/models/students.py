@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from distill.audio import check_waveforms, pad_waveforms
-from distill.chunking import Chunking, FrameGrid, Moments, RecordingNorm, Samples, Window, run_in_windows
+from distill.chunking import Chunking, FrameGrid, Moments, RecordingNorm, Samples, Window, run_in_windows, runs_whole
 from distill.components import (
     ChannelMoments,
     ConvPositionalEmbedding,
@@ -132,7 +132,7 @@ class Student(nn.Module):
         """`infer` with autograd on (the s3prl upstream when fine-tuned)."""
         check_waveforms(wavs)
         grid = self.frame_grid
-        if chunking is None or max(grid.frames(len(wav)) for wav in wavs) <= chunking.longest_frames(grid):
+        if all(runs_whole(len(wav), chunking, grid) for wav in wavs):
             waveforms, lengths = pad_waveforms(wavs)  # one padded batch: each utterance gets what it gets alone
             return self(waveforms, lengths, layers=layers)
         return _batched([_stitched([out for _, out in self.windows(wav, chunking, layers)]) for wav in wavs])
