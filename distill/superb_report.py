@@ -122,9 +122,8 @@ class Score:
         return f"{self.mean:.2f}{spread}{bounds}" + (f" (lr {lrs})" if lrs else "")
 
 
-def _scores(rows: list[dict[str, str]]) -> dict[tuple[str, str], Score]:
-    """(upstream, task) -> its Score over the seeds in the results."""
-    items = _kept_items(rows)
+def _scores(rows: list[dict[str, str]], items: dict[tuple[str, str], Items]) -> dict[tuple[str, str], Score]:
+    """(upstream, task) -> its Score over the seeds in the results; `items`: `_kept_items(rows)`."""
     scores = {}
     for (upstream, task), runs in _runs(rows).items():
         kept = items.get((upstream, task))
@@ -160,7 +159,8 @@ def _column(rows: list[dict[str, str]], task: str) -> str:
 def superb_markdown(rows: list[dict[str, str]], reference: Reference = Reference()) -> str:
     tasks = _task_order(rows)
     upstreams = _ordered_upstreams(rows, reference)
-    scores = _scores(rows)
+    items = _kept_items(rows)  # read once: the per-item files behind every interval below
+    scores = _scores(rows, items)
     lines = ["## Measured (s3prl runner; best dev learning rate, test score)", "", _seeds_line(rows), "",
              "| upstream | params (M) | " + " | ".join(_column(rows, t) for t in tasks) + " |",
              "|---|---|" + "---|" * len(tasks)]
@@ -174,8 +174,8 @@ def superb_markdown(rows: list[dict[str, str]], reference: Reference = Reference
     if any(score.interval for score in scores.values()):
         lines += ["", "[low, high]: 95% percentile bootstrap interval (1000 resamples: the seeds, then the test items of "
                   "each drawn seed); [not kept]: the sweep kept no per-item results for this run"]
-    lines += _margin_lines(rows, reference, tasks, upstreams, scores)
-    lines += _paired_lines(rows, reference, tasks, upstreams, scores)
+    lines += _margin_lines(reference, tasks, upstreams, scores, items)
+    lines += _paired_lines(reference, tasks, upstreams, scores, items)
     published = yaml.safe_load(PUBLISHED.read_text())
     columns = [t for t in ("pr", "ks", "ic", "sid", "er", "asr", "asv", "sd")]
     lines += ["", "## Published SUPERB rows (full corpora; not comparable with a local mini-SUPERB)", "",
@@ -191,11 +191,10 @@ def _cell(score: Optional[Score], task: str) -> str:
     return score.cell(" [not kept]" if load_tasks()[task].item_files else "")
 
 
-def _margin_lines(rows: list[dict[str, str]], reference: Reference, tasks: list[str], upstreams: list[str],
-                  scores: dict[tuple[str, str], Score]) -> list[str]:
+def _margin_lines(reference: Reference, tasks: list[str], upstreams: list[str], scores: dict[tuple[str, str], Score],
+                  items: dict[tuple[str, str], Items]) -> list[str]:
     if reference.teacher is None or reference.control is None:
         return []
-    items = _kept_items(rows)
     lines = ["", "## Share of the teacher's margin over the control that each student keeps",
              "", "(student - control) / (teacher - control), test scores (means over seeds); 100% = as good as the teacher, 0% = no better "
              "than the untrained control; [low, high]: its 95% bootstrap interval, the three resampled on the same seeds and "
@@ -215,14 +214,14 @@ def _margin_lines(rows: list[dict[str, str]], reference: Reference, tasks: list[
     return lines
 
 
-def _paired_lines(rows: list[dict[str, str]], reference: Reference, tasks: list[str], upstreams: list[str],
-                  scores: dict[tuple[str, str], Score]) -> list[str]:
+def _paired_lines(reference: Reference, tasks: list[str], upstreams: list[str], scores: dict[tuple[str, str], Score],
+                  items: dict[tuple[str, str], Items]) -> list[str]:
     """Each student against every other upstream measured on the task (teacher, control, the students after it)."""
     students = [u for u in upstreams if u not in (reference.teacher, reference.control)]
     pairs = [(a, b) for i, a in enumerate(students) for b in upstreams if b != a and b not in students[:i]]
     if not pairs:
         return []
-    items, all_tasks = _kept_items(rows), load_tasks()
+    all_tasks = load_tasks()
     lines = ["", "## Paired comparisons on the test items", "",
              "A − B in points on the test items both scored (over seeds: the mean of the per-seed differences, items "
              "summed over the seeds both ran), with its 95% bootstrap interval (the same seeds, then the same items, "
@@ -256,7 +255,7 @@ def superb_plot(rows: list[dict[str, str]], path: Path, reference: Reference = R
     plt = _matplotlib()
     tasks = _task_order(rows)
     upstreams = _ordered_upstreams(rows, reference)
-    scores = _scores(rows)
+    scores = _scores(rows, _kept_items(rows))
     figure, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.6), squeeze=False)
     for axis, task in zip(axes[0], tasks):
         task_scores = {u: scores[(u, task)] for u in upstreams if (u, task) in scores}
