@@ -69,6 +69,10 @@ VARIANTS: dict[str, tuple[str, Overrides]] = {
                                                             f"student.output_projection_groups={[0] + [-1] * (k - 1)}"]),
     "gendistiller-no-norms-projections": ("gendistiller", lambda k, c: [
         "student.feature_layer_norm=false", "student.output_norm=false", f"student.output_projection_groups={[0] + [1] * (k - 1)}"]),
+    "gendistiller-first-step-ffn": ("gendistiller", lambda k, c: [f"student.step_ffn_dims={[512] + [0] * (k - 1)}"]),
+    "gendistiller-step-ffns": ("gendistiller", lambda k, c: [f"student.step_ffn_dims={[224] * k}"]),
+    "gendistiller-detached-history": ("gendistiller", lambda k, c: ["student.history_gradient=false"]),
+    "gendistiller-first-layer-weight-2": ("gendistiller", lambda k, c: [f"optim.layer_weights={[2.0] + [1.0] * (k - 1)}"]),
     # the shipped GenDistiller decides target_standardization by the teacher (auto); these force it
     "gendistiller-unstandardized": ("gendistiller", lambda k, c: ["student.target_standardization=false"]),
     "gendistiller-standardized": ("gendistiller", lambda k, c: ["student.target_standardization=true"]),

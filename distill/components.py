@@ -383,6 +383,23 @@ class EncoderLayer(nn.Module):
         return self.final_layer_norm(x + self._ffn(x)), position_bias
 
 
+class FeedForwardBlock(nn.Module):
+    """A transformer layer's feed-forward half alone, residual, LayerNorm placed like the layers' (`layer_norm_first`)."""
+
+    def __init__(self, dim: int, ffn_dim: int, dropout: float = 0.0, layer_norm_first: bool = False):
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, ffn_dim)
+        self.fc2 = nn.Linear(ffn_dim, dim)
+        self.dropout = nn.Dropout(dropout)
+        self.layer_norm_first = layer_norm_first
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.layer_norm_first:
+            return x + self.dropout(self.fc2(F.gelu(self.fc1(self.layer_norm(x)))))
+        return self.layer_norm(x + self.dropout(self.fc2(F.gelu(self.fc1(x)))))
+
+
 def build_encoder_layer(
     dim: int,
     ffn_dim: int,

@@ -35,9 +35,11 @@ def compute_loss(
     lengths: Tensor,
     cosine_weight: float = 1.0,
     total_frames: Optional[Tensor] = None,
+    layer_weights: Optional[Sequence[float]] = None,
 ) -> DistillLoss:
     """`total_frames` overrides the local count of valid frames as the normaliser: data-parallel ranks pass the
-    global count divided by the world size (DDP averages gradients), so the result equals one big batch."""
+    global count divided by the world size (DDP averages gradients), so the result equals one big batch.
+    `layer_weights`: the total is Σ w_k·L_k (default all 1); per_layer stays unweighted."""
     if len(predictions) != len(targets):
         raise ValueError(f"{len(predictions)} predictions for {len(targets)} target layers")
     mask = valid_mask(lengths, predictions[0].shape[1]).float()
@@ -51,4 +53,5 @@ def compute_loss(
         per_layer.append(l1 + cosine_weight * cos_term)
         l1_terms.append(l1.detach())
         cosines.append(((cosine * mask).sum() / frames).detach())
-    return DistillLoss(torch.stack(per_layer).sum(), per_layer, l1_terms, cosines)
+    weights = torch.tensor(layer_weights if layer_weights is not None else [1.0] * len(per_layer), device=mask.device)
+    return DistillLoss((torch.stack(per_layer) * weights).sum(), per_layer, l1_terms, cosines)

@@ -55,6 +55,9 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     clip_norm: float = 5.0  # gradient clipping (max global norm)
     cosine_weight: float = 1.0  # λ of the cosine term
+    # Weight of each target layer's loss, in student.target_layers order ([]: all 1; the layer-0 term of
+    # student.layer0_loss keeps 1)
+    layer_weights: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -76,6 +79,12 @@ class DistillConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        weights = self.optim.layer_weights
+        if weights and (len(weights) != len(self.student.target_layers) or min(weights) < 0):
+            raise ValueError(f"optim.layer_weights must give a weight >= 0 for each of the "
+                             f"{len(self.student.target_layers)} target layers, got {weights}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -232,9 +241,11 @@ def train_step(model: torch.nn.Module, student: Student, teacher: Teacher, optim
         dist.all_reduce(total_frames)
         total_frames = total_frames / world_size
     predictions, layers = list(out.predictions), list(target_layers)
+    weights = list(config.optim.layer_weights) or [1.0] * len(layers)
     if config.student.layer0_loss:
         predictions, targets, layers = [out.layer0] + predictions, [teacher_out.hidden_states[0]] + targets, [0] + layers
-    losses = compute_loss(predictions, targets, teacher_out.lengths, config.optim.cosine_weight, total_frames)
+        weights = [1.0] + weights
+    losses = compute_loss(predictions, targets, teacher_out.lengths, config.optim.cosine_weight, total_frames, weights)
 
     optimizer.zero_grad(set_to_none=True)
     losses.total.backward()

@@ -101,6 +101,24 @@ def test_history_is_autoregressive_and_causal_across_layers(tiny_students, kind)
     assert (forced.predictions[2] - forced_changed.predictions[2]).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("history_gradient", [True, False])
+def test_detached_history_trains_each_step_for_its_own_target(history_gradient):
+    """Free running, the last step's loss reaches the first step's own output projection only through the history;
+    `history_gradient=false` cuts that path."""
+    config = StudentConfig(target_layers=[1, 2], dropout=0.0, geometry=gendistiller_base_config().geometry,
+                           front_end_channels=16, cnn_grad_mult=1.0, output_projection_groups=[0, 1],
+                           history_gradient=history_gradient)
+    torch.manual_seed(0)
+    student = build_student(config)
+    from distill.audio import pad_waveforms
+
+    waveforms, lengths = pad_waveforms(random_waveforms((8000, 6000), seed=3))
+    student(waveforms, lengths).predictions[-1].square().mean().backward()
+    first_projection = student.output_projection[0].weight.grad
+    assert (first_projection is not None and first_projection.abs().max() > 0) == history_gradient
+    assert student.output_projection[1].weight.grad.abs().max() > 0
+
+
 def test_output_projections_by_step():
     """Default: the first step has its own output projection, later steps none; D² = 589,824 + D weights each."""
     default = count(gendistiller_base_config())
@@ -111,6 +129,26 @@ def test_output_projections_by_step():
     assert default - count(gendistiller_base_config(output_projection_groups=[-1, -1, -1])) == 590_592
     with pytest.raises(ValueError, match="without gaps"):
         StudentConfig(output_projection_groups=[0, 2, 2])
+
+
+def test_step_feed_forward_blocks_cost_their_size_and_change_only_their_steps():
+    """`step_ffn_dims`: a step's own feed-forward block after G, 2·D·F + F + 3·D parameters (a 768-wide teacher);
+    a step without one is the same function as before."""
+    default = count(gendistiller_base_config())
+    assert count(gendistiller_base_config(step_ffn_dims=[512, 0, 0])) - default == 2 * 768 * 512 + 512 + 3 * 768
+    with pytest.raises(ValueError, match="step_ffn_dims"):
+        StudentConfig(step_ffn_dims=[512, 0])
+    config = StudentConfig(target_layers=[1, 2], dropout=0.0, geometry=gendistiller_base_config().geometry,
+                           front_end_channels=16, cnn_grad_mult=1.0)
+    torch.manual_seed(0)
+    plain = build_student(config).eval()
+    config.step_ffn_dims = [0, 32]
+    with_block = build_student(config).eval()
+    with_block.load_state_dict(plain.state_dict(), strict=False)
+    wavs = [torch.randn(8000)]
+    first, second = plain.infer(wavs), with_block.infer(wavs)
+    assert torch.equal(first.predictions[0], second.predictions[0])
+    assert (first.predictions[1] - second.predictions[1]).abs().max() > 1e-4
 
 
 def test_feature_layer_norm_defaults_by_student_and_can_be_set():

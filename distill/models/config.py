@@ -50,7 +50,14 @@ class StudentConfig:
     # Times G runs at each step ([] = once each): e.g. [2, 1, 1] doubles the depth of the first step (from the
     # front-end output) at no parameter cost.
     generator_repeats: list[int] = field(default_factory=list)
+    # Hidden size of a feed-forward block of each step's own, run after G ([] or 0: none), 2·D·size parameters each:
+    # step-specific capacity that the shared G lacks, e.g. [512, 0, 0] for the first step alone (BENCHMARKS.md §4.2).
+    step_ffn_dims: list[int] = field(default_factory=list)
     history: str = "scheduled"  # training history: teacher_forcing, free_running, or scheduled (sampling)
+    # Whether a step's own prediction, when it is the next step's history, passes gradients back to it (training the
+    # chain end to end); false detaches it: each step is trained for its own target alone, and the later steps still
+    # learn on the predictions they will get (BENCHMARKS.md §4.2).
+    history_gradient: bool = True
     teacher_forcing_start: float = 1.0  # scheduled: probability of teacher history at step 0 ...
     teacher_forcing_end: float = 0.0  # ... decaying linearly to this at the last training step
     attention_2d: bool = False  # 2-D attention: step k attends over all earlier layers x all frames
@@ -72,6 +79,9 @@ class StudentConfig:
                                        or min(self.generator_repeats) < 1):
             raise ValueError(f"student.generator_repeats must give a count >= 1 for each of the {len(self.target_layers)} "
                              f"target layers, got {self.generator_repeats}")
+        if self.step_ffn_dims and (len(self.step_ffn_dims) != len(self.target_layers) or min(self.step_ffn_dims) < 0):
+            raise ValueError(f"student.step_ffn_dims must give a size >= 0 for each of the {len(self.target_layers)} "
+                             f"target layers, got {self.step_ffn_dims}")
         groups = self.projection_groups()
         used = sorted({group for group in groups if group >= 0})
         if len(groups) != len(self.target_layers) or used != list(range(len(used))):

@@ -19,6 +19,7 @@ from distill.components import (
     ConvPositionalEmbedding,
     Encoder,
     EncoderLayer,
+    FeedForwardBlock,
     FeatureExtractor,
     FeatureProjection,
     build_encoder_layer,
@@ -254,6 +255,9 @@ class GenDistiller(Student):
         self.projection_of_step = config.projection_groups()
         self.output_projection = nn.ModuleList(_half_identity(geometry.dim) for _ in range(max(self.projection_of_step) + 1))
         self.output_norm = nn.ModuleList(nn.LayerNorm(geometry.dim) for _ in range(num_steps)) if config.output_norm else None
+        self.step_ffn = nn.ModuleDict({
+            str(step): FeedForwardBlock(geometry.dim, size, config.dropout, geometry.layer_norm_first)
+            for step, size in enumerate(config.step_ffn_dims) if size})
 
     def init_from_teacher(self, teacher: SSLModel) -> None:
         super().init_from_teacher(teacher)
@@ -284,6 +288,8 @@ class GenDistiller(Student):
                 x, _ = layer(x, context_padding, None, context)
                 context = None  # deeper layers of G attend over its own output
                 context_padding = key_padding
+        if str(step) in self.step_ffn:
+            x = self.step_ffn[str(step)](x)
         y = previous + x
         if self.projection_of_step[step] >= 0:
             y = self.output_projection[self.projection_of_step[step]](y)
@@ -307,7 +313,7 @@ class GenDistiller(Student):
             predictions.append(self._to_output(step, prediction))
             teacher_next = teacher_states is not None and use_teacher is not None and step < len(use_teacher) and use_teacher[step]
             history.append(self._standardized(step, teacher_states[step].to(prediction.dtype))  # type: ignore[index]
-                           if teacher_next else prediction)
+                           if teacher_next else prediction if self.config.history_gradient else prediction.detach())
         h0, *predictions = _zero_padding([h0, *predictions], frame_lengths)
         return StudentOutput([h0] + predictions, predictions, frame_lengths, h0)
 
