@@ -48,6 +48,7 @@ from distill.train import load_config, train
 Overrides = Callable[[int, int], list[str]]
 _NARROW: Overrides = lambda k, channels: [f"student.front_end_channels={channels}", "student.cnn_grad_mult=1.0",
                                           "student.layer0_loss=true"]
+_EQUAL_WEIGHTS = "optim.layer_weights=[]"  # the shipped GenDistiller weighs its first target layer twice
 VARIANTS: dict[str, tuple[str, Overrides]] = {
     "gendistiller": ("gendistiller", lambda k, c: []),
     "distilhubert": ("distilhubert", lambda k, c: []),
@@ -62,17 +63,20 @@ VARIANTS: dict[str, tuple[str, Overrides]] = {
     "gendistiller-free-running": ("gendistiller", lambda k, c: ["student.history=free_running"]),
     "gendistiller-2d-attention": ("gendistiller", lambda k, c: ["student.attention_2d=true"]),
     "gendistiller-first-step-twice": ("gendistiller", lambda k, c: [f"student.generator_repeats={[2] + [1] * (k - 1)}"]),
-    "gendistiller-no-feature-norm": ("gendistiller", lambda k, c: ["student.feature_layer_norm=false"]),
+    # §4.2's ablations on Whisper, measured before the first target layer weighed twice: with equal weights, as then
+    "gendistiller-no-feature-norm": ("gendistiller", lambda k, c: [_EQUAL_WEIGHTS, "student.feature_layer_norm=false"]),
     "gendistiller-no-feature-norm-first-step-twice": ("gendistiller", lambda k, c: [
-        "student.feature_layer_norm=false", f"student.generator_repeats={[2] + [1] * (k - 1)}"]),
-    "gendistiller-no-norms": ("gendistiller", lambda k, c: ["student.feature_layer_norm=false", "student.output_norm=false",
-                                                            f"student.output_projection_groups={[0] + [-1] * (k - 1)}"]),
+        _EQUAL_WEIGHTS, "student.feature_layer_norm=false", f"student.generator_repeats={[2] + [1] * (k - 1)}"]),
+    "gendistiller-no-norms": ("gendistiller", lambda k, c: [
+        _EQUAL_WEIGHTS, "student.feature_layer_norm=false", "student.output_norm=false",
+        f"student.output_projection_groups={[0] + [-1] * (k - 1)}"]),
     "gendistiller-no-norms-projections": ("gendistiller", lambda k, c: [
-        "student.feature_layer_norm=false", "student.output_norm=false", f"student.output_projection_groups={[0] + [1] * (k - 1)}"]),
-    "gendistiller-first-step-ffn": ("gendistiller", lambda k, c: [f"student.step_ffn_dims={[512] + [0] * (k - 1)}"]),
-    "gendistiller-step-ffns": ("gendistiller", lambda k, c: [f"student.step_ffn_dims={[224] * k}"]),
-    "gendistiller-detached-history": ("gendistiller", lambda k, c: ["student.history_gradient=false"]),
-    "gendistiller-first-layer-weight-2": ("gendistiller", lambda k, c: [f"optim.layer_weights={[2.0] + [1.0] * (k - 1)}"]),
+        _EQUAL_WEIGHTS, "student.feature_layer_norm=false", "student.output_norm=false",
+        f"student.output_projection_groups={[0] + [1] * (k - 1)}"]),
+    "gendistiller-first-step-ffn": ("gendistiller", lambda k, c: [_EQUAL_WEIGHTS, f"student.step_ffn_dims={[512] + [0] * (k - 1)}"]),
+    "gendistiller-step-ffns": ("gendistiller", lambda k, c: [_EQUAL_WEIGHTS, f"student.step_ffn_dims={[224] * k}"]),
+    "gendistiller-detached-history": ("gendistiller", lambda k, c: [_EQUAL_WEIGHTS, "student.history_gradient=false"]),
+    "gendistiller-equal-layer-weights": ("gendistiller", lambda k, c: [_EQUAL_WEIGHTS]),
     # the shipped GenDistiller decides target_standardization by the teacher (auto); these force it
     "gendistiller-unstandardized": ("gendistiller", lambda k, c: ["student.target_standardization=false"]),
     "gendistiller-standardized": ("gendistiller", lambda k, c: ["student.target_standardization=true"]),
@@ -80,6 +84,7 @@ VARIANTS: dict[str, tuple[str, Overrides]] = {
 }
 DEFAULT_VARIANTS = ("gendistiller", "distilhubert", "gendistiller-narrow-fe")
 PARAMETER_RATIO = 0.67
+CHECKPOINT_EVERY = 1000  # steps; an interrupted long run resumes from its last checkpoint when run again
 
 
 def default_target_layers(num_layers: int) -> list[int]:
@@ -130,7 +135,7 @@ def distil(variant: str, args: argparse.Namespace, teacher: str, train_dir: Path
     overrides = [f"teacher={teacher}", f"data.train={train_dir}", f"run.output_dir={out}", f"optim.total_steps={args.steps}",
                  f"optim.lr={args.lr}", f"data.batch_size={args.batch_size}", f"data.crop_samples={args.crop_samples}",
                  "data.num_workers=0", f"data.bucket_batches={args.bucket_batches}", f"student.target_layers={target_layers}",
-                 f"run.log_every={max(1, args.steps // 50)}", f"run.checkpoint_every={args.steps}", "run.progress=false",
+                 f"run.log_every={max(1, args.steps // 50)}", f"run.checkpoint_every={min(args.steps, CHECKPOINT_EVERY)}", "run.progress=false",
                  f"run.seed={args.seed}", f"run.device={args.device}"]
     if args.from_scratch:
         overrides.append("student.init_from_teacher=false")

@@ -125,7 +125,8 @@ def test_crash_while_writing_keeps_last_checkpoint(tmp_path, tiny_wavlm_path, co
     ("optim.lr=fast", "optim.lr: expected float"),
     ("student.kind=rnn", "student.kind"),
     ("colour=blue", "unknown config key"),
-    ("optim.layer_weights=[1.0, 2.0]", "optim.layer_weights"),
+    ("optim.layer_weights=[1.0, 2.0, 1.0, 1.0]", "optim.layer_weights"),
+    ("optim.layer_weights=[-1.0]", "optim.layer_weights"),
 ])
 def test_bad_config_is_rejected_with_the_key(override, message):
     with pytest.raises(ValueError, match=message):
@@ -133,11 +134,12 @@ def test_bad_config_is_rejected_with_the_key(override, message):
 
 
 def test_layer_weights_weigh_the_total_loss(tmp_path, tiny_wavlm_path, corpus):
-    """optim.layer_weights: the loss trained on is Σ w_k·L_k; the per-layer losses are logged unweighted."""
+    """optim.layer_weights: the loss trained on is Σ w_k·L_k, the target layers after the given weights weighing 1;
+    the per-layer losses are logged unweighted."""
     train(tiny_config("gendistiller", tiny_wavlm_path, corpus, tmp_path, "optim.total_steps=1",
-                      "optim.layer_weights=[0.5, 0.0, 2.0]", "student.layer0_loss=false"))
+                      "optim.layer_weights=[0.5, 0.0]", "student.layer0_loss=false"))
     record = metrics(tmp_path)[0]
-    assert record["loss"] == pytest.approx(0.5 * record["loss_layer_2"] + 2.0 * record["loss_layer_4"], rel=1e-5)
+    assert record["loss"] == pytest.approx(0.5 * record["loss_layer_2"] + record["loss_layer_4"], rel=1e-5)
     assert record["loss_layer_3"] > 0
 
 
