@@ -3,6 +3,7 @@ evaluates) and gives a finite score; a second sweep reruns nothing. Also the pie
 corpus datasets, QbE's MTWV, the ASV device shim and the new corpus parts' layouts."""
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,25 @@ def test_hard_coded_cuda_follows_the_device():
     with _cuda_calls_follow("cpu"):
         assert torch.ones(2).cuda().device.type == "cpu"
     assert torch.Tensor.cuda.__name__ == "cuda"  # restored
+
+
+def test_speaker_file_lists_are_kept_per_run(tmp_path):
+    """Two runs at once on different corpora each get their own voxceleb1 file-list cache; the package's is restored."""
+    import pickle
+
+    from s3prl.downstream.voxceleb1 import dataset
+
+    from distill.commands.superb import _speaker_file_lists_of_this_run
+
+    package_cache = dataset.CACHE_PATH
+    with _speaker_file_lists_of_this_run():
+        first = dataset.CACHE_PATH
+        with open(os.path.join(first, "test.pkl"), "wb") as handle:
+            pickle.dump(["corpus-a.wav"], handle)
+        with _speaker_file_lists_of_this_run():
+            assert dataset.CACHE_PATH != first and not os.listdir(dataset.CACHE_PATH)
+        assert dataset.CACHE_PATH == first
+    assert dataset.CACHE_PATH == package_cache and not os.path.exists(first)
 
 
 def test_sd_mixtures_overlap(corpus_root):

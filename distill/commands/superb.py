@@ -35,6 +35,7 @@ import contextlib
 import os
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -124,7 +125,7 @@ def run_downstream(argv: Sequence[str]) -> None:
     sys.argv = ["gendistiller superb", *full_argv]
     try:
         with (_cuda_calls_follow(_preparse(full_argv).device or "cuda"), _frozen_upstream_cached(_feature_cache_bytes()),
-              _audio_files_read_with_soundfile()):
+              _audio_files_read_with_soundfile(), _speaker_file_lists_of_this_run()):
             s3prl_runner.main()
     finally:
         sys.argv = saved_argv
@@ -184,6 +185,22 @@ def _frozen_upstream_cached(max_bytes: int) -> Iterator[None]:
         for cache in caches:
             print(f"[superb] feature cache: {cache.hits} utterances reused, {cache.misses} computed, "
                   f"{cache.bytes / 2**20:.0f} MiB kept", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _speaker_file_lists_of_this_run() -> Iterator[None]:
+    """s3prl's voxceleb1 expert (SID) caches its split file lists in one folder of the s3prl package and reuses them
+    whatever the data root, so a run beside another on other data (another sweep, the demo) could read that corpus's
+    lists. While the runner runs, the lists go to a folder of this process's own, removed afterwards."""
+    from s3prl.downstream.voxceleb1 import dataset
+
+    original = dataset.CACHE_PATH
+    with tempfile.TemporaryDirectory(prefix="s3prl_voxceleb1_lists_") as folder:
+        dataset.CACHE_PATH = folder + os.sep
+        try:
+            yield
+        finally:
+            dataset.CACHE_PATH = original
 
 
 @contextlib.contextmanager
