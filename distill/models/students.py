@@ -235,7 +235,7 @@ class GenDistiller(Student):
 
     G is one transformer block shared by all steps (run `generator_repeats[k]` times at step k), e_k a learned step
     embedding, Out_k a linear projection (by default the first step has its own, the later steps share one) and
-    Norm_k a per-step LayerNorm. h_0 is the front-end output; during training h_{k-1} for k > 1 is the teacher's layer (teacher forcing)
+    Norm_k a per-step LayerNorm (with `step_ffn_dims`, a step's own feed-forward block follows G). h_0 is the front-end output; during training h_{k-1} for k > 1 is the teacher's layer (teacher forcing)
     or ĥ_{k-1} (free running), chosen per step by `use_teacher`; inference is always free running. With
     `attention_2d`, G attends over the frames of every earlier layer h_0..h_{k-1} (causal across layers,
     bidirectional in time) instead of h_{k-1} alone.
