@@ -233,9 +233,10 @@ def _plain_layer(geometry: SSLModelConfig, dropout: float) -> EncoderLayer:
 class GenDistiller(Student):
     """Generates the K target layers one after another: ĥ_k = Norm_k(Out_k(h_{k-1} + G(h_{k-1} + e_k))).
 
-    G is one transformer block shared by all steps (run `generator_repeats[k]` times at step k), e_k a learned step
-    embedding, Out_k a linear projection (by default the first step has its own, the later steps share one) and
-    Norm_k a per-step LayerNorm (with `step_ffn_dims`, a step's own feed-forward block follows G). h_0 is the front-end output; during training h_{k-1} for k > 1 is the teacher's layer (teacher forcing)
+    G is one transformer block shared by all steps (run `generator_repeats[k]` times at step k; with `step_ffn_dims`,
+    followed by a feed-forward block of the step's own), e_k a learned step embedding, Out_k a linear projection
+    (`output_projection_groups`) and Norm_k a per-step LayerNorm (`output_norm`; none for pre-LN teachers). h_0 is the
+    front-end output; during training h_{k-1} for k > 1 is the teacher's layer (teacher forcing)
     or ĥ_{k-1} (free running), chosen per step by `use_teacher`; inference is always free running. With
     `attention_2d`, G attends over the frames of every earlier layer h_0..h_{k-1} (causal across layers,
     bidirectional in time) instead of h_{k-1} alone.
@@ -312,8 +313,9 @@ class GenDistiller(Student):
             prediction = self._generate(step, history, key_padding)
             predictions.append(self._to_output(step, prediction))
             teacher_next = teacher_states is not None and use_teacher is not None and step < len(use_teacher) and use_teacher[step]
+            own = prediction if self.config.history_gradient else prediction.detach()
             history.append(self._standardized(step, teacher_states[step].to(prediction.dtype))  # type: ignore[index]
-                           if teacher_next else prediction if self.config.history_gradient else prediction.detach())
+                           if teacher_next else own)
         h0, *predictions = _zero_padding([h0, *predictions], frame_lengths)
         return StudentOutput([h0] + predictions, predictions, frame_lengths, h0)
 
