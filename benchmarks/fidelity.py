@@ -77,8 +77,8 @@ VARIANTS: dict[str, tuple[str, Overrides]] = {
     "gendistiller-step-ffns": ("gendistiller", lambda k, c: [_EQUAL_WEIGHTS, f"student.step_ffn_dims={[224] * k}"]),
     "gendistiller-detached-history": ("gendistiller", lambda k, c: [_EQUAL_WEIGHTS, "student.history_gradient=false"]),
     "gendistiller-equal-layer-weights": ("gendistiller", lambda k, c: [_EQUAL_WEIGHTS]),
-    # §4.2's 10,000-step candidate: the shipped GenDistiller with a feed-forward block of their own for every step but
-    # the last (the layers it trailed on), within 67% of DistilHuBERT's parameters on Whisper base
+    # §4.2's 10,000-step candidate: the shipped GenDistiller with a feed-forward block of its own for each step but the
+    # last (the layers it trailed on), within 67% of DistilHuBERT's parameters on Whisper base
     "gendistiller-early-step-ffns": ("gendistiller", lambda k, c: [f"student.step_ffn_dims={[384] * (k - 1) + [0]}"]),
     # the shipped GenDistiller decides target_standardization by the teacher (auto); these force it
     "gendistiller-unstandardized": ("gendistiller", lambda k, c: ["student.target_standardization=false"]),
