@@ -48,7 +48,9 @@ from distill.train import load_config, train
 Overrides = Callable[[int, int], list[str]]
 _NARROW: Overrides = lambda k, channels: [f"student.front_end_channels={channels}", "student.cnn_grad_mult=1.0",
                                           "student.layer0_loss=true"]
-_EQUAL_WEIGHTS = "optim.layer_weights=[]"  # the shipped GenDistiller weighs its first target layer twice
+# §4.2's ablations on Whisper were measured before the shipped GenDistiller weighed its first target layer twice
+# and gave its early steps feed-forward blocks of their own: these overrides keep their students as measured
+_AS_FIRST_MEASURED = ["optim.layer_weights=[]", "student.step_ffn_dims=[]"]
 VARIANTS: dict[str, tuple[str, Overrides]] = {
     "gendistiller": ("gendistiller", lambda k, c: []),
     "distilhubert": ("distilhubert", lambda k, c: []),
@@ -63,23 +65,24 @@ VARIANTS: dict[str, tuple[str, Overrides]] = {
     "gendistiller-free-running": ("gendistiller", lambda k, c: ["student.history=free_running"]),
     "gendistiller-2d-attention": ("gendistiller", lambda k, c: ["student.attention_2d=true"]),
     "gendistiller-first-step-twice": ("gendistiller", lambda k, c: [f"student.generator_repeats={[2] + [1] * (k - 1)}"]),
-    # §4.2's ablations on Whisper, measured before the first target layer weighed twice: with equal weights, as then
-    "gendistiller-no-feature-norm": ("gendistiller", lambda k, c: [_EQUAL_WEIGHTS, "student.feature_layer_norm=false"]),
+    # §4.2's ablations on Whisper, as first measured
+    "gendistiller-no-feature-norm": ("gendistiller", lambda k, c: [*_AS_FIRST_MEASURED, "student.feature_layer_norm=false"]),
     "gendistiller-no-feature-norm-first-step-twice": ("gendistiller", lambda k, c: [
-        _EQUAL_WEIGHTS, "student.feature_layer_norm=false", f"student.generator_repeats={[2] + [1] * (k - 1)}"]),
+        *_AS_FIRST_MEASURED, "student.feature_layer_norm=false", f"student.generator_repeats={[2] + [1] * (k - 1)}"]),
     "gendistiller-no-norms": ("gendistiller", lambda k, c: [
-        _EQUAL_WEIGHTS, "student.feature_layer_norm=false", "student.output_norm=false",
+        *_AS_FIRST_MEASURED, "student.feature_layer_norm=false", "student.output_norm=false",
         f"student.output_projection_groups={[0] + [-1] * (k - 1)}"]),
     "gendistiller-no-norms-projections": ("gendistiller", lambda k, c: [
-        _EQUAL_WEIGHTS, "student.feature_layer_norm=false", "student.output_norm=false",
+        *_AS_FIRST_MEASURED, "student.feature_layer_norm=false", "student.output_norm=false",
         f"student.output_projection_groups={[0] + [1] * (k - 1)}"]),
-    "gendistiller-first-step-ffn": ("gendistiller", lambda k, c: [_EQUAL_WEIGHTS, f"student.step_ffn_dims={[512] + [0] * (k - 1)}"]),
-    "gendistiller-step-ffns": ("gendistiller", lambda k, c: [_EQUAL_WEIGHTS, f"student.step_ffn_dims={[224] * k}"]),
-    "gendistiller-detached-history": ("gendistiller", lambda k, c: [_EQUAL_WEIGHTS, "student.history_gradient=false"]),
-    "gendistiller-equal-layer-weights": ("gendistiller", lambda k, c: [_EQUAL_WEIGHTS]),
-    # §4.2's 10,000-step candidate: the shipped GenDistiller with a feed-forward block of its own for each step but the
-    # last (the layers it trailed on), within 67% of DistilHuBERT's parameters on Whisper base
-    "gendistiller-early-step-ffns": ("gendistiller", lambda k, c: [f"student.step_ffn_dims={[384] * (k - 1) + [0]}"]),
+    "gendistiller-first-step-ffn": ("gendistiller", lambda k, c: [*_AS_FIRST_MEASURED, f"student.step_ffn_dims={[512] + [0] * (k - 1)}"]),
+    "gendistiller-step-ffns": ("gendistiller", lambda k, c: [*_AS_FIRST_MEASURED, f"student.step_ffn_dims={[224] * k}"]),
+    "gendistiller-detached-history": ("gendistiller", lambda k, c: [*_AS_FIRST_MEASURED, "student.history_gradient=false"]),
+    "gendistiller-equal-layer-weights": ("gendistiller", lambda k, c: _AS_FIRST_MEASURED),
+    # the shipped GenDistiller gives each step but the last a feed-forward block of its own with a narrowed front-end
+    # (step_ffn_dims auto); these force it on and off (off: the default before 2026-12-02, §4.2)
+    "gendistiller-early-step-ffns": ("gendistiller", lambda k, c: ["student.step_ffn_dims=early"]),
+    "gendistiller-no-step-ffns": ("gendistiller", lambda k, c: ["student.step_ffn_dims=[]"]),
     # the shipped GenDistiller decides target_standardization by the teacher (auto); these force it
     "gendistiller-unstandardized": ("gendistiller", lambda k, c: ["student.target_standardization=false"]),
     "gendistiller-standardized": ("gendistiller", lambda k, c: ["student.target_standardization=true"]),

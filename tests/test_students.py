@@ -8,6 +8,7 @@ from distill.models import (
     distilhubert_base_config,
     gendistiller_base_config,
 )
+from distill.models.config import EARLY_STEP_FFN_RATIO
 from distill.teachers import load_teacher
 from distill.train import DistillConfig, prepare_student
 from tests.conftest import random_waveforms
@@ -26,6 +27,27 @@ def test_parameter_budgets_for_768_wide_teacher():
     assert gendistiller == 17_001_856  # 16,997,248 in one shared-projection design (gendistiller-v0) + 3 output LayerNorms
     assert gendistiller <= 0.18 * WAVLM_BASE_PLUS_PARAMS
     assert gendistiller <= 0.67 * baseline  # at least 33% fewer parameters
+
+
+def test_early_step_blocks_fit_the_budget_only_with_a_narrowed_front_end():
+    """step_ffn_dims auto: with a narrowed front-end (128 channels, as Whisper teachers need) the early steps' blocks
+    keep GenDistiller within 67% of DistilHuBERT's parameters from Whisper base to medium (pre-LN, no LayerNorms; 66.9%
+    on base, the student of BENCHMARKS.md §4.2); with the teacher's CNN copied they would not, so auto leaves them out."""
+    def share(dim: int, num_layers: int, front_end_channels: int, step_ffn_dims: str | list) -> float:
+        geometry = {**gendistiller_base_config().geometry, "dim": dim, "ffn_dim": 4 * dim, "num_heads": dim // 64,
+                    "num_layers": num_layers}
+        options = dict(geometry=geometry, target_layers=[num_layers // 3, 2 * num_layers // 3, num_layers],
+                       front_end_channels=front_end_channels, cnn_grad_mult=1.0 if front_end_channels else 0.1)
+        ours = StudentConfig(kind="gendistiller", step_ffn_dims=step_ffn_dims, **options)
+        theirs = StudentConfig(kind="distilhubert", **options)
+        for config in (ours, theirs):
+            config.decide_by_teacher(layers_end_in_layer_norm=False)
+        return count(ours) / count(theirs)
+
+    assert round(share(512, 6, 128, "auto"), 3) == 0.669  # 6,898,048 / 10,309,248
+    for dim, num_layers in ((768, 12), (1024, 24)):
+        assert 0.6 < share(dim, num_layers, 128, "auto") <= 0.67
+        assert share(dim, num_layers, 0, "early") > 0.67 and share(dim, num_layers, 0, "auto") <= 0.67
 
 
 def test_baseline_count_matches_s3prl_distiller_model():
@@ -138,6 +160,12 @@ def test_step_feed_forward_blocks_cost_their_size_and_change_only_their_steps():
     assert count(gendistiller_base_config(step_ffn_dims=[512, 0, 0])) - default == 2 * 768 * 512 + 512 + 3 * 768
     with pytest.raises(ValueError, match="step_ffn_dims"):
         StudentConfig(step_ffn_dims=[512, 0])
+    with pytest.raises(ValueError, match="step_ffn_dims must be one of"):
+        StudentConfig(step_ffn_dims="late")
+    assert gendistiller_base_config(step_ffn_dims="early").step_ffn_sizes() == [576, 576, 0]  # 0.75 x 768, last none
+    assert gendistiller_base_config(step_ffn_dims="auto").step_ffn_sizes() == []  # the teacher's CNN: no room
+    assert gendistiller_base_config(step_ffn_dims="auto", front_end_channels=128).step_ffn_sizes() == [576, 576, 0]
+    assert distilhubert_base_config(step_ffn_dims="auto", front_end_channels=128).step_ffn_sizes() == []
     config = StudentConfig(target_layers=[1, 2], dropout=0.0, geometry=gendistiller_base_config().geometry,
                            front_end_channels=16, cnn_grad_mult=1.0)
     torch.manual_seed(0)
@@ -201,7 +229,8 @@ def test_target_standardization_predicts_in_standard_units(kind):
 def test_auto_options_follow_the_teachers_layer_norms(tmp_path):
     """auto, for a post-LN teacher (every layer leaves a LayerNorm): no target standardisation, per-step output
     LayerNorms, and the LayerNorm before the projection; for a pre-LN one, the opposite, except that a CNN copied from
-    the teacher keeps the LayerNorm its projection expects. The checkpointed config holds the decisions."""
+    the teacher keeps the LayerNorm its projection expects. Step feed-forward blocks follow the front-end alone: with a
+    narrowed one, whatever the teacher. The checkpointed config holds the decisions."""
     from distill.teachers.tiny import TINY_WAVLM_CFG, write_wavlm_checkpoint
 
     for layer_norm_first in (False, True):
@@ -210,7 +239,7 @@ def test_auto_options_follow_the_teachers_layer_norms(tmp_path):
         for front_end_channels in (0, 16):
             config = DistillConfig(teacher=str(path))
             config.student = StudentConfig(kind="gendistiller", target_layers=[2, 3, 4], target_standardization="auto",
-                                           front_end_channels=front_end_channels, cnn_grad_mult=1.0)
+                                           step_ffn_dims="auto", front_end_channels=front_end_channels, cnn_grad_mult=1.0)
             student = prepare_student(config, teacher)
             assert config.student.target_standardization is layer_norm_first
             assert hasattr(student, "target_mean") is layer_norm_first
@@ -220,6 +249,9 @@ def test_auto_options_follow_the_teachers_layer_norms(tmp_path):
             feature_norm = not (layer_norm_first and front_end_channels)
             assert config.student.feature_layer_norm is feature_norm
             assert (student.projection.layer_norm is not None) is feature_norm
+            early = round(EARLY_STEP_FFN_RATIO * teacher.dim)
+            assert config.student.step_ffn_dims == ([early, early, 0] if front_end_channels else [])
+            assert sorted(student.step_ffn) == (["0", "1"] if front_end_channels else [])
         config.student = StudentConfig(kind="distilhubert", target_layers=[2, 3, 4])
         assert prepare_student(config, teacher).projection.layer_norm is None  # s3prl's distiller, whatever the teacher
     with pytest.raises(ValueError, match="true, false or auto"):

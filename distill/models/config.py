@@ -9,6 +9,10 @@ from distill.encoder import SSLModelConfig
 
 STUDENT_KINDS = ("gendistiller", "distilhubert")
 HISTORY_MODES = ("teacher_forcing", "free_running", "scheduled")
+STEP_FFN_RULES = ("auto", "early")
+# Width of the early steps' own feed-forward blocks (step_ffn_dims "early"), as a fraction of the student's: 384 on
+# Whisper base, 66.9% of DistilHuBERT's parameters there with 128-channel front-ends (BENCHMARKS.md §4.2).
+EARLY_STEP_FFN_RATIO = 0.75
 
 
 @dataclass
@@ -51,8 +55,11 @@ class StudentConfig:
     # front-end output) at no parameter cost.
     generator_repeats: list[int] = field(default_factory=list)
     # Hidden size of a feed-forward block of each step's own, run after G ([] or 0: none), 2·D·size parameters each:
-    # step-specific capacity that the shared G lacks, e.g. [512, 0, 0] for the first step alone (BENCHMARKS.md §4.2).
-    step_ffn_dims: list[int] = field(default_factory=list)
+    # step-specific capacity that the shared G lacks, e.g. [512, 0, 0] for the first step alone. "early": one of
+    # EARLY_STEP_FFN_RATIO·D for each step but the last. "auto" (the shipped GenDistiller): "early" with a narrowed
+    # front-end (front_end_channels > 0, as Whisper teachers need), none with the teacher's CNN, whose share of the
+    # parameters leaves no room for them within 67% of DistilHuBERT's (BENCHMARKS.md §4.2).
+    step_ffn_dims: list[int] | str = field(default_factory=list)
     history: str = "scheduled"  # training history: teacher_forcing, free_running, or scheduled (sampling)
     # Whether a step's own prediction, when it is the next step's history, passes gradients back to it (training the
     # chain end to end); false detaches it: each step is trained for its own target alone, and the later steps still
@@ -79,7 +86,11 @@ class StudentConfig:
                                        or min(self.generator_repeats) < 1):
             raise ValueError(f"student.generator_repeats must give a count >= 1 for each of the {len(self.target_layers)} "
                              f"target layers, got {self.generator_repeats}")
-        if self.step_ffn_dims and (len(self.step_ffn_dims) != len(self.target_layers) or min(self.step_ffn_dims) < 0):
+        if isinstance(self.step_ffn_dims, str):
+            if self.step_ffn_dims not in STEP_FFN_RULES:
+                raise ValueError(f"student.step_ffn_dims must be one of {STEP_FFN_RULES} or a list of sizes, "
+                                 f"got {self.step_ffn_dims!r}")
+        elif self.step_ffn_dims and (len(self.step_ffn_dims) != len(self.target_layers) or min(self.step_ffn_dims) < 0):
             raise ValueError(f"student.step_ffn_dims must give a size >= 0 for each of the {len(self.target_layers)} "
                              f"target layers, got {self.step_ffn_dims}")
         groups = self.projection_groups()
@@ -102,13 +113,15 @@ class StudentConfig:
 
     def decide_by_teacher(self, layers_end_in_layer_norm: bool) -> None:
         """Resolves the "auto" options by whether every teacher layer leaves a LayerNorm (post-LN teachers). Undecided
-        (a config only inspected, without its teacher), they take the post-LN choice."""
+        (a config only inspected, without its teacher), they take the post-LN choice. `step_ffn_dims` becomes sizes
+        for the geometry, by now the teacher's."""
         if self.target_standardization == "auto":
             self.target_standardization = not layers_end_in_layer_norm
         if self.output_norm == "auto":
             self.output_norm = layers_end_in_layer_norm
         if self.feature_layer_norm == "auto":
             self.feature_layer_norm = self.kind == "gendistiller" and (layers_end_in_layer_norm or not self.front_end_channels)
+        self.step_ffn_dims = self.step_ffn_sizes()
 
     def projection_groups(self) -> list[int]:
         """`output_projection_groups`, or its default for the decided (or undecided: post-LN) `output_norm`."""
@@ -116,6 +129,15 @@ class StudentConfig:
             return list(self.output_projection_groups)
         later = -1 if self.output_norm is not False else 1
         return [0] + [later] * (len(self.target_layers) - 1)
+
+    def step_ffn_sizes(self) -> list[int]:
+        """`step_ffn_dims` as sizes for the current geometry."""
+        if not isinstance(self.step_ffn_dims, str):
+            return list(self.step_ffn_dims)
+        if self.step_ffn_dims == "auto" and not (self.kind == "gendistiller" and self.front_end_channels):
+            return []
+        early = round(EARLY_STEP_FFN_RATIO * self.geometry_config().dim)
+        return [early] * (len(self.target_layers) - 1) + [0]
 
     def geometry_config(self) -> SSLModelConfig:
         return from_dict(SSLModelConfig, self.geometry, "student.geometry")

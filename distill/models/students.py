@@ -258,7 +258,7 @@ class GenDistiller(Student):
         self.output_norm = nn.ModuleList(nn.LayerNorm(geometry.dim) for _ in range(num_steps)) if config.output_norm else None
         self.step_ffn = nn.ModuleDict({
             str(step): FeedForwardBlock(geometry.dim, size, config.dropout, geometry.layer_norm_first)
-            for step, size in enumerate(config.step_ffn_dims) if size})
+            for step, size in enumerate(config.step_ffn_sizes()) if size})
 
     def init_from_teacher(self, teacher: SSLModel) -> None:
         super().init_from_teacher(teacher)
