@@ -7,8 +7,8 @@ evaluation) and batch 8, on 1 and 2 CPU threads.
 
 Timed, interleaved in one process (median over rounds), all in inference mode with every hidden state returned:
 - ours: `gendistiller` and `distilhubert` (Student.infer, the call the s3prl upstream makes), GenDistiller with the
-  cheaper front-end (`gendistiller-narrow-fe-C`: `student.front_end_channels=C`), the `wavlm-teacher` (our
-  implementation, all layers);
+  cheaper front-end (`gendistiller-narrow-fe-C`: `student.front_end_channels=C`, with the early steps' own
+  feed-forward blocks that the shipped configs give it), the `wavlm-teacher` (our implementation, all layers);
 - the same two students exported to ONNX (`gendistiller export --to onnx`) and run by onnxruntime through
   `distill.deploy.OnnxStudent` (`onnx-KIND-fp32`, and one per `--quantize` choice: `onnx-KIND-int8`: int8 linear
   layers and per-frame int8 CNN convolutions, `onnx-KIND-int8-linear`: int8 linear layers only, `onnx-KIND-int8-cnn`:
@@ -97,7 +97,7 @@ def build_models(args: argparse.Namespace) -> tuple[dict[str, nn.Module], Any, l
     }
     for c in narrow:
         models[f"gendistiller-narrow-fe-{c}"] = build_student("gendistiller", teacher, target_layers, front_end_channels=c,
-                                                              cnn_grad_mult=1.0, layer0_loss=True)
+                                                              cnn_grad_mult=1.0, layer0_loss=True, step_ffn_dims="auto")
     models["wavlm-teacher"] = teacher
     if not args.no_s3prl:
         models["s3prl-wavlm"] = reference_teacher

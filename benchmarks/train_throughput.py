@@ -16,7 +16,7 @@ Variants, all on the same batch in one process, timed interleaved (see `common.t
   - `gendistiller-frozen-cnn`: `student.cnn_grad_mult=0`; the teacher's CNN output is then shared with the
     student (`distill.train.shares_teacher_cnn`), so the CNN runs once per step;
   - `gendistiller-narrow-fe`: the cheaper front-end (`student.front_end_channels`, trained from scratch,
-    `layer0_loss`);
+    `layer0_loss`), with the early steps' own feed-forward blocks the shipped configs give it;
   - `gendistiller-compiled` (with `--compile`): the default GenDistiller with `torch.compile` on the student and on
     the teacher's model.
 
@@ -151,7 +151,7 @@ def build_ours(name: str, teacher: CheckpointTeacher, target_layers: list[int], 
     if name == "gendistiller-frozen-cnn":
         overrides = {"cnn_grad_mult": 0.0}
     elif name == "gendistiller-narrow-fe":
-        overrides = {"front_end_channels": narrow_channels, "cnn_grad_mult": 1.0, "layer0_loss": True}
+        overrides = {"front_end_channels": narrow_channels, "cnn_grad_mult": 1.0, "layer0_loss": True, "step_ffn_dims": "auto"}
     config = our_config(kind, target_layers, **overrides)
     torch.manual_seed(seed)
     student = prepare_student(config, teacher).to(device).train()
