@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from distill.components import valid_mask
+from distill.nn.components import valid_mask
 from distill.teachers import CheckpointTeacher
 from distill.teachers.importers import import_wavlm
 from distill.teachers.tiny import TINY_WAVLM_CFG, WAVLM_BASE_PLUS_CFG, build_reference_wavlm
@@ -146,8 +146,8 @@ def s3prl_distiller_from(student: nn.Module, recipe_dropout: bool = True) -> nn.
     `recipe_dropout`: activation dropout 0.1 as in s3prl's DistilHuBERT recipe (our layers have none there)."""
     from s3prl.upstream.distiller.model import DistillerConfig, DistillerModel
 
-    from distill.export import distiller_config, distiller_rules
-    from distill.teachers.importers import map_state_dict
+    from distill.deploy.s3prl_distiller import distiller_config, distiller_rules
+    from distill.io.weight_names import map_state_dict
 
     section = distiller_config(student.config)  # type: ignore[arg-type]
     if recipe_dropout:

@@ -24,11 +24,11 @@ import torch
 from tqdm import tqdm
 
 from benchmarks.common import fmt, machine_info, markdown_table, set_threads, teachers, write_outputs
-from distill.audio import audio_files, read_audio
-from distill.deploy import OnnxStudent
+from distill.deploy.onnx_export import QUANTIZATIONS, export_student
+from distill.deploy.runtime import OnnxStudent
+from distill.io.audio import audio_files, read_audio
 from distill.models import Student
-from distill.models.checkpoint import load_student
-from distill.onnx_export import QUANTIZATIONS, export_student
+from distill.models.student_checkpoint import load_student
 
 COSINE_TARGET = 0.99
 DEFAULT_RUNS = Path("runs/benchmarks/fidelity/runs")

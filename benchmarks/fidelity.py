@@ -6,7 +6,7 @@ corpus for the same steps with the real trainer, evaluated free running on held-
         --heldout /data/LibriSpeech/dev-clean --steps 20000 --batch-size 24 --crop-samples 250000
     python -m benchmarks.fidelity --corpus-size tiny --steps 10     # CI size
 
-Defaults: the LibriSpeech-layout corpus from `distill.corpus.build_corpus` (espeak-ng speech), and as teacher the
+Defaults: the LibriSpeech-layout corpus from `distill.corpora.synthetic.build_corpus` (espeak-ng speech), and as teacher the
 small WavLM of the main job pretrained on its train-clean-100 (`gendistiller pretrain-teacher`, config
 pretrain_tiny_wavlm, --pretrain-steps; kept under --out/teacher): train on train-clean-100, evaluate on dev-clean +
 test-clean.
@@ -27,22 +27,30 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 import math
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
-from benchmarks.common import count_parameters, fmt, machine_info, markdown_table, pick_device, set_threads, write_outputs
-from distill.audio import audio_files, read_audio
-from distill.fidelity import fidelity, heldout_fidelity, layer_pairs
-from distill.models.checkpoint import load_student, read_student_checkpoint
-from distill.runs import latest_checkpoint
+from benchmarks.common import (
+    count_parameters,
+    fmt,
+    machine_info,
+    markdown_table,
+    pick_device,
+    set_threads,
+    write_outputs,
+)
+from distill.io.audio import audio_files, read_audio
+from distill.models.student_checkpoint import load_student, read_student_checkpoint
 from distill.teachers import CheckpointTeacher, Teacher, load_teacher
-from distill.train import load_config, train
+from distill.training.fidelity import fidelity, heldout_fidelity, layer_pairs
+from distill.training.runs import latest_checkpoint
+from distill.training.trainer import load_config, train
 
 # variant -> (student kind, its config overrides given the number of target layers and the narrow channel count).
 Overrides = Callable[[int, int], list[str]]
@@ -103,7 +111,7 @@ def prepare_data(args: argparse.Namespace) -> tuple[str, Path, list[Path]]:
         if not args.heldout or args.teacher is None:
             raise SystemExit("--train needs --heldout (held-out audio folders) and --teacher")
         return args.teacher, args.train, list(args.heldout)
-    from distill.corpus import build_corpus
+    from distill.corpora.synthetic import build_corpus
 
     root = args.corpus_root or (args.out / "corpus")
     librispeech = build_corpus(root, ("librispeech",), size=args.corpus_size, progress=False)["librispeech"]
@@ -114,7 +122,8 @@ def prepare_data(args: argparse.Namespace) -> tuple[str, Path, list[Path]]:
 
 def pretrained_teacher(folder: Path, train_dir: Path, steps: int, seed: int) -> Path:
     """The main job's small WavLM, pretrained on `train_dir` (once; reused while the file exists)."""
-    from distill.pretrain import load_config as pretrain_config, pretrain
+    from distill.training.pretrain import load_config as pretrain_config
+    from distill.training.pretrain import pretrain
 
     path = folder / f"wavlm_pretrained_{steps}.pt"
     if not path.is_file():

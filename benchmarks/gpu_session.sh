@@ -28,7 +28,7 @@ PY=${PYTHON:-python3}
 BUDGET=${BUDGET_S:-540}  # seconds this script may take in all
 mkdir -p "$OUT" "$WORK"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/.gpu_deps:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-# distill.audio imports soundfile at module level; these benchmarks read no audio files on the GPU machine.
+# distill.io.audio imports soundfile at module level; these benchmarks read no audio files on the GPU machine.
 if ! $PY -c "import soundfile" 2>/dev/null; then
     mkdir -p /tmp/stubs
     printf 'def _missing(*args, **kwargs):\n    raise ImportError("soundfile is not installed on this machine")\n\nread = info = write = _missing\n' > /tmp/stubs/soundfile.py

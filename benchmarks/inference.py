@@ -10,7 +10,7 @@ Timed, interleaved in one process (median over rounds), all in inference mode wi
   cheaper front-end (`gendistiller-narrow-fe-C`: `student.front_end_channels=C`, with the early steps' own
   feed-forward blocks that the shipped configs give it), the `wavlm-teacher` (our implementation, all layers);
 - the same two students exported to ONNX (`gendistiller export --to onnx`) and run by onnxruntime through
-  `distill.deploy.OnnxStudent` (`onnx-KIND-fp32`, and one per `--quantize` choice: `onnx-KIND-int8`: int8 linear
+  `distill.deploy.runtime.OnnxStudent` (`onnx-KIND-fp32`, and one per `--quantize` choice: `onnx-KIND-int8`: int8 linear
   layers and per-frame int8 CNN convolutions, `onnx-KIND-int8-linear`: int8 linear layers only, `onnx-KIND-int8-cnn`:
   static int8 CNN convolutions, calibrated on the timed noise: ranges do not change the time; their fidelity is
   `benchmarks.deploy`'s), CPU only;
@@ -48,11 +48,11 @@ from benchmarks.common import (
     time_interleaved,
     write_outputs,
 )
-from distill.audio import pad_waveforms
-from distill.components import FeatureExtractor
-from distill.deploy import OnnxStudent
+from distill.deploy.runtime import OnnxStudent
+from distill.io.audio import pad_waveforms
 from distill.models import StudentConfig
-from distill.train import DistillConfig, prepare_student
+from distill.nn.components import FeatureExtractor
+from distill.training.trainer import DistillConfig, prepare_student
 
 TARGET_RATIO = 1.1
 ONNX_TARGET_RATIO = 0.45
@@ -110,7 +110,7 @@ def build_models(args: argparse.Namespace) -> tuple[dict[str, nn.Module], Any, l
 
 def export_students(models: dict[str, nn.Module], folder: Path, calibration: list[np.ndarray]) -> dict[str, Path]:
     """ONNX files of both students: fp32 and each quantization (calibration: the timed audio)."""
-    from distill.onnx_export import QUANTIZATIONS, export_student
+    from distill.deploy.onnx_export import QUANTIZATIONS, export_student
 
     folder.mkdir(parents=True, exist_ok=True)
     files = {}

@@ -21,18 +21,25 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import torch
 
-from benchmarks.common import machine_info, markdown_table, median, paired_ratio, set_threads, time_interleaved, write_outputs
-from distill.audio import AudioFile, audio_files, read_audio
-from distill.chunking import Chunking, NpyWriter
+from benchmarks.common import (
+    machine_info,
+    markdown_table,
+    median,
+    paired_ratio,
+    set_threads,
+    time_interleaved,
+    write_outputs,
+)
+from distill.io.audio import AudioFile, audio_files, read_audio
 from distill.models import build_student, distilhubert_base_config, gendistiller_base_config
-from distill.models.checkpoint import load_student
+from distill.models.student_checkpoint import load_student
+from distill.nn.chunking import Chunking, NpyWriter
 
 WINDOWS, CONTEXTS = (10.0, 20.0, 30.0), (0.5, 1.0, 2.0, 4.0)
 MEAN_TARGET, P1_TARGET = 0.995, 0.98
@@ -86,7 +93,7 @@ def _base_student(kind: str) -> torch.nn.Module:
 
 
 def _onnx_file(kind: str, folder: Path) -> Path:
-    from distill.onnx_export import export_student
+    from distill.deploy.onnx_export import export_student
 
     path = folder / f"{kind}-base-int8.onnx"
     if not path.is_file():
@@ -150,7 +157,7 @@ def memory(args: argparse.Namespace) -> dict[str, Any]:
 
 def latency(args: argparse.Namespace) -> dict[str, Any]:
     """10 s, batch 1: GenDistiller computing states 0..k for each k, against all and DistilHuBERT; PyTorch and int8."""
-    from distill.deploy import OnnxStudent
+    from distill.deploy.runtime import OnnxStudent
 
     set_threads(args.threads)
     wav = 0.1 * torch.randn(int(args.seconds * 16000), generator=torch.Generator().manual_seed(0))

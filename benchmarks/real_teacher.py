@@ -7,7 +7,7 @@ and on two downstream tasks on real speech through s3prl.
 
 What it does, each stage resumable (finished runs are kept and reused):
 1. `gendistiller fetch all` into --cache: Whisper base (faster-whisper model.bin, MIT) and seven human voices of Asterisk
-   prompts (distill/real_data.py: distillation train/held-out split, SID over the voices, spoken numbers and letters
+   prompts (distill/corpora/real_speech.py: distillation train/held-out split, SID over the voices, spoken numbers and letters
    tested on unseen voices).
 2. How far Whisper's per-utterance states (the teacher mode used here, `whisper:`) are from what it computes on 30 s
    padded windows (`whisper-30s:`), on held-out files (`distill.teachers.whisper.padding_gap`).
@@ -31,7 +31,7 @@ from typing import Any, Optional
 
 from benchmarks import fidelity
 from benchmarks.common import machine_info, markdown_table, pick_device, set_threads, write_outputs
-from distill.audio import audio_files
+from distill.io.audio import audio_files
 
 TARGET_LAYERS = (2, 4, 6)
 TASKS = ("sid", "ic")
@@ -40,7 +40,7 @@ PADDING_GAP_FILES = 40
 
 
 def fetch(cache: Path) -> tuple[Path, Path]:
-    from distill.real_data import fetch_asterisk_speech, fetch_whisper_base
+    from distill.corpora.real_speech import fetch_asterisk_speech, fetch_whisper_base
 
     return fetch_whisper_base(cache), fetch_asterisk_speech(cache)
 
@@ -77,9 +77,9 @@ def downstream(checkpoints: dict[str, str], speech: Path, out: Path, seeds: list
     accuracy per seed and its mean and spread; GenDistiller minus DistilHuBERT on the same test items with a paired
     bootstrap interval, per seed and over the items of every seed together."""
     from distill.commands.demo import LOCAL_OVERRIDES
-    from distill.intervals import kept_correct, paired_difference
-    from distill.recipes import load_tasks
-    from distill.superb_sweep import parse_upstream, sweep
+    from distill.superb.intervals import kept_correct, paired_difference
+    from distill.superb.sweep import parse_upstream, sweep
+    from distill.superb.tasks import load_tasks
 
     steps = 1000  # the demo's schedule: dev and test evaluated once, at the end
     overrides = [f"config.runner.total_steps={steps}", f"config.runner.eval_step={steps}",

@@ -9,12 +9,12 @@ Variants, all on the same batch in one process, timed interleaved (see `common.t
   no_grad; student `s3prl.upstream.distiller.model.DistillerModel` (DistilHuBERT, heads for layers 4-8-12) under
   fp16 autocast with a GradScaler; loss = mean L1 + mean -log σ(cos) over the stacked layers; AdamW; clip 5; a step
   whose gradient norm is NaN is skipped. (torch's AdamW stands in for s3prl's own Python `AdamW_with_schedule`.)
-- ours: `distill.train.train_step`, the function the trainer runs, with our teacher: bf16 autocast on CUDA, fp32 on
+- ours: `distill.training.trainer.train_step`, the function the trainer runs, with our teacher: bf16 autocast on CUDA, fp32 on
   CPU (the trainer's `run.precision=auto`).
   - `distilhubert`: the baseline, same weights as the reference student;
   - `gendistiller`: the default GenDistiller (shipped config: CNN trainable with gradient x0.1);
   - `gendistiller-frozen-cnn`: `student.cnn_grad_mult=0`; the teacher's CNN output is then shared with the
-    student (`distill.train.shares_teacher_cnn`), so the CNN runs once per step;
+    student (`distill.training.trainer.shares_teacher_cnn`), so the CNN runs once per step;
   - `gendistiller-narrow-fe`: the cheaper front-end (`student.front_end_channels`, trained from scratch,
     `layer0_loss`), with the early steps' own feed-forward blocks the shipped configs give it;
   - `gendistiller-compiled` (with `--compile`): the default GenDistiller with `torch.compile` on the student and on
@@ -65,8 +65,8 @@ from benchmarks.common import (
 )
 from distill.models import StudentConfig
 from distill.teachers import CheckpointTeacher
-from distill.runs import resolve_autocast_dtype
-from distill.train import DistillConfig, prepare_student, teacher_history, train_step
+from distill.training.runs import resolve_autocast_dtype
+from distill.training.trainer import DistillConfig, prepare_student, teacher_history, train_step
 
 REFERENCE = "s3prl-reference"
 OURS = ("distilhubert", "gendistiller", "gendistiller-frozen-cnn", "gendistiller-narrow-fe")
@@ -170,7 +170,7 @@ def compiled_variant(base: Ours, device: torch.device, seed: int) -> Ours:
 
 def our_step(ours: Ours, waveforms: Tensor, lengths: Tensor, autocast_dtype: Optional[torch.dtype], step: int = 0,
              optimizer: Optional[torch.optim.Optimizer] = None) -> Tensor:
-    """`distill.train.train_step` with the history the trainer would draw at `step` (step 0: teacher forcing)."""
+    """`distill.training.trainer.train_step` with the history the trainer would draw at `step` (step 0: teacher forcing)."""
     use_teacher = teacher_history(ours.config.student, step, ours.config.optim.total_steps, ours.config.run.seed)
     result = train_step(ours.model, ours.student, ours.teacher, optimizer or ours.optimizer, waveforms, lengths,
                         ours.config, use_teacher, autocast_dtype)

@@ -12,7 +12,7 @@ Exposed features, by student kind:
 Padded frames are zeroed; s3prl's `Featurizer` trims each utterance to round(samples / 320) frames.
 
 Utterances are run whole, as SUPERB does. For long recordings, s3prl's `-g` may name a YAML file with
-`chunk_window_seconds` and `chunk_context_seconds` (distill.chunking's windows) and `layers` (hidden states 0..k only:
+`chunk_window_seconds` and `chunk_context_seconds` (distill.nn.chunking's windows) and `layers` (hidden states 0..k only:
 GenDistiller stops generating there).
 """
 from __future__ import annotations
@@ -21,15 +21,13 @@ import math
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import yaml
+from s3prl.upstream.interfaces import UpstreamBase
 from torch import Tensor
 
-from s3prl.upstream.interfaces import UpstreamBase
-
-import yaml
-
-from distill.chunking import Chunking
 from distill.models import DistilHuBERT
-from distill.models.checkpoint import load_student
+from distill.models.student_checkpoint import load_student
+from distill.nn.chunking import Chunking
 
 
 class UpstreamExpert(UpstreamBase):

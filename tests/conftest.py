@@ -47,7 +47,7 @@ def trained_student(tmp_path_factory, teacher: Path, kind: str) -> Path:
     done = root / f"{kind}.path"
     if done.is_file():
         return Path(done.read_text())
-    from distill.train import load_config, train
+    from distill.training.trainer import load_config, train
 
     corpus = write_tone_corpus(root / "corpus", num_files=4)
     config = load_config(f"tiny_{kind}", [f"teacher={teacher}", f"data.train={corpus}", f"run.output_dir={root / kind}",
@@ -60,15 +60,15 @@ def trained_student(tmp_path_factory, teacher: Path, kind: str) -> Path:
 
 def killed_after_first_checkpoint(monkeypatch, run) -> None:
     """Runs `run()` with the process 'killed' (KeyboardInterrupt) right after its first checkpoint is written."""
-    import distill.runs
+    import distill.training.runs
 
-    real_save = distill.runs.save_atomically
+    real_save = distill.training.runs.save_atomically
 
     def save_then_crash(obj, path):
         real_save(obj, path)
         raise KeyboardInterrupt("killed after the first checkpoint")
 
-    monkeypatch.setattr(distill.runs, "save_atomically", save_then_crash)
+    monkeypatch.setattr(distill.training.runs, "save_atomically", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         run()
     monkeypatch.undo()

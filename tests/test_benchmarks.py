@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import distill.train
-from distill.audio import pad_waveforms
+import distill.training.trainer
+from distill.io.audio import pad_waveforms
 from distill.models import StudentConfig
 from distill.teachers import load_teacher
-from distill.train import DistillConfig, prepare_student, train_step
+from distill.training.trainer import DistillConfig, prepare_student, train_step
 from tests.conftest import random_waveforms, write_tone_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def test_fidelity_cli(tmp_path, tiny_wavlm_path):
     data = json.loads((out / "fidelity.json").read_text())
     assert data["setup"]["target_layers"] == [2, 3, 4] and data["setup"]["heldout_files"] == 4
     assert set(data["variants"]) == {"gendistiller", "distilhubert", "gendistiller-narrow-fe", "gendistiller-v0"}
-    from distill.models.checkpoint import read_student_checkpoint
+    from distill.models.student_checkpoint import read_student_checkpoint
 
     ablation = read_student_checkpoint(data["variants"]["gendistiller-v0"]["checkpoint"])["config"]["student"]
     assert ablation["output_projection_groups"] == [0, 0, 0] and ablation["output_norm"] is False
@@ -154,7 +154,7 @@ def _one_step(tiny_wavlm_path, **student):
 def test_shared_frozen_cnn_step_equals_running_it_twice(tiny_wavlm_path, monkeypatch):
     """With a frozen CNN copied from the teacher, the step runs the CNN once; loss and update are unchanged."""
     shared, shared_student = _one_step(tiny_wavlm_path, cnn_grad_mult=0.0)
-    monkeypatch.setattr(distill.train, "shares_teacher_cnn", lambda *args: False)
+    monkeypatch.setattr(distill.training.trainer, "shares_teacher_cnn", lambda *args: False)
     separate, separate_student = _one_step(tiny_wavlm_path, cnn_grad_mult=0.0)
     assert torch.allclose(shared.losses.total, separate.losses.total, rtol=1e-6, atol=0)
     for (name, a), (_, b) in zip(shared_student.state_dict().items(), separate_student.state_dict().items()):
@@ -201,7 +201,7 @@ def test_fidelity_cli_on_a_whisper_teacher(tmp_path):
                "--steps", "3", "--batch-size", "2", "--crop-samples", "16000", "--threads", "1", "--out", str(out),
                "--variants", "gendistiller", "distilhubert", "gendistiller-unstandardized")
     data = json.loads((out / "fidelity.json").read_text())
-    from distill.models.checkpoint import read_student_checkpoint
+    from distill.models.student_checkpoint import read_student_checkpoint
 
     students = {v: read_student_checkpoint(data["variants"][v]["checkpoint"])["config"]["student"] for v in data["variants"]}
     for student in students.values():
@@ -221,9 +221,9 @@ def test_fidelity_cli_on_a_whisper_teacher(tmp_path):
 def test_real_teacher_downstream_pairs_the_students_on_the_same_items(tmp_path, monkeypatch):
     """benchmarks/real_teacher.py's downstream stage (the sweep faked: the real one needs the fetched speech): test
     accuracy per seed, mean and spread, and GenDistiller minus DistilHuBERT on the same kept test items."""
-    import distill.superb_sweep
+    import distill.superb.sweep
     from benchmarks import real_teacher
-    from distill.intervals import TEST_ITEMS
+    from distill.superb.intervals import TEST_ITEMS
 
     def fake_sweep(upstreams, tasks, lrs, results, expdir, *args, seed=None, **kwargs):
         rows = []
@@ -240,9 +240,9 @@ def test_real_teacher_downstream_pairs_the_students_on_the_same_items(tmp_path, 
                              "expdir": str(run)})
         return rows
 
-    monkeypatch.setattr(distill.superb_sweep, "sweep", fake_sweep)
-    monkeypatch.setattr(distill.superb_sweep, "parse_upstream",
-                        lambda spec: distill.superb_sweep.Upstream(spec.split(":")[0], "x", "ckpt"))
+    monkeypatch.setattr(distill.superb.sweep, "sweep", fake_sweep)
+    monkeypatch.setattr(distill.superb.sweep, "parse_upstream",
+                        lambda spec: distill.superb.sweep.Upstream(spec.split(":")[0], "x", "ckpt"))
     found = real_teacher.downstream({"gendistiller": "g.pt", "distilhubert": "d.pt"}, tmp_path, tmp_path, [0, 2], [0.01], 1)
     for task in ("sid", "ic"):
         assert found[task]["gendistiller"]["test"] == [90.0, 90.0] and found[task]["distilhubert"]["test"] == [50.0, 52.0]

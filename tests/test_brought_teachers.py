@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 from distill.cli import main as cli
-from distill.components import FeatureExtractor, valid_mask
+from distill.models import StudentConfig
+from distill.nn.components import FeatureExtractor, valid_mask
 from distill.teachers import FrameAlignmentError, ModuleTeacher, TeacherOutput, load_teacher
 from distill.teachers.base import MAX_FRAME_DIFFERENCE, align_to_student
-from distill.train import DistillConfig, prepare_student
-from distill.models import StudentConfig
+from distill.training.trainer import DistillConfig, prepare_student
 from tests.conftest import random_waveforms
 
 LENGTHS = (16000, 23456, 9001)
@@ -195,7 +195,7 @@ def test_custom_module_teacher_from_the_command_line(tmp_path, mixed_lengths):
 
 
 def test_custom_module_teacher_from_python(tmp_path, mixed_lengths):
-    from distill.train import load_config, train
+    from distill.training.trainer import load_config, train
 
     config = load_config("tiny_distilhubert", ["student.init_from_teacher=false", TINY_GEOMETRY, "student.target_layers=[1,2]",
                                                f"data.train={mixed_lengths}", "optim.total_steps=2", "run.progress=false",

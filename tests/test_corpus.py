@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from distill import corpus
+from distill.corpora import synthetic as corpus
+from distill.commands import make_corpus
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None,
                                 reason="needs the espeak-ng and sox system packages")
@@ -106,9 +107,9 @@ def test_missing_espeak_names_the_package(monkeypatch, tmp_path):
 
 def test_cli_run(tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    corpus.add_arguments(parser)
+    make_corpus.add_arguments(parser)
     args = parser.parse_args([str(tmp_path), "--size", "tiny", "--parts", "librispeech", "--quiet"])
-    assert corpus.run(args) == 0
+    assert make_corpus.run(args) == 0
     out = capsys.readouterr().out
     assert "-d ctc" in out and str((tmp_path / "librispeech").resolve()) in out
 

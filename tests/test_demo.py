@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.superb_report import Reference, write_report
-from distill.superb_sweep import parse_upstream, read_results
+from distill.superb.report import Reference, write_report
+from distill.superb.sweep import parse_upstream, read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,8 +119,8 @@ def test_report_reads_students_against_chance_teacher_and_control(tmp_path):
 
 
 def test_chance_is_the_majority_class_of_the_local_test_split(tmp_path):
-    from distill.chance import chance_score
-    from distill.recipes import load_tasks
+    from distill.superb.chance import chance_score
+    from distill.superb.tasks import load_tasks
 
     test = tmp_path / "speech_commands" / "test"
     for label, count in (("yes", 3), ("no", 1), ("_unknown_", 2)):

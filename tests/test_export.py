@@ -7,10 +7,10 @@ s3prl_hub = pytest.importorskip("s3prl.hub")
 
 import gendistiller_upstream
 from distill.cli import main
-from distill.components import DEFAULT_CONV_LAYERS, parse_conv_layers
-from distill.export import ExportError, conv_layers_spec, distiller_rules, export_s3prl_distiller
-from distill.serialization import CheckpointError
-from distill.teachers.importers import map_state_dict
+from distill.deploy.s3prl_distiller import ExportError, conv_layers_spec, distiller_rules, export_s3prl_distiller
+from distill.io.checkpoint_files import CheckpointError
+from distill.io.weight_names import map_state_dict
+from distill.nn.components import DEFAULT_CONV_LAYERS, parse_conv_layers
 from tests.conftest import random_waveforms
 from tests.test_upstream import LENGTHS, TOLERANCE
 

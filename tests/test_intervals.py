@@ -9,9 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from distill.intervals import (TEST_ITEMS, bootstrap_interval, kept_correct, margin_interval, paired_difference,
-                               paired_runs_difference, read_correct, runs_interval)
-from distill.recipes import load_tasks
+from distill.superb.intervals import (
+    TEST_ITEMS,
+    bootstrap_interval,
+    kept_correct,
+    margin_interval,
+    paired_difference,
+    paired_runs_difference,
+    read_correct,
+    runs_interval,
+)
+from distill.superb.tasks import load_tasks
 
 TASKS = load_tasks()
 
@@ -194,7 +202,7 @@ def _test_in_run(run_dir: Path, best_step: int, test_at_best_dev: float) -> None
 
 
 def test_sweep_reevaluates_the_best_dev_checkpoint_when_a_later_step_wrote_the_items(tmp_path, monkeypatch):
-    import distill.superb_sweep as superb_sweep
+    import distill.superb.sweep as superb_sweep
 
     run_dir = tmp_path / "lr_0.01"
     _test_in_run(run_dir, best_step=10, test_at_best_dev=0.75)
@@ -215,7 +223,7 @@ def test_sweep_reevaluates_the_best_dev_checkpoint_when_a_later_step_wrote_the_i
 
 
 def test_sweep_keeps_the_last_evaluation_items_when_it_was_the_best(tmp_path, monkeypatch, capsys):
-    import distill.superb_sweep as superb_sweep
+    import distill.superb.sweep as superb_sweep
 
     monkeypatch.setattr(superb_sweep, "_superb", lambda *args: pytest.fail("no runner call expected"))
     run_dir = tmp_path / "lr_0.01"
@@ -250,7 +258,7 @@ def _results(path: Path, rows: list[tuple]) -> None:
 
 
 def test_report_prints_intervals_and_paired_comparisons(tmp_path):
-    from distill.superb_report import Reference, write_report
+    from distill.superb.report import Reference, write_report
 
     right = {"gendistiller": 180, "distilhubert": 178, "wavlm": 190, "wavlm-untrained": 100}  # of 200 KS items
     rows = []
@@ -288,7 +296,7 @@ def test_report_prints_intervals_and_paired_comparisons(tmp_path):
 
 
 def test_report_over_seeds_gives_mean_spread_and_the_two_stage_interval(tmp_path):
-    from distill.superb_report import Reference, write_report
+    from distill.superb.report import Reference, write_report
 
     right = {"gendistiller": (150, 160, 170), "distilhubert": (130, 140, 150)}  # of 200 KS items, seeds 1337-1339
     rows, items = [], {}
@@ -313,7 +321,7 @@ def test_report_over_seeds_gives_mean_spread_and_the_two_stage_interval(tmp_path
 
 
 def test_sweep_seeds_runs_each_seed_in_its_folder_into_one_results_file(tmp_path, monkeypatch):
-    import distill.superb_sweep as superb_sweep
+    import distill.superb.sweep as superb_sweep
 
     results = tmp_path / "results.csv"  # written before the seed column: its row is no seed's, kept as it is
     _results(results, [("gendistiller", "ks", 0.5, "old")])

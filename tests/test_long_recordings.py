@@ -7,16 +7,16 @@ import pytest
 import soundfile
 import torch
 
-from distill.audio import read_audio
-from distill.chunking import Chunking, FrameGrid, NpyWriter, RecordingNorm, recording_moments, windows
 from distill.cli import main as cli
-from distill.components import ChannelMoments, conv_output_lengths
-from distill.deploy import MOMENT_INPUTS, DeployError, OnnxStudent
-from distill.encoder import SSLModelConfig
-from distill.fidelity import heldout_fidelity
-from distill.models.checkpoint import load_student
-from distill.onnx_export import export_onnx
+from distill.deploy.onnx_export import export_onnx
+from distill.deploy.runtime import MOMENT_INPUTS, DeployError, OnnxStudent
+from distill.io.audio import read_audio
+from distill.models.student_checkpoint import load_student
+from distill.nn.chunking import Chunking, FrameGrid, NpyWriter, RecordingNorm, recording_moments, windows
+from distill.nn.components import ChannelMoments, conv_output_lengths
+from distill.nn.ssl_encoder import SSLModelConfig
 from distill.teachers import load_teacher
+from distill.training.fidelity import heldout_fidelity
 from tests.conftest import write_tone_corpus
 
 WAV2VEC2_CNN = SSLModelConfig(family="hubert").conv_layers
@@ -165,7 +165,7 @@ def test_early_stopping_prunes_the_generator_steps(exported):
     """The pruned graph runs fewer nodes: onnxruntime would run every node of the full graph."""
     import onnx
 
-    from distill.deploy import _pruned
+    from distill.deploy.runtime import _pruned
 
     full = onnx.load(str(exported[0])).graph
     sizes = [len(onnx.load_from_string(_pruned(exported[0], layers)).graph.node) for layers in range(4)]

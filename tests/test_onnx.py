@@ -10,13 +10,13 @@ import onnx
 import pytest
 import torch
 
-from distill.audio import AudioError, read_audio
 from distill.cli import main as cli
-from distill.deploy import DeployError, OnnxStudent
-from distill.encoder import SSLModelConfig
+from distill.deploy.onnx_export import export_onnx, export_student, state_names
+from distill.deploy.runtime import DeployError, OnnxStudent
+from distill.io.audio import AudioError, read_audio
 from distill.models import StudentConfig, build_student
-from distill.models.checkpoint import load_student
-from distill.onnx_export import export_onnx, export_student, state_names
+from distill.models.student_checkpoint import load_student
+from distill.nn.ssl_encoder import SSLModelConfig
 from tests.conftest import random_waveforms, write_tone_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,7 +161,7 @@ def test_runtime_needs_no_torch(exported, tmp_path):
     _, fp32, _ = exported
     audio = write_tone_corpus(tmp_path / "audio", num_files=2, seed=6)
     script = (f"import sys; sys.modules['torch'] = None; sys.modules['soundfile'] = None\n"
-              f"import numpy as np\nfrom distill.deploy import OnnxStudent\n"
+              f"import numpy as np\nfrom distill.deploy.runtime import OnnxStudent\n"
               f"out = OnnxStudent({str(fp32)!r})([np.zeros(16000, np.float32), np.ones(8000, np.float32) * 0.1])\n"
               f"print(len(out.hidden_states), out.lengths.tolist())\n"
               f"del sys.modules['soundfile']\nfrom distill.cli import main\n"  # embed reads audio: soundfile, not torch

@@ -1,4 +1,4 @@
-"""Per-frame int8 convolutions (distill.onnx_int8_conv) on a small exported CNN: the documented arithmetic exactly, a
+"""Per-frame int8 convolutions (distill.deploy.onnx_int8_conv) on a small exported CNN: the documented arithmetic exactly, a
 scale per frame (a quiet frame keeps its precision, padding changes no utterance), the layout between convolutions."""
 import numpy as np
 import onnx
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from distill.onnx_int8_conv import LEVELS, quantize_convolutions, quantized_weight
+from distill.deploy.onnx_int8_conv import LEVELS, quantize_convolutions, quantized_weight
 
 LAYERS = ((3, 2), (2, 2))  # (kernel, stride): the WavLM CNN's kinds of layer after the first
 CHANNELS = 8

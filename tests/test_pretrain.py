@@ -9,10 +9,10 @@ import soundfile
 import torch
 
 from distill.cli import main as cli
-from distill.pretrain import default_run_dir, load_config, pretrain, span_mask
-from distill.runs import latest_checkpoint
 from distill.teachers import load_teacher
-from distill.units import UnitCodebook, mfcc_features
+from distill.training.pretrain import default_run_dir, load_config, pretrain, span_mask
+from distill.training.runs import latest_checkpoint
+from distill.training.units import UnitCodebook, mfcc_features
 from tests.conftest import killed_after_first_checkpoint, random_waveforms, write_tone_corpus
 
 # A smaller WavLM than the demo's, so a CPU test run takes seconds; the structure is the same (gated relative bias).

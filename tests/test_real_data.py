@@ -13,9 +13,16 @@ import numpy as np
 import pytest
 import soundfile
 
-from distill import real_data
-from distill.real_data import (CONTENT_TEST_VOICES, CONTENT_TRAIN_VOICES, HELDOUT_VOICE, SOUNDS_DIR, VOICES, Clip,
-                               FetchError)
+from distill.corpora import real_speech as real_data
+from distill.corpora.real_speech import (
+    CONTENT_TEST_VOICES,
+    CONTENT_TRAIN_VOICES,
+    HELDOUT_VOICE,
+    SOUNDS_DIR,
+    VOICES,
+    Clip,
+    FetchError,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("sox") is None, reason="the conversion runs sox")
 
@@ -218,7 +225,7 @@ def test_apt_get_failure_is_one_line(tmp_path, monkeypatch):
 
 
 def test_superb_tasks_point_at_the_layout(built):
-    from distill.recipes import load_tasks
+    from distill.superb.tasks import load_tasks
 
     tasks = load_tasks()
     assert tasks["sid"].corpus_overrides(built) == [

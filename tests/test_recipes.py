@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distill.recipes import RECIPES_DIR, TASKS_FILE, TaskTableError, load_tasks, parse_scores, task_for_downstream
+from distill.superb.tasks import RECIPES_DIR, TASKS_FILE, TaskTableError, load_tasks, parse_scores, task_for_downstream
 
 s3prl = pytest.importorskip("s3prl")
 S3PRL = Path(s3prl.__file__).parent
@@ -267,7 +267,7 @@ def test_cache_paths_are_where_s3prl_caches():
 
 
 def test_corpus_overrides_reuse_the_corpus_module(tmp_path):
-    from distill.corpus import s3prl_overrides
+    from distill.corpora.synthetic import s3prl_overrides
 
     for task in TASKS.values():  # every task has a local stand-in, and its overrides set exactly its data keys
         keys = s3prl_overrides(task.corpus, tmp_path / task.corpus)[task.downstream]
@@ -361,7 +361,7 @@ needs_corpus = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.wh
 
 @pytest.fixture(scope="module")
 def corpus_root(tmp_path_factory) -> Path:
-    from distill.corpus import build_corpus
+    from distill.corpora.synthetic import build_corpus
 
     root = tmp_path_factory.mktemp("mini_superb")
     build_corpus(root, parts=("speech_commands", "fluent_commands", "voxceleb1"), size="tiny", progress=False)

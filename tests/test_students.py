@@ -10,7 +10,7 @@ from distill.models import (
 )
 from distill.models.config import EARLY_STEP_FFN_RATIO
 from distill.teachers import load_teacher
-from distill.train import DistillConfig, prepare_student
+from distill.training.trainer import DistillConfig, prepare_student
 from tests.conftest import random_waveforms
 
 WAVLM_BASE_PLUS_PARAMS = 94.70e6
@@ -108,7 +108,7 @@ def test_history_is_autoregressive_and_causal_across_layers(tiny_students, kind)
     student = students[kind]
     wavs = random_waveforms((16000, 12000), seed=6)
     targets = [teacher(wavs).hidden_states[layer] for layer in (2, 3, 4)]
-    from distill.audio import pad_waveforms
+    from distill.io.audio import pad_waveforms
 
     waveforms, lengths = pad_waveforms(wavs)
     with torch.no_grad():
@@ -132,7 +132,7 @@ def test_detached_history_trains_each_step_for_its_own_target(history_gradient):
                            history_gradient=history_gradient)
     torch.manual_seed(0)
     student = build_student(config)
-    from distill.audio import pad_waveforms
+    from distill.io.audio import pad_waveforms
 
     waveforms, lengths = pad_waveforms(random_waveforms((8000, 6000), seed=3))
     student(waveforms, lengths).predictions[-1].square().mean().backward()
@@ -210,7 +210,7 @@ def test_target_standardization_predicts_in_standard_units(kind):
                                   "target_std": standardized.target_std})
     mean, std = torch.randn(3, 32), torch.rand(3, 32) + 0.5
     standardized.set_target_statistics(mean, std)
-    from distill.audio import pad_waveforms
+    from distill.io.audio import pad_waveforms
 
     waveforms, lengths = pad_waveforms(random_waveforms((16000, 11000), seed=7))
     teacher_states = [torch.randn(2, 49, 32) for _ in range(3)]

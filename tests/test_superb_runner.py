@@ -11,8 +11,8 @@ pytest.importorskip("s3prl.hub")
 pytest.importorskip("catalyst")  # s3prl's speech_commands expert imports it
 
 from distill.commands.superb import LauncherError, runner_argv
-from distill.recipes import RECIPES_DIR
-from distill.export import export_s3prl_distiller
+from distill.deploy.s3prl_distiller import export_s3prl_distiller
+from distill.superb.tasks import RECIPES_DIR
 from tests.conftest import trained_student
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def test_missing_recipe_or_downstream_is_reported():
 
 @pytest.fixture(scope="module")
 def speech_commands(tmp_path_factory) -> Path:
-    from distill.corpus import build_corpus
+    from distill.corpora.synthetic import build_corpus
 
     return build_corpus(tmp_path_factory.mktemp("superb_data"), parts=("speech_commands",), size="tiny", progress=False)["speech_commands"]
 
@@ -129,9 +129,9 @@ def test_sweep_test_in_run_equals_evaluating_the_best_dev_checkpoint(speech_comm
                                                                        tmp_path, monkeypatch):
     import json
 
-    from distill.intervals import kept_correct
-    from distill.recipes import load_tasks
-    from distill.superb_sweep import evaluate_test, parse_upstream, read_results, sweep
+    from distill.superb.intervals import kept_correct
+    from distill.superb.sweep import evaluate_test, parse_upstream, read_results, sweep
+    from distill.superb.tasks import load_tasks
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     student = trained_student(tmp_path_factory, tiny_wavlm_path, "gendistiller")
@@ -166,7 +166,7 @@ def test_sweep_test_in_run_equals_evaluating_the_best_dev_checkpoint(speech_comm
 
 def test_sweep_seed_reaches_s3prl_runner(speech_commands, tmp_path_factory, tiny_wavlm_path, tmp_path, monkeypatch):
     """`superb-sweep --seed N` trains with s3prl's own --seed N (recorded in the experiment's args file)."""
-    from distill.superb_sweep import parse_upstream, sweep
+    from distill.superb.sweep import parse_upstream, sweep
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     student = trained_student(tmp_path_factory, tiny_wavlm_path, "gendistiller")

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from distill.commands.demo import ALL_TASKS, LOCAL_OVERRIDES
-from distill.corpus import build_corpus, s3prl_overrides
-from distill.qbe_scoring import BETA, GroundTruth, mtwv, read_ground_truth
-from distill.recipes import load_tasks
-from distill.superb_sweep import parse_upstream, read_results, sweep
+from distill.corpora.synthetic import build_corpus, s3prl_overrides
+from distill.superb.qbe_scoring import BETA, GroundTruth, mtwv, read_ground_truth
+from distill.superb.sweep import parse_upstream, read_results, sweep
+from distill.superb.tasks import load_tasks
 
 STEPS = 4
 TINY_RUN = [f"config.runner.total_steps={STEPS}", f"config.runner.eval_step={STEPS}", f"config.runner.save_step={STEPS}",
@@ -47,8 +47,9 @@ def test_every_task_trains_and_scores_through_s3prl(corpus_root, gendistiller_ck
 
 def test_ctc_corpus_datasets_serve_the_expert_contract(corpus_root):
     """Our LibriPhone and SNIPS datasets, built as s3prl's ctc data.py builds them, with its own tokenizers."""
-    import gendistiller_upstream
     from s3prl.downstream.ctc.text import load_text_encoder
+
+    import gendistiller_upstream
 
     gendistiller_upstream.register()
     from s3prl.downstream.ctc.corpus.libriphone import LibriPhoneDataset

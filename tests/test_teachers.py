@@ -5,8 +5,8 @@ import sys
 import pytest
 import torch
 
-from distill.audio import AudioError
-from distill.components import MaskedGroupNorm, conv_output_lengths
+from distill.io.audio import AudioError
+from distill.nn.components import MaskedGroupNorm, conv_output_lengths
 from distill.teachers import CheckpointError, load_teacher
 from distill.teachers.tiny import TINY_WAVLM_CFG, WAVLM_BASE_PLUS_CFG, build_reference_wavlm, write_wavlm_checkpoint
 from tests.conftest import random_waveforms

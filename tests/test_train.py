@@ -10,10 +10,10 @@ import pytest
 import soundfile
 import torch
 
-from distill.loss import loss_floor
-from distill.models.checkpoint import load_student, read_student_checkpoint
-from distill.runs import latest_checkpoint
-from distill.train import load_config, train
+from distill.models.student_checkpoint import load_student, read_student_checkpoint
+from distill.training.loss import loss_floor
+from distill.training.runs import latest_checkpoint
+from distill.training.trainer import load_config, train
 from tests.conftest import killed_after_first_checkpoint, write_tone_corpus
 
 
@@ -152,10 +152,10 @@ def test_target_statistics_are_measured_kept_and_resumed(tmp_path, tiny_wavlm_pa
     """student.target_standardization: the statistics are each target layer's mean and std over the valid frames of
     the first batches of a draw of their own (recomputed here by hand), kept in the checkpoint, and a resumed run
     equals an uninterrupted one."""
-    from distill.audio import read_audio
-    from distill.data import BucketBatchSampler, index_corpus
+    from distill.io.audio import read_audio
     from distill.teachers import load_teacher
-    from distill.train import TARGET_STATISTICS_BATCHES
+    from distill.training.data import BucketBatchSampler, index_corpus
+    from distill.training.trainer import TARGET_STATISTICS_BATCHES
 
     common = ["student.target_standardization=true", "optim.total_steps=6", "run.checkpoint_every=3", "run.log_every=1"]
     straight = train(tiny_config("gendistiller", tiny_wavlm_path, corpus, tmp_path / "straight", *common))

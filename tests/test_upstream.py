@@ -7,7 +7,7 @@ import torch
 s3prl_hub = pytest.importorskip("s3prl.hub")
 
 import gendistiller_upstream
-from distill.serialization import CheckpointError
+from distill.io.checkpoint_files import CheckpointError
 from gendistiller_upstream import hubconf
 from gendistiller_upstream.expert import UpstreamExpert
 from tests.conftest import random_waveforms

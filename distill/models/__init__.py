@@ -5,7 +5,7 @@ from typing import Any
 
 from distill.models.config import StudentConfig
 from distill.models.students import DistilHuBERT, GenDistiller, Student, StudentOutput
-from distill.encoder import SSLModelConfig
+from distill.nn.ssl_encoder import SSLModelConfig
 
 __all__ = ["build_student", "StudentConfig", "Student", "StudentOutput", "GenDistiller", "DistilHuBERT",
            "gendistiller_base_config", "distilhubert_base_config"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from distill.configuration import from_dict
-from distill.encoder import SSLModelConfig
+from distill.io.configuration import from_dict
+from distill.nn.ssl_encoder import SSLModelConfig
 
 STUDENT_KINDS = ("gendistiller", "distilhubert")
 HISTORY_MODES = ("teacher_forcing", "free_running", "scheduled")

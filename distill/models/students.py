@@ -2,7 +2,7 @@
 
 Both share the front-end of the teacher's geometry: waveform CNN -> projection -> positional conv
 (`feature_extractor`, `projection`, `encoder`). Names follow s3prl's `DistillerModel` up to a rename table,
-so the baseline exports to s3prl's own format (`distill/export.py`).
+so the baseline exports to s3prl's own format (`distill/deploy/s3prl_distiller.py`).
 """
 from __future__ import annotations
 
@@ -12,22 +12,22 @@ from typing import Iterator, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from distill.audio import check_waveforms, pad_waveforms
-from distill.chunking import Chunking, FrameGrid, Moments, RecordingNorm, Samples, Window, run_in_windows, runs_whole
-from distill.components import (
+from distill.io.audio import check_waveforms, pad_waveforms
+from distill.models.config import StudentConfig
+from distill.nn.chunking import Chunking, FrameGrid, Moments, RecordingNorm, Samples, Window, run_in_windows, runs_whole
+from distill.nn.components import (
     ChannelMoments,
     ConvPositionalEmbedding,
     Encoder,
     EncoderLayer,
-    FeedForwardBlock,
     FeatureExtractor,
     FeatureProjection,
+    FeedForwardBlock,
     build_encoder_layer,
     scale_gradient,
     valid_mask,
 )
-from distill.encoder import SSLModel, SSLModelConfig, model_input
-from distill.models.config import StudentConfig
+from distill.nn.ssl_encoder import SSLModel, SSLModelConfig, model_input
 
 
 @dataclass
@@ -73,7 +73,7 @@ class Student(nn.Module):
                                             project=geometry.project_features if not config.front_end_channels else None)
         pos_conv = ConvPositionalEmbedding(geometry.dim, geometry.conv_pos, geometry.conv_pos_groups)
         self.encoder = Encoder(pos_conv, encoder_layers, geometry.dim, geometry.layer_norm_first)
-        # "auto" is decided by the teacher before training (distill.train.prepare_student); undecided, as when a config
+        # "auto" is decided by the teacher before training (distill.training.trainer.prepare_student); undecided, as when a config
         # is only inspected (`gendistiller info`), the student has no statistics
         if config.target_standardization is True:  # filled by set_target_statistics before training, then kept
             self.register_buffer("target_mean", torch.zeros(len(config.target_layers), geometry.dim))
@@ -126,7 +126,7 @@ class Student(nn.Module):
     def infer(self, wavs: Sequence[Tensor], chunking: Optional[Chunking] = Chunking(), layers: Optional[int] = None
               ) -> StudentOutput:
         """Unpadded 16 kHz waveforms -> outputs, free running, no teacher. A recording longer than one window of
-        `chunking` is run in windows (distill.chunking; None: every recording whole); `layers`: see `forward`."""
+        `chunking` is run in windows (distill.nn.chunking; None: every recording whole); `layers`: see `forward`."""
         return self.run(wavs, chunking, layers)
 
     def run(self, wavs: Sequence[Tensor], chunking: Optional[Chunking], layers: Optional[int] = None) -> StudentOutput:
@@ -140,8 +140,8 @@ class Student(nn.Module):
 
     def windows(self, samples: Samples, chunking: Optional[Chunking], layers: Optional[int] = None
                 ) -> Iterator[tuple[Window, StudentOutput]]:
-        """One recording (a 1-D tensor or array, or a distill.audio.AudioFile, read lazily), window by window
-        (distill.chunking): each window's output, a batch of one, cut to the frames kept from it. With more than one
+        """One recording (a 1-D tensor or array, or a distill.io.audio.AudioFile, read lazily), window by window
+        (distill.nn.chunking): each window's output, a batch of one, cut to the frames kept from it. With more than one
         window, a CNN whose first layer normalises over time gets the whole recording's statistics."""
         device = next(self.parameters()).device
         num_predictions = 0

@@ -9,7 +9,7 @@ Spec forms:
   .pt, a HF folder with model_type "whisper" or a CTranslate2 Whisper model.bin / folder loads as `whisper:PATH`;
 - `s3prl:NAME` or `s3prl:NAME:CKPT`: any s3prl upstream, through its `hidden_states`;
 - `module:package.module:factory`: the nn.Module that `factory()` returns (see `ModuleTeacher` for its contract).
-From Python, `ModuleTeacher(model)` wraps a model directly (pass it to `distill.train.train(config, teacher=...)`).
+From Python, `ModuleTeacher(model)` wraps a model directly (pass it to `distill.training.trainer.train(config, teacher=...)`).
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from typing import Callable
 
 import torch
 
-from distill.encoder import SSLModel, SSLModelConfig
-from distill.serialization import CheckpointError
+from distill.io.checkpoint_files import CheckpointError
+from distill.nn.ssl_encoder import SSLModel, SSLModelConfig
 from distill.teachers.base import FrameAlignmentError, Teacher, TeacherOutput
 from distill.teachers.checkpoint import CheckpointTeacher, load_checkpoint_teacher, load_hf_teacher
 from distill.teachers.module_teacher import ModuleTeacher, imported_teacher, s3prl_teacher

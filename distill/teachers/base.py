@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distill.audio import SAMPLE_RATE, pad_waveforms
-from distill.components import valid_mask
+from distill.io.audio import SAMPLE_RATE, pad_waveforms
+from distill.nn.components import valid_mask
 
 MAX_FRAME_DIFFERENCE = 2
 

@@ -11,12 +11,18 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from distill.encoder import SSLModel
-from distill.serialization import CheckpointError, read_checkpoint
+from distill.io.checkpoint_files import CheckpointError, read_checkpoint
+from distill.nn.ssl_encoder import SSLModel
 from distill.teachers.base import Teacher, TeacherOutput
 from distill.teachers.importers import import_fairseq_model, import_wavlm
-from distill.teachers.whisper import (WhisperTeacher, import_openai_whisper, is_openai_checkpoint, is_whisper_hf_folder,
-                                      load_whisper_teacher, whisper_format)
+from distill.teachers.whisper import (
+    WhisperTeacher,
+    import_openai_whisper,
+    is_openai_checkpoint,
+    is_whisper_hf_folder,
+    load_whisper_teacher,
+    whisper_format,
+)
 
 
 class CheckpointTeacher(Teacher):

@@ -23,7 +23,7 @@ from typing import BinaryIO
 import torch
 from torch import Tensor
 
-from distill.serialization import CheckpointError
+from distill.io.checkpoint_files import CheckpointError
 
 SUPPORTED_BINARY_VERSIONS = (4, 5, 6)
 # The dtype ids of ctranslate2's DataType enum (include/ctranslate2/types.h).

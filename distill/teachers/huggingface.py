@@ -1,6 +1,6 @@
 """HuggingFace transformers teachers: a `save_pretrained` folder (config.json + model.safetensors or
 pytorch_model.bin) of a `WavLMModel`, `HubertModel` or `Wav2Vec2Model`, Base- or Large-style, mapped into our own
-encoder (`distill/encoder.py`), which is padding-invariant where transformers' models are not.
+encoder (`distill/nn/ssl_encoder.py`), which is padding-invariant where transformers' models are not.
 
 transformers reads the folder (`AutoModel.from_pretrained`, local files only); `hf_model_config` turns its config
 into an `SSLModelConfig` and `_HF_RULES` renames its weights, raising on any weight it does not know. Models whose
@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from distill.encoder import SSLModel, SSLModelConfig
-from distill.serialization import CheckpointError
+from distill.io.checkpoint_files import CheckpointError
+from distill.nn.ssl_encoder import SSLModel, SSLModelConfig
 from distill.teachers.importers import build_and_load
 
 HF_FAMILIES = ("wavlm", "hubert", "wav2vec2")  # config.json's model_type

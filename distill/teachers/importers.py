@@ -6,63 +6,19 @@ loudly instead of loading half its weights.
 """
 from __future__ import annotations
 
-import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from torch import Tensor
 
-from distill.components import parse_conv_layers
-from distill.encoder import SSLModel, SSLModelConfig
-from distill.serialization import CheckpointError
-
-# (pattern, replacement); replacement None = drop (pre-training-only weights). First match wins.
-_RENAME_RULES: tuple[tuple[str, str | None], ...] = (
-    # CNN: fairseq's Sequential(conv, dropout, norm, GELU); LayerNorm mode wraps the norm in TransposeLast.
-    (r"feature_extractor\.conv_layers\.(\d+)\.0\.(weight|bias)", r"feature_extractor.conv_layers.\1.conv.\2"),
-    (r"feature_extractor\.conv_layers\.(\d+)\.2\.1\.(weight|bias)", r"feature_extractor.conv_layers.\1.norm.\2"),
-    (r"feature_extractor\.conv_layers\.(\d+)\.2\.(weight|bias)", r"feature_extractor.conv_layers.\1.norm.\2"),
-    (r"layer_norm\.(weight|bias)", r"projection.layer_norm.\1"),
-    (r"post_extract_proj\.(weight|bias)", r"projection.projection.\1"),
-    (r"encoder\.pos_conv\.0\.(weight_g|weight_v|bias)", r"encoder.pos_conv.conv.\1"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.relative_attention_bias\.weight",
-     r"encoder.layers.\1.self_attn.relative_position.relative_attention_bias.weight"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.(q_proj|k_proj|v_proj|out_proj|grep_linear)\.(weight|bias)",
-     r"encoder.layers.\1.self_attn.\2.\3"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.grep_a", r"encoder.layers.\1.self_attn.grep_a"),
-    (r"encoder\.layers\.(\d+)\.(self_attn_layer_norm|fc1|fc2|final_layer_norm)\.(weight|bias)", r"encoder.layers.\1.\2.\3"),
-    (r"encoder\.layer_norm\.(weight|bias)", r"encoder.layer_norm.\1"),
-    # Pre-training heads: masking embedding, HuBERT label embeddings/projection, wav2vec 2.0 quantiser.
-    (r"mask_emb", None),
-    (r"label_embs_concat", None),
-    (r"final_proj\..*", None),
-    (r"project_q\..*", None),
-    (r"quantizer\..*", None),
-)
-
-
-def map_state_dict(
-    foreign: Mapping[str, Tensor], source: str, rules: Sequence[tuple[str, str | None]] = _RENAME_RULES
-) -> dict[str, Tensor]:
-    """Renames each key by the first (pattern, replacement) rule that matches it in full; `rules` defaults to the
-    teacher import table (the export to s3prl's distiller format passes its own)."""
-    mapped: dict[str, Tensor] = {}
-    for key, value in foreign.items():
-        name = rename(key, source, rules)
-        if name is not None:
-            mapped[name] = value
-    return mapped
-
-
-def rename(key: str, source: str, rules: Sequence[tuple[str, str | None]] = _RENAME_RULES) -> str | None:
-    """One key renamed by the first rule that matches it in full; None if that rule drops it. Raises on unknown keys."""
-    for pattern, replacement in rules:
-        if re.fullmatch(pattern, key):
-            return None if replacement is None else re.sub(pattern, replacement, key)
-    raise CheckpointError(f"{source}: unknown weight {key!r}; this importer does not know how to map it")
+from distill.io.checkpoint_files import CheckpointError
+from distill.io.weight_names import Rules, map_state_dict
+from distill.nn.components import parse_conv_layers
+from distill.nn.fairseq_names import FAIRSEQ_TO_OURS
+from distill.nn.ssl_encoder import SSLModel, SSLModelConfig
 
 
 def build_and_load(config: SSLModelConfig, foreign: Mapping[str, Tensor], source: str,
-                   rules: Sequence[tuple[str, str | None]] = _RENAME_RULES) -> SSLModel:
+                   rules: Rules = FAIRSEQ_TO_OURS) -> SSLModel:
     """Our model for `config` with the foreign weights renamed by `rules`; every weight of the model must be given."""
     model = SSLModel(config)
     result = model.load_state_dict(map_state_dict(foreign, source, rules), strict=False)

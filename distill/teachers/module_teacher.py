@@ -15,8 +15,8 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from distill.audio import unpad
-from distill.components import valid_mask
+from distill.io.audio import unpad
+from distill.nn.components import valid_mask
 from distill.teachers.base import Teacher, TeacherOutput
 
 DEFAULT_DOWNSAMPLE_RATE = 320

@@ -7,10 +7,10 @@ PATH is any of three formats, detected from the file:
   model_type "whisper"; transformers reads it). A bare PATH or `hf:DIR` of such a folder loads as `whisper:`;
 - a CTranslate2 `model.bin` (faster-whisper), or a folder holding one, read by our own reader
   (`ctranslate2_format.py`); float16, bfloat16, int8 and int16 weights are turned into float32.
-Each format's names map onto our model (`distill/whisper.py`) through a rule table that raises on any name it does not
+Each format's names map onto our model (`distill/nn/whisper_encoder.py`) through a rule table that raises on any name it does not
 know; the decoder (and the vocabulary) is dropped on purpose.
 
-The two modes (`WhisperTeacher(..., pad_to_30s=...)`; see `distill/whisper.py`): per utterance, the log-mel of each
+The two modes (`WhisperTeacher(..., pad_to_30s=...)`; see `distill/nn/whisper_encoder.py`): per utterance, the log-mel of each
 utterance alone and the encoder over its own frames, padding-invariant in a batch (the default: a student sees
 unpadded utterances); `pad_to_30s`, exactly what Whisper computes (each input zero-padded to 30 s, 1,500 frames
 encoded), cut to the utterance's frames. `padding_gap` measures how far the first is from the second on real files.
@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from distill.serialization import CheckpointError
+from distill.io.checkpoint_files import CheckpointError
+from distill.io.weight_names import map_state_dict, rename
+from distill.nn.whisper_encoder import DOWNSAMPLE_RATE, WhisperEncoderConfig, WhisperEncoderModel
 from distill.teachers.base import Teacher, TeacherOutput
 from distill.teachers.ctranslate2_format import CTranslate2File, is_ctranslate2_file
-from distill.teachers.importers import map_state_dict, rename
-from distill.whisper import DOWNSAMPLE_RATE, WhisperEncoderConfig, WhisperEncoderModel
 
 FAMILY = "whisper"
 PREFIXES = {"whisper": False, "whisper-30s": True}  # spec prefix -> pad_to_30s
@@ -303,9 +303,9 @@ def padding_gap(teacher: str | Path | WhisperTeacher, files: Sequence[str | Path
     cosine similarity of frame vectors and relative L1 (sum |alone - padded| / sum |padded|).
 
     `teacher`: a Whisper teacher, a `whisper:`/`whisper-30s:` spec or a path; `files`: 16 kHz audio files (read with
-    `distill.audio.read_audio`) or 1-D 16 kHz waveforms. Each file runs alone in both modes.
+    `distill.io.audio.read_audio`) or 1-D 16 kHz waveforms. Each file runs alone in both modes.
     """
-    from distill.audio import read_audio
+    from distill.io.audio import read_audio
 
     if not isinstance(teacher, WhisperTeacher):
         teacher = load_whisper_spec(str(teacher))

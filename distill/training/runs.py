@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import yaml
 
-from distill.serialization import save_atomically
+from distill.io.checkpoint_files import save_atomically
 
-CONFIG_DIR = Path(__file__).parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 # ---- configs -----------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Optional
 
-from distill.recipes import Task
+from distill.superb.tasks import Task
 
 
 def _speech_commands(part: Path) -> Counter:

@@ -15,8 +15,8 @@ import torch
 import torchaudio
 from torch import Tensor
 
-from distill.audio import SAMPLE_RATE
-from distill.components import ConvSpec
+from distill.io.audio import SAMPLE_RATE
+from distill.nn.components import ConvSpec
 
 
 def frame_geometry(conv_layers: ConvSpec) -> tuple[int, int]:

@@ -1,6 +1,6 @@
 """Run an exported student without PyTorch: numpy and onnxruntime only.
 
-    from distill.deploy import OnnxStudent
+    from distill.deploy.runtime import OnnxStudent
     student = OnnxStudent("student.onnx")                 # written by `gendistiller export --to onnx`
     out = student([wav1, wav2])                           # 1-D float arrays, 16 kHz mono, any lengths
     out.hidden_states[k][i, : out.lengths[i]]             # (frames, dim) of hidden state k for utterance i
@@ -10,7 +10,7 @@ alone, with padded frames zero. `out.hidden_states` follows the s3prl expert (Ge
 the generated layers; DistilHuBERT: projected front-end, its layers, its heads; `paper` is its SUPERB feature);
 `student.names` says which is which.
 
-Long recordings are run in windows (`chunking`, distill.chunking: the rule Student.infer follows; a CNN that normalises
+Long recordings are run in windows (`chunking`, distill.nn.chunking: the rule Student.infer follows; a CNN that normalises
 over time gets the whole recording's first-layer statistics from the model's second graph, `first_layer_moments`), and
 `OnnxStudent(path, layers=k)` computes hidden states 0..k only: the graph is pruned to those outputs at load time, so
 GenDistiller stops generating after step k (and DistilHuBERT after transformer layer k, if k is one of its layers).
@@ -25,10 +25,10 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from distill.audio import check_waveforms
-from distill.chunking import Chunking, FrameGrid, Moments, RecordingNorm, Samples, Window, run_in_windows, runs_whole
+from distill.io.audio import check_waveforms
+from distill.nn.chunking import Chunking, FrameGrid, Moments, RecordingNorm, Samples, Window, run_in_windows, runs_whole
 
-ONNX_FORMAT = "gendistiller-onnx-1"  # the same tag distill.onnx_export writes (that module needs torch)
+ONNX_FORMAT = "gendistiller-onnx-1"  # the same tag distill.deploy.onnx_export writes (that module needs torch)
 METADATA_KEYS = ("format", "kind", "hidden_state_names", "downsample_rate", "sample_rate", "dim", "paper_hidden_state",
                  "quantization")
 MOMENT_INPUTS = ("first_layer_mean", "first_layer_variance")  # inputs of a CNN that normalises over time (NaN: own)
@@ -102,7 +102,7 @@ class OnnxStudent:
         return OnnxOutput(batch, lengths, self.paper)
 
     def windows(self, samples: Samples) -> Iterator[tuple[Window, list[np.ndarray]]]:
-        """One recording, window by window: `samples` is an array or a distill.audio.AudioFile (read lazily), and each
+        """One recording, window by window: `samples` is an array or a distill.io.audio.AudioFile (read lazily), and each
         window comes with the kept frames of every hidden state ((frames, dim) each), so a long recording need never
         sit in memory whole (`gendistiller embed` reads and writes it this way)."""
         def run(first: int, end: int, moments: Optional[Moments]) -> list[np.ndarray]:

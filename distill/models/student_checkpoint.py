@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from distill.configuration import from_dict
+from distill.io.checkpoint_files import CheckpointError, read_checkpoint
+from distill.io.configuration import from_dict
 from distill.models import Student, StudentConfig, build_student
-from distill.serialization import CheckpointError, read_checkpoint
 
 CHECKPOINT_FORMAT = "gendistiller-checkpoint-1"
 

@@ -13,7 +13,6 @@ layer; with --fidelity the same measured on held-out audio) and DIR/distillation
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from dataclasses import dataclass, field
@@ -22,11 +21,11 @@ from typing import Any, Optional
 
 import yaml
 
-from distill.intervals import kept_correct, margin_interval, paired_runs_difference, runs_interval
-from distill.recipes import load_tasks
-from distill.superb_sweep import read_results
+from distill.superb.intervals import kept_correct, margin_interval, paired_runs_difference, runs_interval
+from distill.superb.sweep import read_results
+from distill.superb.tasks import RECIPES_DIR, load_tasks
 
-PUBLISHED = Path(__file__).resolve().parents[1] / "superb_recipes" / "published.yaml"
+PUBLISHED = RECIPES_DIR / "published.yaml"
 
 
 def _matplotlib():
@@ -339,41 +338,10 @@ def write_report(results: Path, out: Path, runs: dict[str, Path] | None = None, 
     return written
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", type=Path, help="results CSV written by `gendistiller superb-sweep`")
-    parser.add_argument("--out", type=Path, default=Path("report"))
-    parser.add_argument("--runs", nargs="*", default=[], metavar="LABEL=RUN_DIR",
-                        help="distillation output folders (with metrics.jsonl) to tabulate and plot")
-    parser.add_argument("--teacher", help="upstream label of the teacher (with --control: margin kept per student)")
-    parser.add_argument("--control", help="upstream label of the untrained control (the teacher's architecture)")
-    parser.add_argument("--corpus", type=Path, help="a `gendistiller make-corpus` root: adds the chance row")
-    parser.add_argument("--fidelity", type=Path, help="held-out fidelity JSON written by `gendistiller demo`")
-
-
-def run(args: argparse.Namespace) -> int:
-    runs = dict(_label_path(item) for item in args.runs)
-    if not args.results.is_file() and not runs:
-        raise FileNotFoundError(f"{args.results}: no results CSV (run `gendistiller superb-sweep` first)")
-    rows = read_results(args.results)
-    reference = Reference(chance_scores({row["task"] for row in rows}, args.corpus) if args.corpus else {},
-                          args.teacher, args.control)
-    fidelity = json.loads(args.fidelity.read_text()) if args.fidelity else None
-    for path in write_report(args.results, args.out, runs, reference, fidelity):
-        print(f"[superb-report] wrote {path}")
-    return 0
-
-
 def chance_scores(tasks: set[str] | list[str], corpus_root: Path) -> dict[str, float]:
     """Chance (majority class) of each task with a local stand-in under `corpus_root`."""
-    from distill.chance import chance_score
+    from distill.superb.chance import chance_score
 
     all_tasks = load_tasks()
     scores = {task: chance_score(all_tasks[task], corpus_root) for task in tasks}
     return {task: score for task, score in scores.items() if score is not None}
-
-
-def _label_path(item: str) -> tuple[str, Path]:
-    label, sep, path = item.partition("=")
-    if not sep:
-        raise ValueError(f"--runs item {item!r} must look like LABEL=RUN_DIR")
-    return label, Path(path)

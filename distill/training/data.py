@@ -16,7 +16,7 @@ import soundfile
 import torch
 from torch.utils.data import Dataset
 
-from distill.audio import AUDIO_SUFFIXES, MIN_SAMPLES, SAMPLE_RATE, AudioError
+from distill.io.audio import AUDIO_SUFFIXES, MIN_SAMPLES, SAMPLE_RATE, AudioError
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from distill.audio import SAMPLE_RATE, read_audio
-from distill.components import conv_output_lengths
+from distill.io.audio import SAMPLE_RATE, read_audio
 from distill.models import Student
+from distill.nn.components import conv_output_lengths
 from distill.teachers import Teacher
 from distill.teachers.base import align_to_student
 

@@ -2,15 +2,15 @@
 --out TEACHER.pt [--config NAME_OR_YAML] [section.key=value ...] [--resume]`.
 
 HuBERT's first iteration (Hsu et al. 2021; fairseq `examples/hubert`): k-means units of MFCC frames
-(`distill/units.py`) are the targets; spans of the projected CNN features are replaced by a learned mask
+(`distill/training/units.py`) are the targets; spans of the projected CNN features are replaced by a learned mask
 embedding (each valid frame starts a span with probability `mask_start_prob`; spans of `mask_span` frames); the
 last layer, projected to `final_dim`, scores every unit by cosine similarity / `logit_temperature`; the loss is
-cross-entropy on the masked frames. The encoder is our WavLM (`distill/encoder.py`: gated relative position bias),
+cross-entropy on the masked frames. The encoder is our WavLM (`distill/nn/ssl_encoder.py`: gated relative position bias),
 and the result is written in the official WavLM checkpoint format (`{"cfg": ..., "model": ...}`), which
 `load_teacher`, s3prl's `wavlm_local` and `student.init_from_teacher` read unchanged. The run folder also keeps
 `untrained_teacher.pt`: the same architecture at its initialisation, in the same format (the random-weight control).
 
-Reads top to bottom like `distill/train.py`: config, model, data, units, optimiser, checkpoints, one loop.
+Reads top to bottom like `distill/training/trainer.py`: config, model, data, units, optimiser, checkpoints, one loop.
 """
 from __future__ import annotations
 
@@ -27,19 +27,29 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from distill.audio import SAMPLE_RATE, read_audio
-from distill.components import valid_mask
-from distill.configuration import from_dict
-from distill.data import BucketBatchSampler, CorpusIndex, CropDataset, collate, index_corpus
-from distill.encoder import SSLModel
-from distill.export import distiller_rules
-from distill.runs import (MetricsLog, adamw_with_schedule, pick_device, read_config, resolve_autocast_dtype, restore,
-                          rng_state, save_checkpoint, start_run)
-from distill.serialization import CheckpointError, read_checkpoint, save_atomically
-from distill.teachers.importers import map_state_dict, wavlm_config_from_checkpoint
+from distill.io.audio import SAMPLE_RATE, read_audio
+from distill.io.checkpoint_files import CheckpointError, read_checkpoint, save_atomically
+from distill.io.configuration import from_dict
+from distill.io.weight_names import map_state_dict
+from distill.nn.components import valid_mask
+from distill.nn.fairseq_names import OURS_TO_WAVLM_EXTRAS, ours_to_fairseq
+from distill.nn.ssl_encoder import SSLModel
+from distill.teachers.importers import wavlm_config_from_checkpoint
 from distill.teachers.tiny import TINY_WAVLM_CFG
-from distill.train import DataConfig, RunConfig
-from distill.units import UnitCodebook, fit_codebook, frame_geometry
+from distill.training.data import BucketBatchSampler, CorpusIndex, CropDataset, collate, index_corpus
+from distill.training.runs import (
+    MetricsLog,
+    adamw_with_schedule,
+    pick_device,
+    read_config,
+    resolve_autocast_dtype,
+    restore,
+    rng_state,
+    save_checkpoint,
+    start_run,
+)
+from distill.training.trainer import DataConfig, RunConfig
+from distill.training.units import UnitCodebook, fit_codebook, frame_geometry
 
 PRETRAIN_FORMAT = "gendistiller-pretraining-1"
 
@@ -148,20 +158,10 @@ def span_mask(frame_lengths: Tensor, frames: int, start_prob: float, span: int, 
     return (covered & valid).to(frame_lengths.device)
 
 
-# Our encoder's names -> the official WavLM checkpoint's (s3prl's `WavLM` class, which shares fairseq's names).
-_WAVLM_EXTRA_RULES: tuple[tuple[str, str], ...] = (
-    (r"projection\.layer_norm\.(weight|bias)", r"layer_norm.\1"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.relative_position\.relative_attention_bias\.weight",
-     r"encoder.layers.\1.self_attn.relative_attention_bias.weight"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.(grep_linear)\.(weight|bias)", r"encoder.layers.\1.self_attn.\2.\3"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.grep_a", r"encoder.layers.\1.self_attn.grep_a"),
-)
-
-
 def wavlm_checkpoint(model: MaskedUnitPrediction, cfg: dict[str, Any]) -> dict[str, Any]:
     """The official WavLM format: `cfg` (WavLMConfig keys) and `model` (the WavLM state dict, incl. `mask_emb`)."""
     backbone = model.backbone
-    rules = _WAVLM_EXTRA_RULES + distiller_rules(backbone.config.extractor_mode)
+    rules = OURS_TO_WAVLM_EXTRAS + ours_to_fairseq(backbone.config.extractor_mode)
     weights = map_state_dict({k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()}, "pretrained teacher",
                              rules)
     weights["mask_emb"] = model.mask_emb.detach().cpu().clone()

@@ -1,4 +1,4 @@
-"""Long recordings in windows: the one rule every inference path uses (`Student.infer`, `distill.deploy.OnnxStudent`,
+"""Long recordings in windows: the one rule every inference path uses (`Student.infer`, `distill.deploy.runtime.OnnxStudent`,
 `gendistiller embed`, the s3prl upstream when its config asks).
 
 A recording of F frames (the CNN's count: receptive field 400 samples, hop 320 for the wav2vec 2.0 CNN) is cut into
@@ -15,7 +15,7 @@ piece and pools its per-channel mean and variance (`recording_moments`), and eve
 chunking then changes is only what a frame's context is cut to (attention, the positional convolution); README and
 BENCHMARKS.md §5.1 have the measured fidelity. (Geometries with `normalize`, a waveform standardised per utterance,
 still standardise each window on its own; their CNNs, the Large models', have no GroupNorm over time.)
-Numpy only, like `distill.deploy`.
+Numpy only, like `distill.deploy.runtime`.
 """
 from __future__ import annotations
 
@@ -26,14 +26,14 @@ from typing import Callable, Iterator, Optional, Protocol, Sequence, TypeVar
 
 import numpy as np
 
-from distill.audio import SAMPLE_RATE
+from distill.io.audio import SAMPLE_RATE
 
 State = TypeVar("State")  # a (frames, dim) array or tensor: anything sliced on its first axis
 Moments = tuple[np.ndarray, np.ndarray]  # per-channel mean and variance, (channels,) each
 
 
 class Samples(Protocol):
-    """A recording's samples, read by spans: an array, a tensor or a distill.audio.AudioFile (read lazily)."""
+    """A recording's samples, read by spans: an array, a tensor or a distill.io.audio.AudioFile (read lazily)."""
 
     def __len__(self) -> int: ...
 

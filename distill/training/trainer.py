@@ -21,19 +21,26 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from distill.components import conv_output_lengths, valid_mask
-from distill.configuration import from_dict
-from distill.data import BucketBatchSampler, CropDataset, collate, index_corpus
-from distill.encoder import model_input
-from distill.loss import DistillLoss, compute_loss
+from distill.io.configuration import from_dict
 from distill.models import Student, StudentConfig, build_student
-from distill.models.checkpoint import CHECKPOINT_FORMAT, read_student_checkpoint
-from distill.runs import (MetricsLog, adamw_with_schedule, pick_device, read_config, resolve_autocast_dtype, restore,
-                          rng_state, save_checkpoint, start_run)
+from distill.models.student_checkpoint import CHECKPOINT_FORMAT, read_student_checkpoint
+from distill.nn.components import conv_output_lengths, valid_mask
+from distill.nn.ssl_encoder import model_input
 from distill.teachers import CheckpointTeacher, Teacher, TeacherOutput, load_teacher
 from distill.teachers.base import align_to_student, check_hop
-
-
+from distill.training.data import BucketBatchSampler, CropDataset, collate, index_corpus
+from distill.training.loss import DistillLoss, compute_loss
+from distill.training.runs import (
+    MetricsLog,
+    adamw_with_schedule,
+    pick_device,
+    read_config,
+    resolve_autocast_dtype,
+    restore,
+    rng_state,
+    save_checkpoint,
+    start_run,
+)
 
 # ---- config ------------------------------------------------------------------------------------------------
 

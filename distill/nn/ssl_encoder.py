@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from distill.components import (
+from distill.nn.components import (
     DEFAULT_CONV_LAYERS,
     ConvPositionalEmbedding,
     Encoder,

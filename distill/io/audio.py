@@ -1,7 +1,7 @@
 """Waveform checks, padding and reading. Every model here takes 16 kHz mono audio.
 
 Importing this module needs numpy alone (torch and soundfile are imported by the functions that use them), so the
-torch-free runtime (`distill.deploy`, `gendistiller embed`) shares these checks and this reader.
+torch-free runtime (`distill.deploy.runtime`, `gendistiller embed`) shares these checks and this reader.
 """
 from __future__ import annotations
 

@@ -85,7 +85,6 @@ folder without `.gendistiller` is never touched.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
@@ -94,7 +93,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -889,7 +887,7 @@ def _build_part(name: str, part_dir: Path, size: str, seed: int, workers: int, p
                               f"(no {OWNER} file); refusing to overwrite it. Choose another root.")
         shutil.rmtree(part_dir)
     part_dir.mkdir(parents=True)
-    (part_dir / OWNER).write_text("built by distill.corpus (gendistiller make-corpus); may be deleted and rebuilt\n")
+    (part_dir / OWNER).write_text("built by distill.corpora.synthetic (gendistiller make-corpus); may be deleted and rebuilt\n")
 
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
     plan = _PLANNERS[name](part_dir, SIZES[size][name], rng)
@@ -970,32 +968,3 @@ def s3prl_overrides(part: str, path: Path) -> dict[str, dict[str, str | list[str
     if part not in keys:
         raise ValueError(f"unknown corpus part {part!r}; expected one of {list(keys)}")
     return keys[part]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Command line: `gendistiller make-corpus ROOT [--size tiny|small|default] [--seed N] [--parts ...]`
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("root", type=Path, help="folder to build the corpora in (one sub-folder per part)")
-    parser.add_argument("--size", choices=list(SIZES), default="default", help="corpus size (default: default)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files")
-    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="parts to build (default: all)")
-    parser.add_argument("--workers", type=int, default=2, help="parallel espeak-ng/sox jobs (default: 2)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        paths = build_corpus(args.root, args.parts, args.size, args.seed, progress=not args.quiet,
-                             workers=args.workers)
-    except CorpusError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    for name, path in paths.items():
-        print(f"{name}: {path}")
-    for part, path in paths.items():
-        for downstream, keys in s3prl_overrides(part, path).items():
-            options = ",,".join(f"config.{k}={v if isinstance(v, str) else repr(v)}" for k, v in keys.items())
-            print(f"-d {downstream} -o \"{options}\"")
-    return 0

@@ -9,7 +9,7 @@ With `test_in_run` (the embedded demo) each training run also evaluates the test
 and the test score at the best-dev step is taken: the same weights as `dev-best.ckpt`, without a second process.
 
 Tasks whose expert writes per-item results (KS, IC, SID: tasks.yaml `item_files`) also keep the items of the test score
-taken in the chosen run's `test_items/` folder, for `superb-report`'s confidence intervals (`distill.intervals`).
+taken in the chosen run's `test_items/` folder, for `superb-report`'s confidence intervals (`distill.superb.intervals`).
 
 `--seeds N` repeats the sweep with N s3prl seeds (1337, s3prl's own default, then 1338, ...), each in its own
 `EXPDIR/seed_S/`, all rows in the one results CSV (its `seed` column); `superb-report` gives their mean and spread and an
@@ -20,7 +20,6 @@ rerun; a finished (upstream, task) is a CSV row and is skipped. An interrupted t
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import json
@@ -36,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from distill.intervals import TEST_ITEMS, read_correct
-from distill.recipes import Task, load_tasks, parse_scores
+from distill.superb.intervals import TEST_ITEMS, read_correct
+from distill.superb.tasks import Task, load_tasks, parse_scores
 
 RESULT_FIELDS = ("upstream", "task", "seed", "metric", "higher_is_better", "lr", "dev", "test", "params", "ckpt", "expdir",
                  "finished_at")
@@ -69,8 +68,8 @@ def parse_upstream(spec: str) -> Upstream:
     if label == "gendistiller":
         return Upstream(label, "gendistiller_local", rest)
     if label == "distilhubert":
-        from distill.models.checkpoint import CHECKPOINT_FORMAT
-        from distill.serialization import read_checkpoint
+        from distill.io.checkpoint_files import read_checkpoint
+        from distill.models.student_checkpoint import CHECKPOINT_FORMAT
 
         ours = read_checkpoint(rest).get("format") == CHECKPOINT_FORMAT
         return Upstream(label, "gendistiller_local" if ours else "distiller_local", rest, "paper")
@@ -82,7 +81,7 @@ def parse_upstream(spec: str) -> Upstream:
 
 def count_parameters(upstream: Upstream) -> int:
     """Parameters of the upstream as its own checkpoint holds them."""
-    from distill.serialization import read_checkpoint
+    from distill.io.checkpoint_files import read_checkpoint
 
     checkpoint = read_checkpoint(upstream.ckpt)
     if "student" in checkpoint:
@@ -158,7 +157,7 @@ def _scores(task: Task, run_dir: Path, stdout: str, split: str, log_offset: int 
 def evaluate_only(upstream: Upstream, task: Task, run_dir: Path, overrides: Sequence[str]) -> dict[str, float]:
     """Tasks without training (QbE): the expert on the dev and test queries, each scored by our MTWV (once; kept in
     run_dir/SPLIT/score.json)."""
-    from distill.qbe_scoring import dataset_root_from, score_experiment
+    from distill.superb.qbe_scoring import dataset_root_from, score_experiment
 
     scores = {}
     for split in (task.dev_split, task.test_split):
@@ -351,30 +350,3 @@ def sweep_seeds(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: S
     for seed in seeds_of(seeds):
         sweep(upstreams, task_names, lrs, results, expdir / f"seed_{seed}", seed=seed, **options)
     return read_results(results)
-
-
-# ---- command -----------------------------------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--upstreams", required=True, help="comma-separated LABEL:CKPT (gendistiller, distilhubert, wavlm, ...)")
-    parser.add_argument("--tasks", required=True, help="comma-separated task names from superb_recipes/tasks.yaml")
-    parser.add_argument("--lrs", default="1e-2,1e-3,1e-4", help="comma-separated downstream learning rates")
-    parser.add_argument("--results", default="superb_results.csv", type=Path)
-    parser.add_argument("--expdir", default="superb_sweep", type=Path, help="experiment folders go here")
-    parser.add_argument("--corpus", type=Path, help="a `gendistiller make-corpus` root: point the tasks at its data")
-    parser.add_argument("--test-in-run", action="store_true",
-                        help="evaluate test beside dev during training and take it at the best-dev step (short runs)")
-    parser.add_argument("--jobs", type=int, default=1, help="runner processes at the same time (default 1)")
-    parser.add_argument("--seeds", type=int, default=1, help=f"downstream runs per (upstream, task, lr), with s3prl "
-                        f"seeds {S3PRL_SEED}, {S3PRL_SEED + 1}, ... (default 1: s3prl's own seed)")
-    parser.add_argument("-o", "--override", action="append", default=[],
-                        help="extra s3prl override for every run, e.g. config.runner.total_steps=2000 (repeatable)")
-
-
-def run(args: argparse.Namespace) -> int:
-    rows = sweep_seeds([parse_upstream(s) for s in args.upstreams.split(",")], args.tasks.split(","),
-                       [float(lr) for lr in args.lrs.split(",")], args.results, args.expdir, args.seeds,
-                       overrides=args.override, corpus=args.corpus, test_in_run=args.test_in_run, jobs=args.jobs)
-    print(f"[superb-sweep] {len(rows)} results in {args.results}")
-    return 0
-

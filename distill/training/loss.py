@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from distill.components import valid_mask
+from distill.nn.components import valid_mask
 
 
 @dataclass

@@ -69,7 +69,7 @@ def scale_gradient(x: Tensor, scale: float) -> Tensor:
 class ChannelMoments(NamedTuple):
     """Per-channel mean and (biased) variance over time, each (B, C): what the CNN's first-layer GroupNorm normalises
     with. Given to the CNN, they replace a window's own, so that a long recording run in windows is normalised as a
-    whole (distill.chunking); in an exported graph, NaN entries mean "the input's own" (distill.onnx_export)."""
+    whole (distill.nn.chunking); in an exported graph, NaN entries mean "the input's own" (distill.deploy.onnx_export)."""
 
     mean: Tensor
     variance: Tensor
@@ -214,7 +214,7 @@ class FeatureExtractor(nn.Module):
 
     def first_layer_moments(self, waveforms: Tensor) -> ChannelMoments:
         """Per-channel mean and variance over time of the first layer's convolution on unpadded (B, samples)
-        waveforms: what its GroupNorm normalises with. A long recording's are pooled from pieces (distill.chunking)."""
+        waveforms: what its GroupNorm normalises with. A long recording's are pooled from pieces (distill.nn.chunking)."""
         x = self.conv_layers[0].conv(waveforms[:, None].float())
         mean = x.mean(-1)
         return ChannelMoments(mean, (x - mean[..., None]).square().mean(-1))

@@ -1,6 +1,6 @@
 """Real development material, fetched once into a cache folder: the Whisper base teacher and human speech.
 
-Nothing else in the project needs this: the demo and the tests run offline on `distill.corpus`'s synthetic
+Nothing else in the project needs this: the demo and the tests run offline on `distill.corpora.synthetic`'s synthetic
 corpora. `gendistiller fetch {whisper-base,asterisk-speech,all} [--cache DIR]` calls the two fetchers below.
 
 whisper-base      CACHE/whisper-base/{model.bin,config.json,vocabulary.txt,tokenizer.json,LICENSE}: OpenAI Whisper
@@ -14,7 +14,7 @@ asterisk-speech   CACHE/asterisk_speech: seven human voices of Asterisk's teleph
                   offsets removed, laid out three ways (the root is what `superb-sweep --corpus` takes):
     distill/train/<voice>/*.wav, distill/heldout/<voice>/*.wav
                   distillation audio; the held-out voice (HELDOUT_VOICE) is for fidelity evaluation only.
-    voxceleb1/    speaker identification over all seven voices, written as `distill.corpus`'s voxceleb1 part
+    voxceleb1/    speaker identification over all seven voices, written as `distill.corpora.synthetic`'s voxceleb1 part
                   ({dev,test}/wav/idNNNNN/VIDEOID/NNNNN.wav, iden_split.txt, veri_test.txt): `--tasks sid`.
     fluent_commands/
                   a content task speaker ID cannot stand in for: which number (0-20, 30-90) or letter (a-z) a voice
@@ -31,7 +31,7 @@ Splits (all fixed, from SHA-1 hashes of names, so every build gives the same one
 - content (IC): train on CONTENT_TRAIN_VOICES less ~15% of their recordings (by a hash of voice and label), which
   form the dev split; test on CONTENT_TEST_VOICES (Spanish, French, Italian: each language has a training voice).
 
-Folders are marked like `distill.corpus`'s parts: `.gendistiller` when a build starts, `.complete` when it ends; a
+Folders are marked like `distill.corpora.synthetic`'s parts: `.gendistiller` when a build starts, `.complete` when it ends; a
 complete folder is not redone, an incomplete one of ours is rebuilt, a foreign non-empty one is never touched.
 """
 from __future__ import annotations
@@ -442,7 +442,7 @@ def plan_layout(clips: Sequence[Clip], voices: Sequence[Voice] = VOICES, heldout
 
     distill = {"train": [c for name in names if name != heldout for c in by_voice[name]], "heldout": by_voice[heldout]}
 
-    # Speaker ID, as distill.corpus._plan_voxceleb1 writes it: speakers id10001... in table order, the last
+    # Speaker ID, as distill.corpora.synthetic._plan_voxceleb1 writes it: speakers id10001... in table order, the last
     # max(2, n // 10) in test/wav (VoxCeleb1's verification-test speakers), one "video" per speaker and split.
     n_test = max(2, len(names) // 10)
     sid = []
@@ -506,8 +506,9 @@ def build_asterisk_speech(unpacked: Path, root: Path, *, versions: Mapping[str, 
     Offline (sox, numpy, soundfile). A complete root is left as it is; an incomplete one of ours is rebuilt; a
     non-empty folder without our OWNER file raises FetchError.
     """
-    from distill.corpus import _verification_trials  # the same VoxCeleb1 trial list as the synthetic corpus
     import numpy as np
+
+    from distill.corpora.synthetic import _verification_trials  # the same VoxCeleb1 trial list as the synthetic corpus
 
     unpacked, root = Path(unpacked), Path(root)
     if is_complete(root):
@@ -522,7 +523,7 @@ def build_asterisk_speech(unpacked: Path, root: Path, *, versions: Mapping[str, 
                              "file); refusing to overwrite it")
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    (root / OWNER).write_text("built by distill.real_data (gendistiller fetch); may be deleted and rebuilt\n")
+    (root / OWNER).write_text("built by distill.corpora.real_speech (gendistiller fetch); may be deleted and rebuilt\n")
 
     # 1. convert every recording once, into its distillation folder
     def target(voice: str, prompt: str) -> Path:
@@ -656,7 +657,7 @@ def _readme(manifest: Mapping) -> str:
 Human recordings of Asterisk's telephone prompts in seven voices (four languages), from Debian packages, resampled
 from 8 kHz to 16 kHz mono 16-bit WAV with sox, with each file's DC offset removed (it_IT_f_Menardi sits on offsets
 up to 0.11 of full scale, fr_FR_f_Armelle up to 0.03: a cue to the voice that is not speech); no cropping, no other
-processing. Built by `gendistiller fetch asterisk-speech` (distill/real_data.py); `manifest.json` has every count
+processing. Built by `gendistiller fetch asterisk-speech` (distill/corpora/real_speech.py); `manifest.json` has every count
 below, the skipped files and the reason for each. The licences ask that the copyright notices travel with the
 audio: they are in `licenses/` (the packages' Debian copyright files).
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distill.components import EncoderLayer, build_encoder_layer, valid_mask
+from distill.nn.components import EncoderLayer, build_encoder_layer, valid_mask
 
 SAMPLE_RATE = 16000
 N_FFT = 400  # 25 ms window

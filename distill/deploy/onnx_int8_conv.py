@@ -1,5 +1,5 @@
 """Int8 CNN convolutions that keep quiet frames: each convolution as one integer matrix product over time frames, with
-an activation scale per output frame (`--quantize int8`, distill.onnx_export).
+an activation scale per output frame (`--quantize int8`, distill.deploy.onnx_export).
 
 One int8 range per tensor (static calibration, or onnxruntime's per-call dynamic range) is set by loud speech, so a
 quiet frame (silence before speech, a soft consonant) keeps a few quantisation steps, and the per-frame LayerNorm

@@ -13,44 +13,32 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from distill.configuration import from_dict
+from distill.io.checkpoint_files import save_atomically
+from distill.io.configuration import from_dict
+from distill.io.weight_names import map_state_dict
 from distill.models import StudentConfig
-from distill.teachers.importers import map_state_dict
-from distill.models.checkpoint import read_student_checkpoint
-from distill.serialization import save_atomically
-
+from distill.models.student_checkpoint import read_student_checkpoint
+from distill.nn.fairseq_names import ours_to_fairseq
 
 
 class ExportError(ValueError):
     """A student that cannot be written in the requested format."""
 
 
-# ours -> s3prl DistillerModel; first full match wins. s3prl's CNN blocks are Sequential(conv, dropout, norm, GELU),
-# with the LayerNorm of "layer_norm" mode wrapped in Sequential(TransposeLast, norm, TransposeLast).
-_CNN_NORM_RULES: dict[str, tuple[str, str]] = {
-    "default": (r"feature_extractor\.conv_layers\.(\d+)\.norm\.(weight|bias)", r"feature_extractor.conv_layers.\1.2.\2"),
-    "layer_norm": (r"feature_extractor\.conv_layers\.(\d+)\.norm\.(weight|bias)", r"feature_extractor.conv_layers.\1.2.1.\2"),
-}
-_DISTILLER_RULES: tuple[tuple[str, str], ...] = (
-    (r"feature_extractor\.conv_layers\.(\d+)\.conv\.(weight|bias)", r"feature_extractor.conv_layers.\1.0.\2"),
-    (r"projection\.projection\.(weight|bias)", r"post_extract_proj.\1"),
-    # Positional conv: weight-normed conv inside Sequential(conv, SamePad, GELU).
-    (r"encoder\.pos_conv\.conv\.(weight_g|weight_v|bias)", r"encoder.pos_conv.0.\1"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.(q_proj|k_proj|v_proj|out_proj)\.(weight|bias)", r"encoder.layers.\1.self_attn.\2.\3"),
-    (r"encoder\.layers\.(\d+)\.(self_attn_layer_norm|fc1|fc2|final_layer_norm)\.(weight|bias)", r"encoder.layers.\1.\2.\3"),
-    (r"encoder\.layer_norm\.(weight|bias)", r"encoder.layer_norm.\1"),
-    # Heads: Sequential(Linear(D, D*K), GELU, SplitLinear) with SplitLinear.weight (K, D, D), .bias (1, 1, K, D).
+# Heads, beyond the encoder's fairseq names: Sequential(Linear(D, D*K), GELU, SplitLinear) with SplitLinear.weight
+# (K, D, D) and .bias (1, 1, K, D).
+_HEAD_RULES: tuple[tuple[str, str], ...] = (
     (r"heads\.expand\.(weight|bias)", r"output_layer.0.\1"),
     (r"heads\.(weight|bias)", r"output_layer.2.\1"),
 )
 
 
 def distiller_rules(extractor_mode: str) -> tuple[tuple[str, str], ...]:
-    """The rename table for a CNN front-end in `extractor_mode` ("default" or "layer_norm")."""
-    if extractor_mode not in _CNN_NORM_RULES:
-        raise ExportError(f"extractor mode {extractor_mode!r} has no s3prl distiller counterpart; "
-                          f"expected one of {sorted(_CNN_NORM_RULES)}")
-    return (_CNN_NORM_RULES[extractor_mode],) + _DISTILLER_RULES
+    """Our DistilHuBERT's names -> s3prl's DistillerModel's, for a CNN front-end in `extractor_mode`."""
+    try:
+        return ours_to_fairseq(extractor_mode) + _HEAD_RULES
+    except ValueError as error:
+        raise ExportError(f"{error}: no s3prl distiller counterpart") from None
 
 
 def conv_layers_spec(conv_layers: Any) -> str:

@@ -11,11 +11,11 @@ Where a score appears depends on the expert (s3prl 0.4.18):
 - `stdout` (the runner's standard output, captured on its own: tqdm draws on stderr): PR/SF (`-d ctc`) print
   "dev per: 0.1234", ASR "dev-clean wer: 12.3", ASV "sv-voxceleb1/test-EER: 0.05", SD "mode dev acc 0.9 der 0.1",
   with no step;
-- `mtwv`: QbE writes a detection list (EXPDIR/benchmark.stdlist.xml) that `distill.qbe_scoring` scores (MTWV)
+- `mtwv`: QbE writes a detection list (EXPDIR/benchmark.stdlist.xml) that `distill.superb.qbe_scoring` scores (MTWV)
   against the QUESST 2014 ground truth under the data root;
 - `none`: no score is read back.
 Values are as logged (accuracy as a fraction, ASR WER in percent); `Task.scale` converts them to SUPERB's units.
-KS, IC and SID also write one line per item at every evaluation (`Task.item_files`; read by `distill.intervals`).
+KS, IC and SID also write one line per item at every evaluation (`Task.item_files`; read by `distill.superb.intervals`).
 """
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ from typing import Any, Mapping, Optional, Union
 
 import yaml
 
-from distill.configuration import from_dict
+from distill.io.configuration import from_dict
 
-RECIPES_DIR = Path(__file__).resolve().parents[1] / "superb_recipes"
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "superb_recipes"
 TASKS_FILE = RECIPES_DIR / "tasks.yaml"
 
 SCORE_SOURCES = ("log.log", "stdout", "mtwv", "none")
@@ -131,7 +131,7 @@ class Task:
         ROOT/speech_commands/{train,test}, ROOT/fluent_commands, ROOT/voxceleb1 ...); [] without a corpus."""
         if self.corpus is None:
             return []
-        from distill.corpus import s3prl_overrides
+        from distill.corpora.synthetic import s3prl_overrides
 
         keys = s3prl_overrides(self.corpus, Path(root) / self.corpus)[self.downstream]
         return [f"config.{key}={value if isinstance(value, str) else repr(value)}" for key, value in keys.items()]
@@ -220,7 +220,7 @@ def _build(name: str, raw: Any, base: Path) -> Task:
     if not entry.item_separator:
         raise bad("item_separator", "must not be empty")
     if entry.corpus is not None:
-        from distill.corpus import PARTS
+        from distill.corpora.synthetic import PARTS
 
         if entry.corpus not in PARTS:
             raise bad("corpus", f"must be one of the make-corpus parts {list(PARTS)}, got {entry.corpus!r}")

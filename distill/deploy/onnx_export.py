@@ -5,18 +5,18 @@ int64 samples per utterance) and returns every hidden state the s3prl expert exp
 (batch, frames, dim), padded frames zero) and `frame_lengths` (batch). Batch and time are dynamic axes, and a padded
 batch gives each utterance what it gets alone: the exported graph records the loop-free forms of the per-utterance
 normalisations (`torch.onnx.is_in_onnx_export()` in components.py). torch's TorchScript-based exporter writes it;
-`onnx.checker` checks it. The model's metadata (`metadata_props`) says what it is, for `distill.deploy.OnnxStudent`.
+`onnx.checker` checks it. The model's metadata (`metadata_props`) says what it is, for `distill.deploy.runtime.OnnxStudent`.
 
 A student whose CNN's first layer normalises each channel over the whole recording (GroupNorm over time) has two more
 inputs, `first_layer_mean` and `first_layer_variance` (batch or 1, channels), whose defaults (NaN) mean "each
 utterance's own", and its metadata carries a second small graph, `first_layer_moments` (base64 ONNX: waveforms ->
 that layer's per-channel mean and variance), so that the runtime can give every window of a long recording the
-whole recording's statistics (distill.chunking).
+whole recording's statistics (distill.nn.chunking).
 
 `--quantize` (onnxruntime.quantization, after its pre-processing; QUANTIZATIONS): `int8-linear` = dynamic int8 for
 every weight MatMul/Gemm (projections, transformer layers, heads), convolutions fp32. The CNN is most of a CPU forward,
 and two ways quantise it too: `int8` (the default) = int8-linear plus the CNN's convolutions after the first as integer
-products with one activation scale per output frame (distill.onnx_int8_conv); `int8-cnn` = int8-linear plus static QDQ
+products with one activation scale per output frame (distill.deploy.onnx_int8_conv); `int8-cnn` = int8-linear plus static QDQ
 int8 for those convolutions, with activation ranges calibrated on audio you give (`calibration`): the fastest, but one
 static uint8 range per tensor cannot keep quiet frames, whose features lose most of their precision, which the
 per-frame LayerNorm after GenDistiller's CNN then magnifies (BENCHMARKS.md §3.1 has all three measured: int8 and
@@ -34,10 +34,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from distill.components import ChannelMoments, FeatureExtractor
-from distill.deploy import MOMENT_INPUTS, ONNX_FORMAT
+from distill.deploy.runtime import MOMENT_INPUTS, ONNX_FORMAT
 from distill.models import DistilHuBERT, Student
-from distill.models.checkpoint import load_student
+from distill.models.student_checkpoint import load_student
+from distill.nn.components import ChannelMoments, FeatureExtractor
 
 OPSET = 17
 # --quantize choice -> what it does (printed by the export command).
@@ -173,12 +173,12 @@ def _first_layer_moments(feature_extractor: FeatureExtractor, path: Path) -> dic
 def _quantize(fp32: Path, scratch: Path, quantize: str, calibration: Sequence[np.ndarray]) -> Path:
     """QUANTIZATIONS[quantize]: dynamic int8 for MatMul/Gemm (onnxruntime.quantization); int8-cnn first static QDQ int8
     for the CNN's convolutions after the first (activation ranges from `calibration`), int8 then per-frame int8 for
-    them (distill.onnx_int8_conv)."""
+    them (distill.deploy.onnx_int8_conv)."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from distill.onnx_int8_conv import quantize_convolutions
+    from distill.deploy.onnx_int8_conv import quantize_convolutions
 
     # onnxruntime's pre-processing also removes the Identity nodes the exporter puts on weights used more than once
     # (GenDistiller's shared generator); quantize_dynamic would leave those MatMuls in fp32.

@@ -3,7 +3,7 @@
 s3prl 0.4.18's KS, IC and SID experts write one line per item whenever they evaluate a split (`Task.item_files` in
 superb_recipes/tasks.yaml: KS `test_predict.txt` + `test_truth.txt`, lines "FILE_ID CLASS"), overwriting the previous
 evaluation's. `superb-sweep` keeps those of the test score it takes in the chosen run's `test_items/` folder (see
-`distill.superb_sweep.evaluate_test`), where `superb-report` reads them:
+`distill.superb.sweep.evaluate_test`), where `superb-report` reads them:
 
     correct = kept_correct(task, Path(row["expdir"]))       # {"yes-0a7c2a8d_nohash_0.wav": True, ...} or None
     low, high = bootstrap_interval(list(correct.values()))  # accuracy's 95% percentile bootstrap interval (fractions)
@@ -23,7 +23,7 @@ from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from distill.recipes import Task
+from distill.superb.tasks import Task
 
 TEST_ITEMS = "test_items"  # in a run folder: the expert's per-item files of the test score superb-sweep took
 
