@@ -56,8 +56,9 @@ from distill.training.trainer import load_config, train
 Overrides = Callable[[int, int], list[str]]
 _NARROW: Overrides = lambda k, channels: [f"student.front_end_channels={channels}", "student.cnn_grad_mult=1.0",
                                           "student.layer0_loss=true"]
-# §4.2's ablations on Whisper were measured before the shipped GenDistiller weighed its first target layer twice
-# and gave its early steps feed-forward blocks of their own: these overrides keep their students as measured
+# The ablations on Whisper (benchmarks/results/real_teacher_whisper.md) were measured before the shipped GenDistiller
+# weighed its first target layer twice and gave its early steps feed-forward blocks of their own: these overrides keep
+# their students as measured
 _AS_FIRST_MEASURED = ["optim.layer_weights=[]", "student.step_ffn_dims=[]"]
 VARIANTS: dict[str, tuple[str, Overrides]] = {
     "gendistiller": ("gendistiller", lambda k, c: []),
@@ -73,7 +74,7 @@ VARIANTS: dict[str, tuple[str, Overrides]] = {
     "gendistiller-free-running": ("gendistiller", lambda k, c: ["student.history=free_running"]),
     "gendistiller-2d-attention": ("gendistiller", lambda k, c: ["student.attention_2d=true"]),
     "gendistiller-first-step-twice": ("gendistiller", lambda k, c: [f"student.generator_repeats={[2] + [1] * (k - 1)}"]),
-    # §4.2's ablations on Whisper, as first measured
+    # the ablations on Whisper, as first measured (benchmarks/results/real_teacher_whisper.md)
     "gendistiller-no-feature-norm": ("gendistiller", lambda k, c: [*_AS_FIRST_MEASURED, "student.feature_layer_norm=false"]),
     "gendistiller-no-feature-norm-first-step-twice": ("gendistiller", lambda k, c: [
         *_AS_FIRST_MEASURED, "student.feature_layer_norm=false", f"student.generator_repeats={[2] + [1] * (k - 1)}"]),
@@ -88,7 +89,8 @@ VARIANTS: dict[str, tuple[str, Overrides]] = {
     "gendistiller-detached-history": ("gendistiller", lambda k, c: [*_AS_FIRST_MEASURED, "student.history_gradient=false"]),
     "gendistiller-equal-layer-weights": ("gendistiller", lambda k, c: _AS_FIRST_MEASURED),
     # the shipped GenDistiller gives each step but the last a feed-forward block of its own with a narrowed front-end
-    # (step_ffn_dims auto); these force it on and off (off: the default before 2026-12-02, §4.2)
+    # (step_ffn_dims auto); these force it on and off (off: the default before 2026-12-02,
+    # benchmarks/results/real_teacher_whisper.md)
     "gendistiller-early-step-ffns": ("gendistiller", lambda k, c: ["student.step_ffn_dims=early"]),
     "gendistiller-no-step-ffns": ("gendistiller", lambda k, c: ["student.step_ffn_dims=[]"]),
     # the shipped GenDistiller decides target_standardization by the teacher (auto); these force it

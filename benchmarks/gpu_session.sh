@@ -1,62 +1,50 @@
 #!/usr/bin/env bash
-# The GPU half of BENCHMARKS.md (issue §1-3) as one command that fits a 15-minute device lease with a cold start.
+# The GPU rows of BENCHMARKS.md ("Not measured yet: GPU"), on any machine with a CUDA card:
 #
-#   bash benchmarks/gpu_session.sh prepare   # here, before the device call: copies s3prl's pure-Python package
-#                                            # (the reference modules need only torch and numpy) to .gpu_deps/
-#   bash benchmarks/gpu_session.sh run       # on the GPU machine (device tool: carry [".gpu_deps"], timeout_s 560)
+#   ./setup.sh && bash benchmarks/gpu_session.sh [OUT]     # OUT defaults to runs/benchmarks/gpu
 #
-# `run` writes under $OUT (default runs/benchmarks/gpu): train_throughput.md, inference_cuda.md, compile.md,
-# session.log and gpu_results.tgz (every JSON, profile table and log) - at most 8 files, as the device tool returns.
-# Stages, each under its own time limit so a slow one cannot eat the next: step time + memory + profiles at the
-# issue's batch (24 x 250,000), inference latency, then the torch.compile variant if at least 150 s are left.
+# Python: .venv/bin/python when setup.sh made it, else $PYTHON (default python3) with torch (CUDA), s3prl 0.4.18 (the
+# reference recipe's modules) and this repository importable. WavLM Base+ geometry, random weights; it measures
+#   1. the training step of s3prl's DistilHuBERT recipe against our trainer's step for every student at the recipe's
+#      batch (24 x 250,000 samples, mixed precision): time, loss agreement, peak GPU memory, op profiles
+#      (python -m benchmarks.train_throughput --device cuda --profile)  -> OUT/train_throughput.{md,json}, profile_*.txt
+#   2. inference latency, 10 s of audio, batch 1 (python -m benchmarks.inference --device cuda)  -> OUT/inference_cuda.*
+#   3. the step with torch.compile, the recipe against the default GenDistiller  -> OUT/compile/train_throughput.*
+# and OUT/gpu.log (the card, driver, torch version and every command's output). Each stage has a time limit
+# (STEP_LIMIT_S, INFERENCE_LIMIT_S, COMPILE_LIMIT_S) so that a stage that hangs does not stop the others.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ "${1:-}" == "prepare" ]]; then
-    site=$(.venv/bin/python -c "import os, s3prl; print(os.path.dirname(os.path.dirname(s3prl.__file__)))")
-    rm -rf .gpu_deps && mkdir -p .gpu_deps
-    cp -r "$site/s3prl" .gpu_deps/ && find .gpu_deps -name __pycache__ -prune -exec rm -rf {} +
-    grep -qx "/.gpu_deps/" .git/info/exclude 2>/dev/null || echo "/.gpu_deps/" >> .git/info/exclude
-    du -sh .gpu_deps
-    exit 0
-fi
-[[ "${1:-}" == "run" ]] || { echo "usage: $0 prepare|run" >&2; exit 2; }
+OUT=${1:-runs/benchmarks/gpu}
+if [[ -z "${PYTHON:-}" && -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=${PYTHON:-python3}; fi
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
 
-OUT=${OUT:-runs/benchmarks/gpu}
-WORK=/tmp/gpu_results
-PY=${PYTHON:-python3}
-BUDGET=${BUDGET_S:-540}  # seconds this script may take in all
-mkdir -p "$OUT" "$WORK"
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/.gpu_deps:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-# distill.io.audio imports soundfile at module level; these benchmarks read no audio files on the GPU machine.
-if ! $PY -c "import soundfile" 2>/dev/null; then
-    mkdir -p /tmp/stubs
-    printf 'def _missing(*args, **kwargs):\n    raise ImportError("soundfile is not installed on this machine")\n\nread = info = write = _missing\n' > /tmp/stubs/soundfile.py
-    export PYTHONPATH="/tmp/stubs:$PYTHONPATH"
+if ! $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    echo "gpu_session.sh: $PY has no torch with a CUDA device (torch.cuda.is_available() is false)" >&2
+    exit 1
 fi
+if ! $PY -c "import s3prl.upstream.distiller.model, distill" 2>/dev/null; then
+    echo "gpu_session.sh: $PY cannot import s3prl 0.4.18 and this repository (./setup.sh installs both)" >&2
+    exit 1
+fi
+
+stage() {  # stage LIMIT_S TITLE COMMAND...
+    local limit=$1 title=$2; shift 2
+    echo "== $title (limit ${limit} s): $*"
+    timeout "$limit" "$@" || echo "== $title: exit status $?"
+}
 
 {
-    date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    date -u
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
     $PY -c "import sys, torch; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())"
-
-    echo "== 1-2. step time, memory, profiles (24 x 250,000, WavLM Base+ geometry)"
-    timeout 300 $PY -m benchmarks.train_throughput --device cuda --profile --out "$WORK" 2>&1 | grep -v Warning
-    echo "== 3. inference latency, 10 s, batch 1"
-    timeout 120 $PY -m benchmarks.inference --device cuda --out "$WORK" 2>&1 | grep -v Warning
-    left=$((BUDGET - SECONDS))
-    if (( left >= 150 )); then
-        echo "== torch.compile variant ($left s left)"
-        timeout $((left - 20)) $PY -m benchmarks.train_throughput --device cuda --compile --skip-checks \
-            --variants s3prl-reference gendistiller --out "$WORK/compile" 2>&1 | grep -v Warning
-    else
-        echo "== torch.compile variant skipped: $left s left"
-    fi
-    echo "== done after $SECONDS s"
-} 2>&1 | tee "$WORK/session.log"
-
-cp "$WORK/session.log" "$OUT/"
-cp "$WORK/train_throughput.md" "$OUT/" 2>/dev/null
-cp "$WORK/inference_cuda.md" "$OUT/" 2>/dev/null
-cp "$WORK/compile/train_throughput.md" "$OUT/compile.md" 2>/dev/null
-tar czf "$OUT/gpu_results.tgz" -C /tmp gpu_results
-ls -la "$OUT"
+    stage "${STEP_LIMIT_S:-1800}" "1. training step, memory, profiles" \
+        $PY -m benchmarks.train_throughput --device cuda --profile --out "$OUT"
+    stage "${INFERENCE_LIMIT_S:-600}" "2. inference latency" \
+        $PY -m benchmarks.inference --device cuda --out "$OUT"
+    stage "${COMPILE_LIMIT_S:-1800}" "3. torch.compile" \
+        $PY -m benchmarks.train_throughput --device cuda --compile --skip-checks \
+        --variants s3prl-reference gendistiller --out "$OUT/compile"
+    echo "== done after $SECONDS s; results in $OUT"
+} 2>&1 | tee "$OUT/gpu.log"
