@@ -11,12 +11,12 @@ import pytest
 import soundfile
 import torch
 
+from benchmarks.whisper_padding import padding_gap
 from distill.cli import main as cli
 from distill.io.checkpoint_files import CheckpointError
 from distill.nn.whisper_encoder import mel_filters, whisper_frames
 from distill.teachers import WhisperTeacher, load_teacher
 from distill.teachers.ctranslate2_format import CTranslate2File
-from distill.teachers.whisper import padding_gap
 from distill.training.fidelity import long_files_notes
 from tests.conftest import random_waveforms, write_tone_corpus
 

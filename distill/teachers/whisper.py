@@ -13,7 +13,7 @@ know; the decoder (and the vocabulary) is dropped on purpose.
 The two modes (`WhisperTeacher(..., pad_to_30s=...)`; see `distill/nn/whisper_encoder.py`): per utterance, the log-mel of each
 utterance alone and the encoder over its own frames, padding-invariant in a batch (the default: a student sees
 unpadded utterances); `pad_to_30s`, exactly what Whisper computes (each input zero-padded to 30 s, 1,500 frames
-encoded), cut to the utterance's frames. `padding_gap` measures how far the first is from the second on real files.
+encoded), cut to the utterance's frames.
 hidden_states = [conv stem + positions] + each layer's output, the last after the final LayerNorm (transformers'
 `output_hidden_states`); one frame per 320 samples, (samples // 160 + 1) // 2 frames per utterance; recordings
 longer than 30 s run as consecutive 30 s windows whose frames are concatenated.
@@ -23,10 +23,9 @@ from __future__ import annotations
 import json
 import pickle
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from distill.io.checkpoint_files import CheckpointError
@@ -36,7 +35,6 @@ from distill.teachers.base import Teacher, TeacherOutput
 from distill.teachers.ctranslate2_format import CTranslate2File, is_ctranslate2_file
 
 FAMILY = "whisper"
-PREFIXES = {"whisper": False, "whisper-30s": True}  # spec prefix -> pad_to_30s
 
 # openai-whisper's `model_state_dict` names -> ours (first full match wins; None drops). openai's key projection has
 # no bias; `mlp` is Sequential(Linear, GELU, Linear).
@@ -167,14 +165,6 @@ def load_whisper_teacher(path: str | Path, pad_to_30s: bool = False) -> WhisperT
     return WhisperTeacher(f"{prefix}:{path}", model, pad_to_30s, source_parameters)
 
 
-def load_whisper_spec(spec: str) -> WhisperTeacher:
-    """`whisper:PATH` or `whisper-30s:PATH` (or a bare PATH: per utterance)."""
-    prefix, sep, rest = spec.partition(":")
-    if sep and prefix in PREFIXES:
-        return load_whisper_teacher(rest, PREFIXES[prefix])
-    return load_whisper_teacher(spec)
-
-
 def _read_openai_checkpoint(path: Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -293,45 +283,3 @@ def _split_qkv(weights: dict[str, Tensor], source: str) -> dict[str, Tensor]:
         if kind == "weight":
             out[f"{base}k_proj.weight"] = key
     return out
-
-
-# ---- how far per-utterance states are from Whisper's padded ones ------------------------------------------------
-
-@torch.no_grad()
-def padding_gap(teacher: str | Path | WhisperTeacher, files: Sequence[str | Path | Tensor]) -> dict[str, Any]:
-    """Per-utterance states against Whisper's own (`pad_to_30s`) on each file, over valid frames, per layer: mean
-    cosine similarity of frame vectors and relative L1 (sum |alone - padded| / sum |padded|).
-
-    `teacher`: a Whisper teacher, a `whisper:`/`whisper-30s:` spec or a path; `files`: 16 kHz audio files (read with
-    `distill.io.audio.read_audio`) or 1-D 16 kHz waveforms. Each file runs alone in both modes.
-    """
-    from distill.io.audio import read_audio
-
-    if not isinstance(teacher, WhisperTeacher):
-        teacher = load_whisper_spec(str(teacher))
-    if not files:
-        raise ValueError("padding_gap needs at least one file")
-    device = next(teacher.model.parameters()).device
-    layers = teacher.num_layers + 1
-    cosine, difference, reference = [0.0] * layers, [0.0] * layers, [0.0] * layers
-    frames = 0
-    for item in files:
-        wav = item if isinstance(item, Tensor) else torch.from_numpy(read_audio(item))
-        wav = wav.float().to(device)[None]
-        lengths = torch.tensor([wav.shape[1]], device=device)
-        alone, count = teacher.model(wav, lengths, pad_to_30s=False)
-        padded, _ = teacher.model(wav, lengths, pad_to_30s=True)
-        n = int(count[0])
-        frames += n
-        for layer, (a, b) in enumerate(zip(alone, padded)):
-            a, b = a[0, :n].double(), b[0, :n].double()
-            cosine[layer] += F.cosine_similarity(a, b, dim=-1).sum().item()
-            difference[layer] += (a - b).abs().sum().item()
-            reference[layer] += b.abs().sum().item()
-    return {
-        "teacher": teacher.spec,
-        "files": len(files),
-        "frames": frames,
-        "layers": [{"layer": layer, "cosine": cosine[layer] / frames,
-                    "relative_l1": difference[layer] / reference[layer]} for layer in range(layers)],
-    }
