@@ -199,7 +199,7 @@ def test_ctranslate2_model_bin_gives_the_same_states(hf_whisper, ct2_folder):
     ctranslate2's own encoder (float32 compute, so it dequantises as we do) within float32 error, in both modes."""
     import ctranslate2
 
-    (folder, model), (ct2, quantization) = hf_whisper, ct2_folder
+    (_, model), (ct2, quantization) = hf_whisper, ct2_folder
     assert any(alias.startswith("encoder/") for alias in CTranslate2File(ct2 / "model.bin").aliases)
     wavs = random_waveforms(LENGTHS, seed=3)
     teacher = load_teacher(f"whisper-30s:{ct2}")
