@@ -22,8 +22,6 @@ from distill.nn.fairseq_names import FAIRSEQ_TO_OURS
 from distill.nn.ssl_encoder import SSLModel, SSLModelConfig
 from distill.teachers.ssl_teacher import CheckpointTeacher, build_and_load
 
-FAMILIES = ("wavlm", "hubert", "wav2vec2")
-
 
 def checkpoint_family(checkpoint: Mapping[str, Any]) -> str:
     """'wavlm', 'hubert' or 'wav2vec2'; for any other dict, raises a CheckpointError that says what it is."""

@@ -77,14 +77,25 @@ def sniff(spec: str) -> Source:
 def _path(path: Path) -> Source:
     """A bare PATH, told by what it holds."""
     if path.is_dir():
-        whisper = _whisper_folder(path)
-        if whisper is not None:
-            return Source(whisper, str(path))
-        if huggingface_format.is_hf_folder(path):
-            return Source("huggingface", str(path))
+        folder = _folder(path)
+        if folder is not None:
+            return Source(folder, str(path))
     elif ctranslate2_format.is_ctranslate2_file(path):
         return Source("ctranslate2-whisper", str(path))
     return _checkpoint(path)
+
+
+def _folder(path: Path) -> Optional[str]:
+    """A folder's format: a config.json of model_type "whisper", else a model.bin (CTranslate2), else any config.json
+    (HuggingFace); None if it holds none of them."""
+    model_type = huggingface_format.model_type(path)
+    if model_type == "whisper":
+        return "huggingface-whisper"
+    if (path / "model.bin").is_file():
+        return "ctranslate2-whisper"
+    if huggingface_format.is_hf_folder(path):
+        return "huggingface"
+    return None
 
 
 def _checkpoint(path: Path, family: Optional[str] = None) -> Source:
@@ -117,23 +128,15 @@ def _whisper(path: Path, pad_to_30s: bool) -> Source:
     """A Whisper model in one of its three formats; a file that is not a CTranslate2 model.bin counts as an
     openai-whisper .pt (its loader says so if it is not one)."""
     if path.is_dir():
-        whisper = _whisper_folder(path)
+        whisper = _folder(path)
     elif path.is_file():
         whisper = "ctranslate2-whisper" if ctranslate2_format.is_ctranslate2_file(path) else "openai-whisper"
     else:
         whisper = None
-    if whisper is None:
+    if whisper not in ("huggingface-whisper", "ctranslate2-whisper", "openai-whisper"):
         raise CheckpointError(f"{path}: not a Whisper model (expected an openai-whisper .pt, a HuggingFace folder with "
                               "model_type 'whisper', or a CTranslate2 model.bin or folder holding one)")
     return Source(whisper, str(path), pad_to_30s=pad_to_30s)
-
-
-def _whisper_folder(path: Path) -> Optional[str]:
-    if huggingface_format.model_type(path) == "whisper":
-        return "huggingface-whisper"
-    if (path / "model.bin").is_file():
-        return "ctranslate2-whisper"
-    return None
 
 
 # spec prefix -> the rule for the rest of the spec. A spec with no known prefix is a bare PATH.
