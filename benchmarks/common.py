@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from distill.nn.components import valid_mask
 from distill.teachers import CheckpointTeacher
-from distill.teachers.importers import import_wavlm
+from distill.teachers.fairseq_format import import_wavlm
 from distill.teachers.tiny import TINY_WAVLM_CFG, WAVLM_BASE_PLUS_CFG, build_reference_wavlm
 
 # Teacher geometries the speed benchmarks build with random weights: WavLM Base+ (the setting) and the

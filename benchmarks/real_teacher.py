@@ -10,7 +10,7 @@ What it does, each stage resumable (finished runs are kept and reused):
    prompts (distill/corpora/real_speech.py: distillation train/held-out split, SID over the voices, spoken numbers and letters
    tested on unseen voices).
 2. How far Whisper's per-utterance states (the teacher mode used here, `whisper:`) are from what it computes on 30 s
-   padded windows (`whisper-30s:`), on held-out files (`distill.teachers.whisper.padding_gap`).
+   padded windows (`whisper-30s:`), on held-out files (`benchmarks/whisper_padding.py`).
 3. `benchmarks/fidelity.py` with the real teacher: students from scratch at the teacher's width with 128-channel
    front-ends (Whisper's log-mel front-end cannot be copied into a waveform CNN), target layers 2/4/6 of 6, batch 4 x
    4 s crops (--batch-size, --crop-seconds), lr 1e-3, evaluated free running on the held-out voice's whole recordings;
@@ -47,7 +47,7 @@ def fetch(cache: Path) -> tuple[Path, Path]:
 
 def padding_gap(teacher: str, heldout: Path, out: Path) -> dict[str, Any]:
     """Per-utterance vs 30 s padded states on the first PADDING_GAP_FILES held-out files (once; kept in out)."""
-    from distill.teachers.whisper import padding_gap as measure
+    from benchmarks.whisper_padding import padding_gap as measure
 
     path = out / "padding_gap.json"
     if not path.is_file():

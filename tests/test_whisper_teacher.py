@@ -11,12 +11,12 @@ import pytest
 import soundfile
 import torch
 
+from benchmarks.whisper_padding import padding_gap
 from distill.cli import main as cli
 from distill.io.checkpoint_files import CheckpointError
 from distill.nn.whisper_encoder import mel_filters, whisper_frames
 from distill.teachers import WhisperTeacher, load_teacher
 from distill.teachers.ctranslate2_format import CTranslate2File
-from distill.teachers.whisper import padding_gap
 from distill.training.fidelity import long_files_notes
 from tests.conftest import random_waveforms, write_tone_corpus
 
@@ -199,7 +199,7 @@ def test_ctranslate2_model_bin_gives_the_same_states(hf_whisper, ct2_folder):
     ctranslate2's own encoder (float32 compute, so it dequantises as we do) within float32 error, in both modes."""
     import ctranslate2
 
-    (folder, model), (ct2, quantization) = hf_whisper, ct2_folder
+    (_, model), (ct2, quantization) = hf_whisper, ct2_folder
     assert any(alias.startswith("encoder/") for alias in CTranslate2File(ct2 / "model.bin").aliases)
     wavs = random_waveforms(LENGTHS, seed=3)
     teacher = load_teacher(f"whisper-30s:{ct2}")

@@ -2,8 +2,9 @@
 students take their geometry (`SSLModelConfig`) and front-end from it.
 
 One model covers the three families; they differ only in the attention the builder passes in (WavLM adds
-a bucketed relative position bias, optionally gated). The importers (`distill/teachers/importers.py`) turn
-foreign checkpoints into an `SSLModelConfig` plus a state dict for this model.
+a bucketed relative position bias, optionally gated). The importers (`distill/teachers/fairseq_format.py`,
+`distill/teachers/huggingface_format.py`) turn foreign checkpoints into an `SSLModelConfig` plus a state dict for
+this model.
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Our implementation of the Whisper audio encoder (openai/whisper `model.py`, transformers `WhisperEncoder`): 16 kHz
-waveforms in, every hidden state out. The importers (`distill/teachers/whisper.py`) fill it from openai-whisper
-checkpoints, HuggingFace folders and CTranslate2 (faster-whisper) `model.bin` files.
+waveforms in, every hidden state out. The importers (`distill/teachers/openai_whisper_format.py`,
+`huggingface_format.py`, `ctranslate2_format.py`) fill it from openai-whisper checkpoints, HuggingFace folders and
+CTranslate2 (faster-whisper) `model.bin` files.
 
 Front-end (`LogMelSpectrogram`), exactly as Whisper: 400-point STFT every 160 samples (Hann window, centred with
 reflect padding), power spectrum with the last frame dropped, Slaney mel filters to 8 kHz, log10 clamped at 1e-10,

@@ -1,4 +1,7 @@
-"""Our own reader of CTranslate2's `model.bin` (the format faster-whisper ships), with no dependency on ctranslate2.
+"""CTranslate2 Whisper models (faster-whisper's `model.bin`, or a folder holding one) -> `WhisperTeacher`, through our
+own reader of the file, with no dependency on ctranslate2. float16, bfloat16, int8 and int16 weights are turned into
+float32; `_CT2_RULES` maps the WhisperSpec's variable names onto our encoder (`distill/nn/whisper_encoder.py`),
+raising on any name it does not know; the decoder and the vocabulary are never read.
 
 Layout (ctranslate2 `specs/model_spec.py: ModelSpec._serialize`, read back by `src/models/model.cc`), little-endian:
 uint32 binary version; string spec name; uint32 spec revision; uint32 variable count; per variable: string name,
@@ -24,11 +27,34 @@ import torch
 from torch import Tensor
 
 from distill.io.checkpoint_files import CheckpointError
+from distill.io.weight_names import rename
+from distill.nn.whisper_encoder import WhisperEncoderConfig, WhisperEncoderModel
+from distill.teachers.whisper_teacher import WhisperTeacher, build_whisper_encoder, whisper_teacher
 
 SUPPORTED_BINARY_VERSIONS = (4, 5, 6)
 # The dtype ids of ctranslate2's DataType enum (include/ctranslate2/types.h).
 DTYPES: dict[int, torch.dtype] = {0: torch.float32, 1: torch.int8, 2: torch.int16, 3: torch.int32, 4: torch.float16,
                                   5: torch.bfloat16}
+
+# CTranslate2 WhisperSpec variable names -> ours. `linear_0` of self-attention is q, k, v fused along the output rows
+# (the converter's `fuse_linear`, with zeros for the key's missing bias): split after renaming (`_split_qkv`).
+_CT2_RULES: tuple[tuple[str, str | None], ...] = (
+    (r"encoder/(conv1|conv2)/(weight|bias)", r"\1.\2"),
+    (r"encoder/position_encodings/encodings", "positions"),
+    (r"encoder/layer_(\d+)/self_attention/layer_norm/gamma", r"layers.\1.self_attn_layer_norm.weight"),
+    (r"encoder/layer_(\d+)/self_attention/layer_norm/beta", r"layers.\1.self_attn_layer_norm.bias"),
+    (r"encoder/layer_(\d+)/self_attention/linear_0/(weight|bias)", r"layers.\1.self_attn.qkv.\2"),
+    (r"encoder/layer_(\d+)/self_attention/linear_1/(weight|bias)", r"layers.\1.self_attn.out_proj.\2"),
+    (r"encoder/layer_(\d+)/ffn/layer_norm/gamma", r"layers.\1.final_layer_norm.weight"),
+    (r"encoder/layer_(\d+)/ffn/layer_norm/beta", r"layers.\1.final_layer_norm.bias"),
+    (r"encoder/layer_(\d+)/ffn/linear_0/(weight|bias)", r"layers.\1.fc1.\2"),
+    (r"encoder/layer_(\d+)/ffn/linear_1/(weight|bias)", r"layers.\1.fc2.\2"),
+    (r"encoder/layer_norm/gamma", "layer_norm.weight"),
+    (r"encoder/layer_norm/beta", "layer_norm.bias"),
+    (r"encoder/.+/weight_scale", None),  # int8/int16 scales: read with their weight (`dequantized`)
+    (r"encoder/num_heads", None),  # a scalar, read into the config
+    (r"decoder/.*", None),
+)
 
 
 @dataclass(frozen=True)
@@ -181,3 +207,60 @@ def is_ctranslate2_file(path: str | Path) -> bool:
     return version > 0 and 2 <= length <= 256 and len(name) == length and name[-1] == 0 and name[:-1].isascii() \
         and name[:-1].decode("ascii").isidentifier()
 
+
+# ---- the Whisper teacher -----------------------------------------------------------------------------------------
+
+def load_ctranslate2_whisper(path: str, pad_to_30s: bool) -> WhisperTeacher:
+    """The teacher of a CTranslate2 Whisper `model.bin` at `path`, or in the folder `path`."""
+    model_file = Path(path) / "model.bin" if Path(path).is_dir() else Path(path)
+    model, source_parameters = import_ctranslate2_whisper(model_file)
+    return whisper_teacher(path, model, pad_to_30s, source_parameters)
+
+
+def import_ctranslate2_whisper(path: str | Path) -> tuple[WhisperEncoderModel, int]:
+    """A CTranslate2 WhisperSpec `model.bin` -> (our model, elements of the file's variables, decoder included)."""
+    model_file = CTranslate2File(path)
+    source = str(model_file.path)
+    if model_file.spec != "WhisperSpec":
+        raise CheckpointError(f"{source}: a CTranslate2 {model_file.spec} model, not a Whisper model (WhisperSpec)")
+    if not 1 <= model_file.revision <= 3:
+        raise CheckpointError(f"{source}: WhisperSpec revision {model_file.revision} is not supported "
+                              "(this reader knows 1 to 3)")
+    weights = {}
+    for name in model_file.names():  # renamed first, so that only what the encoder uses is read
+        target = rename(name, source, _CT2_RULES)
+        if target is not None:
+            weights[target] = model_file.dequantized(name)
+    weights = _split_qkv(weights, source)
+    if "encoder/num_heads" not in model_file or "conv1.weight" not in weights:
+        raise CheckpointError(f"{source}: WhisperSpec model without encoder/num_heads or encoder/conv1/weight")
+    conv1, positions = weights["conv1.weight"], weights.get("positions")
+    if positions is None:
+        raise CheckpointError(f"{source}: WhisperSpec model without encoder/position_encodings/encodings")
+    num_layers = len({name.split(".")[1] for name in weights if name.startswith("layers.")})
+    config = WhisperEncoderConfig(n_mels=conv1.shape[1], n_ctx=positions.shape[0], dim=conv1.shape[0],
+                                  num_heads=int(model_file.scalar("encoder/num_heads")), num_layers=num_layers,
+                                  ffn_dim=weights["layers.0.fc1.weight"].shape[0] if num_layers else 4 * conv1.shape[0])
+    source_elements = sum(entry.num_bytes // entry.dtype.itemsize for name, entry in model_file.entries.items()
+                          if entry.shape and not name.endswith("_scale"))
+    return build_whisper_encoder(config, weights, source), source_elements
+
+
+def _split_qkv(weights: dict[str, Tensor], source: str) -> dict[str, Tensor]:
+    """`layers.N.self_attn.qkv.{weight,bias}` (rows q, k, v) -> q_proj, k_proj (weight only: the converter stores zeros
+    for the key's bias, and a key bias would not change attention anyway), v_proj."""
+    out = {}
+    for name, value in weights.items():
+        prefix, _, kind = name.rpartition(".")
+        if not prefix.endswith(".qkv"):
+            out[name] = value
+            continue
+        if value.shape[0] % 3:
+            raise CheckpointError(f"{source}: fused q/k/v {kind} of shape {tuple(value.shape)} does not split in three")
+        query, key, value_part = value.chunk(3)
+        base = prefix[: -len("qkv")]
+        out[f"{base}q_proj.{kind}"] = query
+        out[f"{base}v_proj.{kind}"] = value_part
+        if kind == "weight":
+            out[f"{base}k_proj.weight"] = key
+    return out

@@ -59,6 +59,14 @@ def _downsample_rate(module: nn.Module) -> int:
     return int(getattr(module, "downsample_rate", DEFAULT_DOWNSAMPLE_RATE))
 
 
+def load_s3prl(rest: str) -> ModuleTeacher:
+    """The teacher of a spec `s3prl:NAME` or `s3prl:NAME:CKPT`, given what follows `s3prl:`."""
+    name, _, ckpt = rest.partition(":")
+    if not name:
+        raise ValueError("s3prl teacher spec needs an upstream name: 's3prl:NAME' or 's3prl:NAME:CKPT'")
+    return s3prl_teacher(name, ckpt or None)
+
+
 def s3prl_teacher(name: str, ckpt: Optional[str] = None) -> ModuleTeacher:
     """Any s3prl upstream, through its `hidden_states` (`s3prl:NAME` or `s3prl:NAME:CKPT`)."""
     try:
@@ -72,8 +80,9 @@ def s3prl_teacher(name: str, ckpt: Optional[str] = None) -> ModuleTeacher:
     return ModuleTeacher(upstream, spec, family=f"s3prl:{name}")
 
 
-def imported_teacher(target: str) -> ModuleTeacher:
-    """`package.module:factory`: imports the module and calls factory() for the teacher's nn.Module."""
+def load_module(target: str) -> ModuleTeacher:
+    """The teacher of a spec `module:package.module:factory`, given what follows `module:`: imports the module and
+    calls factory() for the teacher's nn.Module."""
     module_name, sep, factory_name = target.partition(":")
     if not sep or not module_name or not factory_name:
         raise ValueError(f"module teacher {target!r} must look like 'package.module:factory'")

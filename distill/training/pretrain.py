@@ -34,7 +34,7 @@ from distill.io.weight_names import map_state_dict
 from distill.nn.components import valid_mask
 from distill.nn.fairseq_names import OURS_TO_WAVLM_EXTRAS, ours_to_fairseq
 from distill.nn.ssl_encoder import SSLModel
-from distill.teachers.importers import wavlm_config_from_checkpoint
+from distill.teachers.fairseq_format import wavlm_config_from_checkpoint
 from distill.teachers.tiny import TINY_WAVLM_CFG
 from distill.training.data import BucketBatchSampler, CorpusIndex, CropDataset, collate, index_corpus
 from distill.training.runs import (

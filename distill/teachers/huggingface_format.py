@@ -1,27 +1,31 @@
-"""HuggingFace transformers teachers: a `save_pretrained` folder (config.json + model.safetensors or
-pytorch_model.bin) of a `WavLMModel`, `HubertModel` or `Wav2Vec2Model`, Base- or Large-style, mapped into our own
-encoder (`distill/nn/ssl_encoder.py`), which is padding-invariant where transformers' models are not.
+"""HuggingFace transformers folders -> teachers. A `save_pretrained` folder (config.json + model.safetensors or
+pytorch_model.bin) of a `WavLMModel`, `HubertModel` or `Wav2Vec2Model`, Base- or Large-style, becomes a
+`CheckpointTeacher` (our encoder, `distill/nn/ssl_encoder.py`, which is padding-invariant where transformers' models
+are not); one of a `WhisperModel` / `WhisperForConditionalGeneration` (model_type "whisper") a `WhisperTeacher`.
 
-transformers reads the folder (`AutoModel.from_pretrained`, local files only); `hf_model_config` turns its config
-into an `SSLModelConfig` and `_HF_RULES` renames its weights, raising on any weight it does not know. Models whose
-feature extractor normalises the waveform (`do_normalize` in preprocessor_config.json) get our `normalize` with the
-feature extractor's epsilon.
+transformers reads the folder (local files only); `hf_model_config` / `hf_whisper_config` turn its config into ours,
+and `_SSL_RULES` / `_WHISPER_RULES` rename its weights, raising on any weight they do not know. Models whose feature
+extractor normalises the waveform (`do_normalize` in preprocessor_config.json) get our `normalize` with the feature
+extractor's epsilon.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from distill.io.checkpoint_files import CheckpointError
+from distill.io.weight_names import map_state_dict
 from distill.nn.ssl_encoder import SSLModel, SSLModelConfig
-from distill.teachers.importers import build_and_load
+from distill.nn.whisper_encoder import WhisperEncoderConfig, WhisperEncoderModel
+from distill.teachers.ssl_teacher import CheckpointTeacher, build_and_load
+from distill.teachers.whisper_teacher import WhisperTeacher, build_whisper_encoder, whisper_teacher
 
 HF_FAMILIES = ("wavlm", "hubert", "wav2vec2")  # config.json's model_type
 _HF_NORMALIZE_EPS = 1e-7  # transformers' Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm
 
-# transformers' names -> ours (first full match wins; None drops a pre-training-only weight).
-_HF_RULES: tuple[tuple[str, str | None], ...] = (
+# transformers' WavLM / HuBERT / wav2vec 2.0 names -> ours (first full match wins; None drops a pre-training-only weight).
+_SSL_RULES: tuple[tuple[str, str | None], ...] = (
     # CNN: "group" mode has a GroupNorm in layer 0 only, "layer" mode a LayerNorm in every layer; both named layer_norm.
     (r"feature_extractor\.conv_layers\.(\d+)\.conv\.(weight|bias)", r"feature_extractor.conv_layers.\1.conv.\2"),
     (r"feature_extractor\.conv_layers\.(\d+)\.layer_norm\.(weight|bias)", r"feature_extractor.conv_layers.\1.norm.\2"),
@@ -45,6 +49,17 @@ _HF_RULES: tuple[tuple[str, str | None], ...] = (
     (r"masked_spec_embed", None),  # the masking embedding of pre-training
 )
 
+# transformers' WhisperModel names -> ours (its encoder layers already use our fairseq-style names).
+_WHISPER_RULES: tuple[tuple[str, str | None], ...] = (
+    (r"encoder\.(conv1|conv2)\.(weight|bias)", r"\1.\2"),
+    (r"encoder\.embed_positions\.weight", "positions"),
+    (r"encoder\.layers\.(\d+)\.self_attn\.(q_proj|v_proj|out_proj)\.(weight|bias)", r"layers.\1.self_attn.\2.\3"),
+    (r"encoder\.layers\.(\d+)\.self_attn\.k_proj\.weight", r"layers.\1.self_attn.k_proj.weight"),
+    (r"encoder\.layers\.(\d+)\.(self_attn_layer_norm|final_layer_norm|fc1|fc2)\.(weight|bias)", r"layers.\1.\2.\3"),
+    (r"encoder\.layer_norm\.(weight|bias)", r"layer_norm.\1"),
+    (r"decoder\..*", None),  # the text decoder
+)
+
 # config keys whose other values our encoder does not implement -> the value it does.
 _REQUIRED = {"hidden_act": "gelu", "feat_extract_activation": "gelu", "conv_pos_batch_norm": False,
              "feat_proj_layer_norm": True, "add_adapter": False}
@@ -53,6 +68,31 @@ _REQUIRED = {"hidden_act": "gelu", "feat_extract_activation": "gelu", "conv_pos_
 def is_hf_folder(path: str | Path) -> bool:
     return Path(path).is_dir() and (Path(path) / "config.json").is_file()
 
+
+def model_type(folder: str | Path) -> Optional[str]:
+    """config.json's model_type in `folder`; None if there is none (no folder, no config.json, unreadable JSON)."""
+    try:
+        value = json.loads((Path(folder) / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+# ---- teachers ----------------------------------------------------------------------------------------------------
+
+def load_hf_teacher(folder: str) -> CheckpointTeacher:
+    """A folder of a WavLMModel, HubertModel or Wav2Vec2Model -> its teacher, spec `hf:FOLDER`."""
+    model, source_parameters = import_hf_folder(folder)
+    return CheckpointTeacher(f"hf:{folder}", model, source_parameters)
+
+
+def load_hf_whisper(folder: str, pad_to_30s: bool) -> WhisperTeacher:
+    """A folder of a WhisperModel / WhisperForConditionalGeneration -> its teacher, spec `whisper:` or `whisper-30s:`."""
+    model, source_parameters = import_hf_whisper(folder)
+    return whisper_teacher(folder, model, pad_to_30s, source_parameters)
+
+
+# ---- WavLM, HuBERT, wav2vec 2.0 ----------------------------------------------------------------------------------
 
 def hf_model_config(config: Any, normalize: bool) -> SSLModelConfig:
     """A transformers WavLMConfig / HubertConfig / Wav2Vec2Config -> our config."""
@@ -103,4 +143,34 @@ def import_hf_folder(folder: str | Path) -> tuple[SSLModel, int]:
         theirs = AutoModel.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as error:
         raise CheckpointError(f"{folder}: cannot read the HF weights ({error})") from error
-    return build_and_load(model_config, theirs.state_dict(), str(folder), _HF_RULES), sum(p.numel() for p in theirs.parameters())
+    return (build_and_load(model_config, theirs.state_dict(), str(folder), _SSL_RULES),
+            sum(p.numel() for p in theirs.parameters()))
+
+
+# ---- Whisper -----------------------------------------------------------------------------------------------------
+
+def hf_whisper_config(config: Any) -> WhisperEncoderConfig:
+    """A transformers WhisperConfig -> our config."""
+    activation = getattr(config, "activation_function", "gelu")
+    if activation != "gelu":
+        raise CheckpointError(f"HF whisper config has activation_function={activation!r}; only 'gelu' is supported")
+    return WhisperEncoderConfig(n_mels=config.num_mel_bins, n_ctx=config.max_source_positions, dim=config.d_model,
+                                num_heads=config.encoder_attention_heads, num_layers=config.encoder_layers,
+                                ffn_dim=config.encoder_ffn_dim)
+
+
+def import_hf_whisper(folder: str | Path) -> tuple[WhisperEncoderModel, int]:
+    """A `save_pretrained` folder of a WhisperModel / WhisperForConditionalGeneration -> (our model, parameters of
+    transformers' WhisperModel, decoder included)."""
+    folder = Path(folder)
+    try:
+        from transformers import WhisperModel
+    except ImportError as error:
+        raise ImportError("a HuggingFace Whisper teacher needs transformers: pip install 'transformers<5'") from error
+    try:
+        theirs = WhisperModel.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{folder}: cannot read the HF Whisper model ({error})") from error
+    weights = map_state_dict(theirs.state_dict(), str(folder), _WHISPER_RULES)
+    return (build_whisper_encoder(hf_whisper_config(theirs.config), weights, str(folder)),
+            sum(p.numel() for p in theirs.parameters()))
