@@ -442,8 +442,8 @@ def plan_layout(clips: Sequence[Clip], voices: Sequence[Voice] = VOICES, heldout
 
     distill = {"train": [c for name in names if name != heldout for c in by_voice[name]], "heldout": by_voice[heldout]}
 
-    # Speaker ID, as distill.corpora.synthetic._plan_voxceleb1 writes it: speakers id10001... in table order, the last
-    # max(2, n // 10) in test/wav (VoxCeleb1's verification-test speakers), one "video" per speaker and split.
+    # Speaker ID, as distill.corpora.synthetic_speaker.plan_voxceleb1 writes it: speakers id10001... in table order,
+    # the last max(2, n // 10) in test/wav (VoxCeleb1's verification-test speakers), one "video" per speaker and split.
     n_test = max(2, len(names) // 10)
     sid = []
     for i, name in enumerate(names):
@@ -508,7 +508,7 @@ def build_asterisk_speech(unpacked: Path, root: Path, *, versions: Mapping[str, 
     """
     import numpy as np
 
-    from distill.corpora.synthetic import _verification_trials  # the same VoxCeleb1 trial list as the synthetic corpus
+    from distill.corpora.synthetic_speaker import verification_trials  # the synthetic corpus's VoxCeleb1 trials
 
     unpacked, root = Path(unpacked), Path(root)
     if is_complete(root):
@@ -560,7 +560,7 @@ def build_asterisk_speech(unpacked: Path, root: Path, *, versions: Mapping[str, 
     for _, _, rel, subset in layout.sid:
         if subset == "test":
             test_files.setdefault(rel.split("/")[0], []).append(rel)
-    (vox / "veri_test.txt").write_text(_verification_trials(test_files, 200, np.random.default_rng(0)))
+    (vox / "veri_test.txt").write_text(verification_trials(test_files, 200, np.random.default_rng(0)))
 
     fluent = root / "fluent_commands"
     for split, items in layout.content.items():
