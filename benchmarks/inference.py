@@ -97,7 +97,7 @@ def build_models(args: argparse.Namespace) -> tuple[dict[str, nn.Module], Any, l
     }
     for c in narrow:
         models[f"gendistiller-narrow-fe-{c}"] = build_student("gendistiller", teacher, target_layers, front_end_channels=c,
-                                                              cnn_grad_mult=1.0, step_ffn_dims="auto")
+                                                              cnn_grad_mult=1.0)
     models["wavlm-teacher"] = teacher
     if not args.no_s3prl:
         models["s3prl-wavlm"] = reference_teacher

@@ -152,7 +152,7 @@ def build_ours(name: str, teacher: CheckpointTeacher, target_layers: list[int], 
     if name == "gendistiller-frozen-cnn":
         overrides = {"cnn_grad_mult": 0.0}
     elif name == "gendistiller-narrow-fe":
-        overrides = {"front_end_channels": narrow_channels, "cnn_grad_mult": 1.0, "layer0_loss": True, "step_ffn_dims": "auto"}
+        overrides = {"front_end_channels": narrow_channels, "cnn_grad_mult": 1.0, "layer0_loss": True}
     config = our_config(kind, target_layers, **overrides)
     torch.manual_seed(seed)
     student = prepare_student(config, teacher).to(device).train()

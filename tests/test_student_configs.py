@@ -63,7 +63,8 @@ def test_a_checkpoint_teachers_geometry_replaces_the_students():
 
 
 def test_models_take_resolved_configs_only():
-    for model, config in ((GenDistiller, GenDistillerConfig()), (DistilHuBERT, DistilHuBERTConfig(target_standardization="auto"))):
+    for model, config in ((GenDistiller, GenDistillerConfig()),
+                          (DistilHuBERT, DistilHuBERTConfig(target_standardization="auto"))):
         with pytest.raises(ValueError, match="needs a resolved config"):
             model(config)
         assert not build_student(config).config.unresolved()

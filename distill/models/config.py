@@ -151,7 +151,8 @@ class DistilHuBERTConfig(StudentConfig):
     encoder_layers: int = 2  # transformer layers of the baseline (initialised from teacher layers 1..n)
 
 
-STUDENT_CONFIGS: dict[str, type[StudentConfig]] = {"gendistiller": GenDistillerConfig, "distilhubert": DistilHuBERTConfig}
+STUDENT_CONFIGS: dict[str, type[StudentConfig]] = {"gendistiller": GenDistillerConfig,
+                                                   "distilhubert": DistilHuBERTConfig}
 
 
 def student_config(kind: str, **values: Any) -> StudentConfig:

@@ -48,7 +48,8 @@ def resolve_student(config: StudentConfig, teacher: Optional[TeacherFacts] = Non
         teacher = TeacherFacts.implied_by(config)
     if teacher.geometry is not None:
         # The student's layers use plain attention: the teacher's relative position bias is not copied.
-        config = replace(config, geometry={**teacher.geometry, "relative_position": False, "gated_relative_position": False})
+        geometry = {**teacher.geometry, "relative_position": False, "gated_relative_position": False}
+        config = replace(config, geometry=geometry)
     elif config.init_from_teacher:
         raise ValueError(f"student.init_from_teacher needs a checkpoint teacher (WavLM, fairseq or HF); {teacher.spec} "
                          "is not one: set student.init_from_teacher=false and give student.geometry")

@@ -24,7 +24,8 @@ def read_student_checkpoint(path: str | Path) -> dict[str, Any]:
     checkpoint = read_checkpoint(path)
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         found = "a WavLM/fairseq teacher checkpoint" if "cfg" in checkpoint else f"a dict with keys {sorted(checkpoint)[:8]}"
-        raise CheckpointError(f"{path}: not a GenDistiller student checkpoint (format {CHECKPOINT_FORMAT!r}); found {found}")
+        raise CheckpointError(f"{path}: not a GenDistiller student checkpoint (format {CHECKPOINT_FORMAT!r}); "
+                              f"found {found}")
     return {**checkpoint, "config": upgrade_config(checkpoint["config"])}
 
 

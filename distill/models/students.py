@@ -70,7 +70,8 @@ class Student(nn.Module):
         geometry = config.geometry_config()
         self.geometry = geometry
         self.feature_extractor = FeatureExtractor(config.front_end_conv_layers(), geometry.extractor_mode, geometry.conv_bias)
-        self.projection = FeatureProjection(self.feature_extractor.out_channels, geometry.dim, layer_norm=config.feature_layer_norm,
+        self.projection = FeatureProjection(self.feature_extractor.out_channels, geometry.dim,
+                                            layer_norm=config.feature_layer_norm,
                                             project=geometry.project_features if not config.front_end_channels else None)
         pos_conv = ConvPositionalEmbedding(geometry.dim, geometry.conv_pos, geometry.conv_pos_groups)
         self.encoder = Encoder(pos_conv, encoder_layers, geometry.dim, geometry.layer_norm_first)

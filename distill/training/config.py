@@ -98,7 +98,8 @@ _MOVED = {"student.history": "training.history", "student.history_gradient": "tr
 def config_from_dict(raw: dict[str, Any]) -> DistillConfig:
     unknown = sorted(set(raw) - {"teacher", "student", *_SECTIONS})
     if unknown:
-        raise ValueError(f"unknown config key(s) {unknown}; top-level keys are teacher, student, {', '.join(_SECTIONS)}")
+        raise ValueError(f"unknown config key(s) {unknown}; "
+                         f"top-level keys are teacher, student, {', '.join(_SECTIONS)}")
     teacher = raw.get("teacher", "")
     if not isinstance(teacher, str):
         raise ValueError(f"config key teacher: expected a string spec, got {teacher!r}")

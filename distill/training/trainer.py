@@ -72,7 +72,8 @@ def setup_distributed(device_type: str) -> Distributed:
 # ---- training ----------------------------------------------------------------------------------------------
 
 def teacher_history(training: TrainingConfig, num_steps: int, step: int, total_steps: int, seed: int) -> list[bool]:
-    """Per generation step (of `num_steps`): True = the next step's history is the teacher's layer. Same on every rank."""
+    """Per generation step (of `num_steps`): True = the next step's history is the teacher's layer. The same on every
+    rank."""
     if training.history == "teacher_forcing":
         return [True] * num_steps
     if training.history == "free_running":
