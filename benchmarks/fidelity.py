@@ -18,7 +18,7 @@ the other half, variance-weighted over dimensions). Parameter counts beside. Los
 of the target-layer losses from the trainer's metrics.jsonl) goes to fidelity_loss.png.
 
 Variants (VARIANTS): `gendistiller` and `distilhubert` (the shipped tiny/base configs), `*-narrow-fe` (the cheaper
-front-end: `student.front_end_channels`, trained from scratch with `layer0_loss`), and ablations of GenDistiller's
+front-end: `student.front_end_channels`, trained from scratch with `optim.layer0_loss`), and ablations of GenDistiller's
 options, each the shipped default with one thing changed (`gendistiller-v0`: the first design, one output
 projection shared by all steps and no output LayerNorm).
 Claim tested (issues §4, #10): GenDistiller >= baseline on most layers with <= 67% of its parameters.
@@ -55,7 +55,7 @@ from distill.training.trainer import load_config, train
 # variant -> (student kind, its config overrides given the number of target layers and the narrow channel count).
 Overrides = Callable[[int, int], list[str]]
 _NARROW: Overrides = lambda k, channels: [f"student.front_end_channels={channels}", "student.cnn_grad_mult=1.0",
-                                          "student.layer0_loss=true"]
+                                          "optim.layer0_loss=true"]
 # The ablations on Whisper (benchmarks/results/real_teacher_whisper.md) were measured before the shipped GenDistiller
 # weighed its first target layer twice and gave its early steps feed-forward blocks of their own: these overrides keep
 # their students as measured
@@ -70,8 +70,8 @@ VARIANTS: dict[str, tuple[str, Overrides]] = {
     "gendistiller-projection-per-step": ("gendistiller", lambda k, c: [f"student.output_projection_groups={list(range(k))}"]),
     "gendistiller-no-projection": ("gendistiller", lambda k, c: [f"student.output_projection_groups={[-1] * k}"]),
     "gendistiller-no-output-norm": ("gendistiller", lambda k, c: ["student.output_norm=false"]),
-    "gendistiller-teacher-forcing": ("gendistiller", lambda k, c: ["student.history=teacher_forcing"]),
-    "gendistiller-free-running": ("gendistiller", lambda k, c: ["student.history=free_running"]),
+    "gendistiller-teacher-forcing": ("gendistiller", lambda k, c: ["training.history=teacher_forcing"]),
+    "gendistiller-free-running": ("gendistiller", lambda k, c: ["training.history=free_running"]),
     "gendistiller-2d-attention": ("gendistiller", lambda k, c: ["student.attention_2d=true"]),
     "gendistiller-first-step-twice": ("gendistiller", lambda k, c: [f"student.generator_repeats={[2] + [1] * (k - 1)}"]),
     # the ablations on Whisper, as first measured (benchmarks/results/real_teacher_whisper.md)
@@ -86,7 +86,7 @@ VARIANTS: dict[str, tuple[str, Overrides]] = {
         f"student.output_projection_groups={[0] + [1] * (k - 1)}"]),
     "gendistiller-first-step-ffn": ("gendistiller", lambda k, c: [*_AS_FIRST_MEASURED, f"student.step_ffn_dims={[512] + [0] * (k - 1)}"]),
     "gendistiller-step-ffns": ("gendistiller", lambda k, c: [*_AS_FIRST_MEASURED, f"student.step_ffn_dims={[224] * k}"]),
-    "gendistiller-detached-history": ("gendistiller", lambda k, c: [*_AS_FIRST_MEASURED, "student.history_gradient=false"]),
+    "gendistiller-detached-history": ("gendistiller", lambda k, c: [*_AS_FIRST_MEASURED, "training.history_gradient=false"]),
     "gendistiller-equal-layer-weights": ("gendistiller", lambda k, c: _AS_FIRST_MEASURED),
     # the shipped GenDistiller gives each step but the last a feed-forward block of its own with a narrowed front-end
     # (step_ffn_dims auto); these force it on and off (off: the default before 2026-12-02,

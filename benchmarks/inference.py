@@ -50,7 +50,7 @@ from benchmarks.common import (
 )
 from distill.deploy.runtime import OnnxStudent
 from distill.io.audio import pad_waveforms
-from distill.models import StudentConfig
+from distill.models import student_config
 from distill.nn.components import FeatureExtractor
 from distill.training.trainer import DistillConfig, prepare_student
 
@@ -62,7 +62,7 @@ ISSUE_CPU_REFERENCE_S = {"s3prl-wavlm": 0.965, "s3prl-distilhubert": 0.570, "cnn
 
 def build_student(kind: str, teacher, target_layers: list[int], **overrides: Any) -> nn.Module:
     config = DistillConfig(teacher="(random weights)")
-    config.student = StudentConfig(kind=kind, target_layers=list(target_layers), **overrides)
+    config.student = student_config(kind, target_layers=list(target_layers), **overrides)
     torch.manual_seed(0)
     return prepare_student(config, teacher).eval()
 
@@ -97,7 +97,7 @@ def build_models(args: argparse.Namespace) -> tuple[dict[str, nn.Module], Any, l
     }
     for c in narrow:
         models[f"gendistiller-narrow-fe-{c}"] = build_student("gendistiller", teacher, target_layers, front_end_channels=c,
-                                                              cnn_grad_mult=1.0, layer0_loss=True, step_ffn_dims="auto")
+                                                              cnn_grad_mult=1.0)
     models["wavlm-teacher"] = teacher
     if not args.no_s3prl:
         models["s3prl-wavlm"] = reference_teacher

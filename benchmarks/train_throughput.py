@@ -16,7 +16,7 @@ Variants, all on the same batch in one process, timed interleaved (see `common.t
   - `gendistiller-frozen-cnn`: `student.cnn_grad_mult=0`; the teacher's CNN output is then shared with the
     student (`distill.training.trainer.shares_teacher_cnn`), so the CNN runs once per step;
   - `gendistiller-narrow-fe`: the cheaper front-end (`student.front_end_channels`, trained from scratch,
-    `layer0_loss`), with the early steps' own feed-forward blocks the shipped configs give it;
+    `optim.layer0_loss`), with the early steps' own feed-forward blocks the shipped configs give it;
   - `gendistiller-compiled` (with `--compile`): the default GenDistiller with `torch.compile` on the student and on
     the teacher's model.
 
@@ -63,7 +63,7 @@ from benchmarks.common import (
     time_interleaved,
     write_outputs,
 )
-from distill.models import StudentConfig
+from distill.models import student_config
 from distill.teachers import CheckpointTeacher
 from distill.training.runs import resolve_autocast_dtype
 from distill.training.trainer import DistillConfig, prepare_student, teacher_history, train_step
@@ -138,9 +138,10 @@ class Ours:
     optimizer: torch.optim.Optimizer
 
 
-def our_config(kind: str, target_layers: list[int], **student: Any) -> DistillConfig:
+def our_config(kind: str, target_layers: list[int], layer0_loss: bool = False, **student: Any) -> DistillConfig:
     config = DistillConfig(teacher="(random weights)")
-    config.student = StudentConfig(kind=kind, target_layers=list(target_layers), **student)
+    config.student = student_config(kind, target_layers=list(target_layers), **student)
+    config.optim.layer0_loss = layer0_loss
     return config
 
 
@@ -151,7 +152,7 @@ def build_ours(name: str, teacher: CheckpointTeacher, target_layers: list[int], 
     if name == "gendistiller-frozen-cnn":
         overrides = {"cnn_grad_mult": 0.0}
     elif name == "gendistiller-narrow-fe":
-        overrides = {"front_end_channels": narrow_channels, "cnn_grad_mult": 1.0, "layer0_loss": True, "step_ffn_dims": "auto"}
+        overrides = {"front_end_channels": narrow_channels, "cnn_grad_mult": 1.0, "layer0_loss": True}
     config = our_config(kind, target_layers, **overrides)
     torch.manual_seed(seed)
     student = prepare_student(config, teacher).to(device).train()
@@ -171,7 +172,8 @@ def compiled_variant(base: Ours, device: torch.device, seed: int) -> Ours:
 def our_step(ours: Ours, waveforms: Tensor, lengths: Tensor, autocast_dtype: Optional[torch.dtype], step: int = 0,
              optimizer: Optional[torch.optim.Optimizer] = None) -> Tensor:
     """`distill.training.trainer.train_step` with the history the trainer would draw at `step` (step 0: teacher forcing)."""
-    use_teacher = teacher_history(ours.config.student, step, ours.config.optim.total_steps, ours.config.run.seed)
+    use_teacher = teacher_history(ours.config.training, len(ours.config.student.target_layers), step,
+                                  ours.config.optim.total_steps, ours.config.run.seed)
     result = train_step(ours.model, ours.student, ours.teacher, optimizer or ours.optimizer, waveforms, lengths,
                         ours.config, use_teacher, autocast_dtype)
     return result.losses.total

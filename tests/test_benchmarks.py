@@ -11,7 +11,7 @@ import torch
 
 import distill.training.trainer
 from distill.io.audio import pad_waveforms
-from distill.models import StudentConfig
+from distill.models import GenDistillerConfig, student_config
 from distill.teachers import load_teacher
 from distill.training.trainer import DistillConfig, prepare_student, train_step
 from tests.conftest import random_waveforms, write_tone_corpus
@@ -113,10 +113,11 @@ def test_fidelity_cli(tmp_path, tiny_wavlm_path):
 
 # ---- the options the benchmarks measure ---------------------------------------------------------------------
 
-def student_for(teacher_path, **student):
+def student_for(teacher_path, layer0_loss=False, **student):
     teacher = load_teacher(str(teacher_path))
     config = DistillConfig(teacher=str(teacher_path))
-    config.student = StudentConfig(kind=student.pop("kind", "gendistiller"), target_layers=[2, 3, 4], dropout=0.0, **student)
+    config.student = student_config(student.pop("kind", "gendistiller"), target_layers=[2, 3, 4], dropout=0.0, **student)
+    config.optim.layer0_loss = layer0_loss
     torch.manual_seed(0)
     return config, teacher, prepare_student(config, teacher)
 
@@ -138,9 +139,9 @@ def test_narrow_front_end_keeps_the_frames_and_starts_from_scratch(tiny_wavlm_pa
 
 def test_bad_front_end_config_is_rejected():
     with pytest.raises(ValueError, match="front_end_channels"):
-        StudentConfig(front_end_channels=-1)
+        GenDistillerConfig(front_end_channels=-1)
     with pytest.raises(ValueError, match="cannot be frozen"):
-        StudentConfig(front_end_channels=32, cnn_grad_mult=0.0)
+        GenDistillerConfig(front_end_channels=32, cnn_grad_mult=0.0)
 
 
 def _one_step(tiny_wavlm_path, **student):
@@ -203,9 +204,11 @@ def test_fidelity_cli_on_a_whisper_teacher(tmp_path):
     data = json.loads((out / "fidelity.json").read_text())
     from distill.models.student_checkpoint import read_student_checkpoint
 
-    students = {v: read_student_checkpoint(data["variants"][v]["checkpoint"])["config"]["student"] for v in data["variants"]}
-    for student in students.values():
-        assert student["geometry"]["dim"] == 64 and student["front_end_channels"] == 16 and student["layer0_loss"]
+    configs = {v: read_student_checkpoint(data["variants"][v]["checkpoint"])["config"] for v in data["variants"]}
+    students = {v: config["student"] for v, config in configs.items()}
+    for config in configs.values():
+        student = config["student"]
+        assert student["geometry"]["dim"] == 64 and student["front_end_channels"] == 16 and config["optim"]["layer0_loss"]
     assert students["gendistiller"]["target_standardization"] is True  # the shipped GenDistiller
     assert students["gendistiller-unstandardized"]["target_standardization"] is False
     assert students["distilhubert"]["target_standardization"] is False  # the baseline as s3prl trains it

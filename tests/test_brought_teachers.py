@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from distill.cli import main as cli
-from distill.models import StudentConfig
+from distill.models import GenDistillerConfig
 from distill.nn.components import FeatureExtractor, valid_mask
 from distill.teachers import FrameAlignmentError, ModuleTeacher, TeacherOutput, load_teacher
 from distill.teachers.base import MAX_FRAME_DIFFERENCE, align_to_student
@@ -100,7 +100,7 @@ def test_student_initialised_from_hf_teacher_has_its_front_end(hf_folder):
     folder, _, _ = hf_folder
     teacher = load_teacher(str(folder))
     config = DistillConfig(teacher=str(folder))
-    config.student = StudentConfig(kind="gendistiller", target_layers=[1, 2], dropout=0.0)
+    config.student = GenDistillerConfig(target_layers=[1, 2], dropout=0.0)
     student = prepare_student(config, teacher).eval()
     wavs = random_waveforms((12000, 20000), seed=5)
     ours, theirs = student.infer(wavs), teacher(wavs)

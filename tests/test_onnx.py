@@ -14,7 +14,7 @@ from distill.cli import main as cli
 from distill.deploy.onnx_export import export_onnx, export_student, state_names
 from distill.deploy.runtime import DeployError, OnnxStudent
 from distill.io.audio import AudioError, read_audio
-from distill.models import StudentConfig, build_student
+from distill.models import build_student, student_config
 from distill.models.student_checkpoint import load_student
 from distill.nn.ssl_encoder import SSLModelConfig
 from tests.conftest import random_waveforms, write_tone_corpus
@@ -85,9 +85,9 @@ def test_fp32_equals_pytorch_with_other_options(tmp_path, kind, student_options,
     targets (with statistics far from 0 / 1)."""
     geometry = SSLModelConfig(**TINY_GEOMETRY, **geometry_options).to_dict()
     torch.manual_seed(3)
-    config = StudentConfig(kind=kind, target_layers=[2, 3, 4], dropout=0.0, geometry=geometry, **student_options)
+    config = student_config(kind, target_layers=[2, 3, 4], dropout=0.0, geometry=geometry, **student_options)
     student = build_student(config).eval()
-    if config.target_standardization is True:
+    if student.config.target_standardization is True:
         student.set_target_statistics(3 * torch.randn(3, 32), torch.rand(3, 32) + 0.5)
     model = OnnxStudent(export_student(student, tmp_path / "student.onnx"))
     assert_equals_pytorch_alone(student, model, random_waveforms((23456, 8000, 30001), seed=5))

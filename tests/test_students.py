@@ -1,14 +1,21 @@
 """Students: parameter budgets, teacher-free inference, padding invariance, history modes."""
+from dataclasses import replace
+
 import pytest
 import torch
 
 from distill.models import (
+    DistilHuBERTConfig,
+    GenDistillerConfig,
     StudentConfig,
+    TeacherFacts,
     build_student,
     distilhubert_base_config,
     gendistiller_base_config,
+    resolve_student,
+    student_config,
 )
-from distill.models.config import EARLY_STEP_FFN_RATIO
+from distill.models.resolve import EARLY_STEP_FFN_RATIO
 from distill.teachers import load_teacher
 from distill.training.trainer import DistillConfig, prepare_student
 from tests.conftest import random_waveforms
@@ -38,10 +45,10 @@ def test_early_step_blocks_fit_the_budget_only_with_a_narrowed_front_end():
                     "num_layers": num_layers}
         options = dict(geometry=geometry, target_layers=[num_layers // 3, 2 * num_layers // 3, num_layers],
                        front_end_channels=front_end_channels, cnn_grad_mult=1.0 if front_end_channels else 0.1)
-        ours = StudentConfig(kind="gendistiller", step_ffn_dims=step_ffn_dims, **options)
-        theirs = StudentConfig(kind="distilhubert", **options)
-        for config in (ours, theirs):
-            config.decide_by_teacher(layers_end_in_layer_norm=False)
+        ours = GenDistillerConfig(step_ffn_dims=step_ffn_dims, **options)
+        theirs = DistilHuBERTConfig(**options)
+        ours, theirs = (resolve_student(config, replace(TeacherFacts.implied_by(config), layers_end_in_layer_norm=False))
+                        for config in (ours, theirs))
         return count(ours) / count(theirs)
 
     assert round(share(512, 6, 128, "auto"), 3) == 0.669  # 6,898,048 / 10,309,248
@@ -71,7 +78,7 @@ def tiny_students(tiny_wavlm_path):
     students = {}
     for kind, extra in [("gendistiller", {}), ("gendistiller_2d", {"attention_2d": True}), ("distilhubert", {})]:
         config = DistillConfig(teacher=str(tiny_wavlm_path))
-        config.student = StudentConfig(kind=kind.split("_")[0], target_layers=[2, 3, 4], dropout=0.0, **extra)
+        config.student = student_config(kind.split("_")[0], target_layers=[2, 3, 4], dropout=0.0, **extra)
         torch.manual_seed(0)
         students[kind] = prepare_student(config, teacher).eval()
     return teacher, students
@@ -127,15 +134,14 @@ def test_history_is_autoregressive_and_causal_across_layers(tiny_students, kind)
 def test_detached_history_trains_each_step_for_its_own_target(history_gradient):
     """Free running, the last step's loss reaches the first step's own output projection only through the history;
     `history_gradient=false` cuts that path."""
-    config = StudentConfig(target_layers=[1, 2], dropout=0.0, geometry=gendistiller_base_config().geometry,
-                           front_end_channels=16, cnn_grad_mult=1.0, output_projection_groups=[0, 1],
-                           history_gradient=history_gradient)
+    config = GenDistillerConfig(target_layers=[1, 2], dropout=0.0, geometry=gendistiller_base_config().geometry,
+                                front_end_channels=16, cnn_grad_mult=1.0, output_projection_groups=[0, 1], step_ffn_dims=[])
     torch.manual_seed(0)
     student = build_student(config)
     from distill.io.audio import pad_waveforms
 
     waveforms, lengths = pad_waveforms(random_waveforms((8000, 6000), seed=3))
-    student(waveforms, lengths).predictions[-1].square().mean().backward()
+    student(waveforms, lengths, history_gradient=history_gradient).predictions[-1].square().mean().backward()
     first_projection = student.output_projection[0].weight.grad
     assert (first_projection is not None and first_projection.abs().max() > 0) == history_gradient
     assert student.output_projection[1].weight.grad.abs().max() > 0
@@ -144,13 +150,13 @@ def test_detached_history_trains_each_step_for_its_own_target(history_gradient):
 def test_output_projections_by_step():
     """Default: the first step has its own output projection, later steps none; D² = 589,824 + D weights each."""
     default = count(gendistiller_base_config())
-    assert gendistiller_base_config().projection_groups() == [0, -1, -1]
-    assert gendistiller_base_config(output_norm=False).projection_groups() == [0, 1, 1]  # not ending in G's LayerNorm
+    assert resolve_student(gendistiller_base_config()).output_projection_groups == [0, -1, -1]
+    assert resolve_student(gendistiller_base_config(output_norm=False)).output_projection_groups == [0, 1, 1]  # not ending in G's LayerNorm
     assert count(gendistiller_base_config(output_projection_groups=[0, 1, 1])) - default == 590_592
     assert count(gendistiller_base_config(output_projection_groups=[0, 1, 2])) - default == 2 * 590_592
     assert default - count(gendistiller_base_config(output_projection_groups=[-1, -1, -1])) == 590_592
     with pytest.raises(ValueError, match="without gaps"):
-        StudentConfig(output_projection_groups=[0, 2, 2])
+        GenDistillerConfig(output_projection_groups=[0, 2, 2])
 
 
 def test_step_feed_forward_blocks_cost_their_size_and_change_only_their_steps():
@@ -159,18 +165,19 @@ def test_step_feed_forward_blocks_cost_their_size_and_change_only_their_steps():
     default = count(gendistiller_base_config())
     assert count(gendistiller_base_config(step_ffn_dims=[512, 0, 0])) - default == 2 * 768 * 512 + 512 + 3 * 768
     with pytest.raises(ValueError, match="step_ffn_dims"):
-        StudentConfig(step_ffn_dims=[512, 0])
+        GenDistillerConfig(step_ffn_dims=[512, 0])
     with pytest.raises(ValueError, match="step_ffn_dims must be one of"):
-        StudentConfig(step_ffn_dims="late")
-    assert gendistiller_base_config(step_ffn_dims="early").step_ffn_sizes() == [576, 576, 0]  # 0.75 x 768, last none
-    assert gendistiller_base_config(step_ffn_dims="auto").step_ffn_sizes() == []  # the teacher's CNN: no room
-    assert gendistiller_base_config(step_ffn_dims="auto", front_end_channels=128).step_ffn_sizes() == [576, 576, 0]
-    assert distilhubert_base_config(step_ffn_dims="auto", front_end_channels=128).step_ffn_sizes() == []
-    config = StudentConfig(target_layers=[1, 2], dropout=0.0, geometry=gendistiller_base_config().geometry,
-                           front_end_channels=16, cnn_grad_mult=1.0)
+        GenDistillerConfig(step_ffn_dims="late")
+    assert resolve_student(gendistiller_base_config(step_ffn_dims="early")).step_ffn_dims == [576, 576, 0]  # 0.75 x 768, last none
+    assert resolve_student(gendistiller_base_config(step_ffn_dims="auto")).step_ffn_dims == []  # the teacher's CNN: no room
+    assert resolve_student(gendistiller_base_config(step_ffn_dims="auto", front_end_channels=128)).step_ffn_dims == [576, 576, 0]
+    assert [key for key in build_student(distilhubert_base_config(front_end_channels=128)).state_dict()
+            if key.startswith("step_ffn")] == []  # DistilHuBERT has no step blocks (nor a step_ffn_dims field)
+    config = GenDistillerConfig(target_layers=[1, 2], dropout=0.0, geometry=gendistiller_base_config().geometry,
+                                front_end_channels=16, cnn_grad_mult=1.0, step_ffn_dims=[])
     torch.manual_seed(0)
     plain = build_student(config).eval()
-    config.step_ffn_dims = [0, 32]
+    config = replace(config, step_ffn_dims=[0, 32])
     with_block = build_student(config).eval()
     with_block.load_state_dict(plain.state_dict(), strict=False)
     wavs = [torch.randn(8000)]
@@ -191,9 +198,9 @@ def test_feature_layer_norm_defaults_by_student_and_can_be_set():
 
 def test_bad_student_config_is_rejected():
     with pytest.raises(ValueError, match="student.kind"):
-        StudentConfig(kind="transformer")
+        student_config("transformer")
     with pytest.raises(ValueError, match="increasing"):
-        StudentConfig(target_layers=[8, 4])
+        GenDistillerConfig(target_layers=[8, 4])
 
 
 @pytest.mark.parametrize("kind", ["gendistiller", "distilhubert"])
@@ -203,9 +210,9 @@ def test_target_standardization_predicts_in_standard_units(kind):
     torch.manual_seed(0)
     geometry = {"family": "hubert", "conv_layers": [[32, 10, 5], [32, 3, 2], [32, 2, 2], [32, 2, 2], [32, 2, 2], [32, 2, 2], [32, 2, 2]],
                 "dim": 32, "ffn_dim": 64, "num_heads": 4, "num_layers": 4, "conv_pos": 8, "conv_pos_groups": 4}
-    plain = build_student(StudentConfig(kind=kind, target_layers=[2, 3, 4], dropout=0.0, geometry=geometry)).eval()
-    standardized = build_student(StudentConfig(kind=kind, target_layers=[2, 3, 4], dropout=0.0, geometry=geometry,
-                                               target_standardization=True)).eval()
+    plain = build_student(student_config(kind, target_layers=[2, 3, 4], dropout=0.0, geometry=geometry)).eval()
+    standardized = build_student(student_config(kind, target_layers=[2, 3, 4], dropout=0.0, geometry=geometry,
+                                                target_standardization=True)).eval()
     standardized.load_state_dict({**plain.state_dict(), "target_mean": standardized.target_mean,
                                   "target_std": standardized.target_std})
     mean, std = torch.randn(3, 32), torch.rand(3, 32) + 0.5
@@ -238,23 +245,23 @@ def test_auto_options_follow_the_teachers_layer_norms(tmp_path):
         teacher = load_teacher(str(path))
         for front_end_channels in (0, 16):
             config = DistillConfig(teacher=str(path))
-            config.student = StudentConfig(kind="gendistiller", target_layers=[2, 3, 4], target_standardization="auto",
-                                           step_ffn_dims="auto", front_end_channels=front_end_channels, cnn_grad_mult=1.0)
+            config.student = GenDistillerConfig(target_layers=[2, 3, 4], target_standardization="auto",
+                                                step_ffn_dims="auto", front_end_channels=front_end_channels, cnn_grad_mult=1.0)
             student = prepare_student(config, teacher)
-            assert config.student.target_standardization is layer_norm_first
+            assert student.config.target_standardization is layer_norm_first
             assert hasattr(student, "target_mean") is layer_norm_first
-            assert config.student.output_norm is (not layer_norm_first)
+            assert student.config.output_norm is (not layer_norm_first)
             assert (student.output_norm is not None) is (not layer_norm_first)
             assert student.projection_of_step == ([0, 1, 1] if layer_norm_first else [0, -1, -1])
             feature_norm = not (layer_norm_first and front_end_channels)
-            assert config.student.feature_layer_norm is feature_norm
+            assert student.config.feature_layer_norm is feature_norm
             assert (student.projection.layer_norm is not None) is feature_norm
             early = round(EARLY_STEP_FFN_RATIO * teacher.dim)
-            assert config.student.step_ffn_dims == ([early, early, 0] if front_end_channels else [])
+            assert student.config.step_ffn_dims == ([early, early, 0] if front_end_channels else [])
             assert sorted(student.step_ffn) == (["0", "1"] if front_end_channels else [])
-        config.student = StudentConfig(kind="distilhubert", target_layers=[2, 3, 4])
+        config.student = DistilHuBERTConfig(target_layers=[2, 3, 4])
         assert prepare_student(config, teacher).projection.layer_norm is None  # s3prl's distiller, whatever the teacher
     with pytest.raises(ValueError, match="true, false or auto"):
-        StudentConfig(target_standardization="sometimes")
+        GenDistillerConfig(target_standardization="sometimes")
     with pytest.raises(ValueError, match="student.output_norm must be true, false or auto"):
-        StudentConfig(output_norm="yes")
+        GenDistillerConfig(output_norm="yes")

@@ -37,7 +37,7 @@ def test_loss_drops_by_half(tmp_path, tiny_wavlm_path, corpus, kind):
     above its floor (the cosine term's minimum, 0.313 per layer) at least halves."""
     out = tmp_path / kind
     last = train(tiny_config(kind, tiny_wavlm_path, corpus, out, "student.init_from_teacher=false",
-                             "student.history=free_running", "optim.total_steps=300", "run.log_every=30"))
+                             "training.history=free_running", "optim.total_steps=300", "run.log_every=30"))
     records = metrics(out)
     floor = loss_floor(3)
     first = records[0]["loss"] - floor
@@ -54,7 +54,7 @@ def test_loss_drops_by_half(tmp_path, tiny_wavlm_path, corpus, kind):
 def test_resume_is_exact(tmp_path, tiny_wavlm_path, corpus, monkeypatch):
     """A run killed right after its step-4 checkpoint, resumed to step 8, equals an uninterrupted 8-step run."""
     common = ["optim.total_steps=8", "run.checkpoint_every=4", "run.log_every=1", "student.dropout=0.1",
-              "student.history=scheduled"]
+              "training.history=scheduled"]
     straight = train(tiny_config("gendistiller", tiny_wavlm_path, corpus, tmp_path / "straight", *common))
     resumed_out = tmp_path / "resumed"
     killed_after_first_checkpoint(monkeypatch, lambda: train(tiny_config("gendistiller", tiny_wavlm_path, corpus,
@@ -69,7 +69,7 @@ def test_resume_is_exact(tmp_path, tiny_wavlm_path, corpus, monkeypatch):
 
 
 def test_two_process_ddp_matches_single_process(tmp_path, tiny_wavlm_path, corpus):
-    common = ["optim.total_steps=3", "student.history=scheduled", "data.num_workers=0"]
+    common = ["optim.total_steps=3", "training.history=scheduled", "data.num_workers=0"]
     single = train(tiny_config("gendistiller", tiny_wavlm_path, corpus, tmp_path / "single", *common))
     ddp_out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "-m", "distill.cli",
@@ -137,7 +137,7 @@ def test_layer_weights_weigh_the_total_loss(tmp_path, tiny_wavlm_path, corpus):
     """optim.layer_weights: the loss trained on is Σ w_k·L_k, the target layers after the given weights weighing 1;
     the per-layer losses are logged unweighted."""
     train(tiny_config("gendistiller", tiny_wavlm_path, corpus, tmp_path, "optim.total_steps=1",
-                      "optim.layer_weights=[0.5, 0.0]", "student.layer0_loss=false"))
+                      "optim.layer_weights=[0.5, 0.0]", "optim.layer0_loss=false"))
     record = metrics(tmp_path)[0]
     assert record["loss"] == pytest.approx(0.5 * record["loss_layer_2"] + record["loss_layer_4"], rel=1e-5)
     assert record["loss_layer_3"] > 0

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import torch
 
-from distill.io.configuration import from_dict
-from distill.models import StudentConfig, build_student
+from distill.models import build_student, student_config_from_dict
 from distill.models.student_checkpoint import read_student_checkpoint
 from distill.training.trainer import load_config
 
@@ -20,13 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if Path(args.source).suffix == ".pt":
         checkpoint = read_student_checkpoint(args.source)
-        config = from_dict(StudentConfig, checkpoint["config"]["student"], "student")
+        config = student_config_from_dict(checkpoint["config"]["student"])
         print(f"checkpoint: {args.source} (step {checkpoint['step']}, teacher {checkpoint['teacher']['spec']})")
     else:
         config = load_config(args.source, args.overrides).student
-        print(f"config: {args.source} (geometry as configured; training takes the teacher's)")
+        print(f"config: {args.source} (for the teacher its geometry implies; training takes the real teacher's)")
     with torch.device("meta"):  # counts without allocating weights
         student = build_student(config)
+    config = student.config  # resolved
     print(f"kind: {config.kind}")
     print(f"target_layers: {config.target_layers}")
     for name, count in student.parameter_breakdown().items():

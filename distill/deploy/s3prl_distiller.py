@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from distill.io.checkpoint_files import save_atomically
-from distill.io.configuration import from_dict
 from distill.io.weight_names import map_state_dict
-from distill.models import StudentConfig
+from distill.models import DistilHuBERTConfig, StudentConfig, student_config_from_dict
 from distill.models.student_checkpoint import read_student_checkpoint
 from distill.nn.fairseq_names import ours_to_fairseq
 
@@ -51,7 +50,7 @@ def conv_layers_spec(conv_layers: Any) -> str:
     return " + ".join(terms)
 
 
-def distiller_config(student: StudentConfig, cosine_weight: float = 1.0) -> dict[str, Any]:
+def distiller_config(student: DistilHuBERTConfig, cosine_weight: float = 1.0) -> dict[str, Any]:
     """The `distiller` section (s3prl's `DistillerConfig` keys) describing a baseline student."""
     geometry = student.geometry_config()
     return {
@@ -90,7 +89,7 @@ def distiller_config(student: StudentConfig, cosine_weight: float = 1.0) -> dict
 
 
 def _check_exportable(student: StudentConfig, source: str) -> None:
-    if student.kind != "distilhubert":
+    if not isinstance(student, DistilHuBERTConfig):
         raise ExportError(f"{source}: a {student.kind!r} student cannot be written as an s3prl distiller checkpoint; "
                           "only the DistilHuBERT baseline (student.kind 'distilhubert') has that format. Use the "
                           "checkpoint itself with the s3prl upstream 'gendistiller_local'")
@@ -115,7 +114,7 @@ def export_s3prl_distiller(checkpoint_path: str | Path, output_path: str | Path)
     """
     checkpoint = read_student_checkpoint(checkpoint_path)
     source = str(checkpoint_path)
-    student = from_dict(StudentConfig, checkpoint["config"]["student"], "student")
+    student = student_config_from_dict(checkpoint["config"]["student"])
     _check_exportable(student, source)
     weights = map_state_dict(checkpoint["student"], f"export of {source} to s3prl distiller",
                              distiller_rules(student.geometry_config().extractor_mode))

@@ -1,106 +1,57 @@
-"""Student configuration as plain data. Every field has a default and a comment; unknown keys are rejected."""
+"""Student configurations as plain data: a part both students share and one class per student kind. Each field has a
+default and a comment, and the defaults are the students we ship. A few fields may say `auto` (or, for the output
+projections, nothing): `distill.models.resolve.resolve_student` turns them into concrete values for a teacher, once,
+and the models are built from the resolved config only. Unknown keys are rejected."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, Mapping
 
 from distill.io.configuration import from_dict
 from distill.nn.ssl_encoder import SSLModelConfig
 
-STUDENT_KINDS = ("gendistiller", "distilhubert")
-HISTORY_MODES = ("teacher_forcing", "free_running", "scheduled")
-STEP_FFN_RULES = ("auto", "early")
-# Width of the early steps' own feed-forward blocks (step_ffn_dims "early"), as a fraction of the student's: 384 on
-# Whisper base, 66.9% of DistilHuBERT's parameters there with 128-channel front-ends (BENCHMARKS.md §4.2).
-EARLY_STEP_FFN_RATIO = 0.75
+AUTO = "auto"
+STEP_FFN_RULES = (AUTO, "early")
 
 
-@dataclass
+@dataclass(frozen=True)
 class StudentConfig:
-    kind: str = "gendistiller"  # "gendistiller" (autoregressive generator) or "distilhubert" (the baseline)
+    """What both students have: the teacher layers they predict, the front-end, and the layers' geometry. Build a
+    `GenDistillerConfig` or a `DistilHuBERTConfig` (or `student_config(kind, ...)`), not this."""
+
+    kind: ClassVar[str]
     target_layers: list[int] = field(default_factory=lambda: [4, 8, 12])  # teacher layers to predict, in order
     init_from_teacher: bool = True  # copy front-end (and baseline layers / generator) weights from the teacher
     cnn_grad_mult: float = 0.1  # gradient multiplier of the waveform CNN; 0 freezes it (DistilHuBERT uses 0.1)
-    # Front-end. Default (0): the teacher's CNN, copied at initialisation. > 0: a cheaper CNN with the teacher's
-    # kernels and strides (same 320-sample hop and frame count) but this many channels in every layer; it and the
-    # projection after it are trained from scratch (set cnn_grad_mult=1 and layer0_loss=true with it).
+    # Front-end. 0: the teacher's CNN, copied at initialisation. > 0: a cheaper CNN with the teacher's kernels and
+    # strides (same 320-sample hop and frame count) but this many channels in every layer; it and the projection after
+    # it are trained from scratch (set cnn_grad_mult=1 and optim.layer0_loss=true with it).
     front_end_channels: int = 0
-    # LayerNorm over the CNN's channels before the projection. Per frame, it removes the frame's energy, which a teacher
-    # whose layers are not LayerNorm outputs (Whisper's conv stem, pre-LN encoders) carries. "auto": DistilHuBERT never
-    # (s3prl's distiller has none); GenDistiller has it unless its narrowed CNN (front_end_channels) is trained for such
-    # a teacher (a CNN copied from the teacher keeps the teacher's, whose projection expects it) (BENCHMARKS.md §4.2).
-    feature_layer_norm: bool | str = "auto"
-    layer0_loss: bool = False  # also distil h0 (the front-end output) against the teacher's layer 0, same loss form
-    dropout: float = 0.1  # dropout inside transformer layers (DistilHuBERT: 0.1)
-    # GenDistiller generator
-    generator_layers: int = 1  # transformer layers in the generator block G
-    share_generator: bool = True  # one G for every step (False: one G per target layer)
-    generator_init_layer: int = 1  # teacher layer whose weights initialise G (0 = random init)
-    step_embedding: bool = True  # learned embedding of the step k added to the history
-    # Which output projection each step uses, numbered from 0, -1 for none; D² parameters each. Default (None): with
-    # per-step output LayerNorms, only the first step, from the front-end output, has one ([0, -1, -1] for three
-    # targets); without them, the later steps share a second ([0, 1, 1]), which sets their predictions' scale (G's
-    # post-LN output cannot). [0, 0, 0] is one shared by all steps (the first design), [0, 1, 2] one per step (BENCHMARKS.md §4, §4.2).
-    output_projection_groups: list[int] | None = None
-    # A LayerNorm per step on each prediction. "auto": when every teacher layer leaves a LayerNorm (post-LN teachers);
-    # not otherwise, where it would remove the per-frame scale the teacher's layers carry (BENCHMARKS.md §4.2).
-    output_norm: bool | str = "auto"
+    # A LayerNorm over the CNN's channels before the projection. Per frame, it removes the frame's energy, which a
+    # teacher whose layers are not LayerNorm outputs (Whisper's conv stem, pre-LN encoders) carries. auto: GenDistiller
+    # has it unless its narrowed CNN (front_end_channels) is trained for such a teacher (a CNN copied from the teacher
+    # keeps the teacher's, whose projection expects it); DistilHuBERT never (s3prl's distiller has none).
+    feature_layer_norm: bool | str = AUTO
     # Predict each target layer standardised per dimension (mean and std of that teacher layer, measured on the
-    # training data before the first step and kept in the checkpoint), undone at the output: the student's states
-    # keep the teacher's scale, while the generator's history works on unit-scale states.
-    # "auto" (the shipped GenDistiller): on unless every teacher layer leaves a LayerNorm (post-LN teachers, whose
-    # layers a per-step LayerNorm already matches); pre-LN teachers (Whisper, Large models) need it (BENCHMARKS.md §4.2).
+    # training data before the first step and kept in the checkpoint), undone at the output: the student's states keep
+    # the teacher's units, while the generator's history works on unit-scale states. auto: on unless every teacher
+    # layer leaves a LayerNorm (post-LN teachers, whose layers a per-step LayerNorm already matches).
     target_standardization: bool | str = False
-    # Times G runs at each step ([] = once each): e.g. [2, 1, 1] doubles the depth of the first step (from the
-    # front-end output) at no parameter cost.
-    generator_repeats: list[int] = field(default_factory=list)
-    # Hidden size of a feed-forward block of each step's own, run after G ([] or 0: none), 2·D·size parameters each:
-    # step-specific capacity that the shared G lacks, e.g. [512, 0, 0] for the first step alone. "early": one of
-    # EARLY_STEP_FFN_RATIO·D for each step but the last. "auto" (the shipped GenDistiller): "early" with a narrowed
-    # front-end (front_end_channels > 0, as Whisper teachers need), none with the teacher's CNN, whose share of the
-    # parameters leaves no room for them within 67% of DistilHuBERT's (BENCHMARKS.md §4.2).
-    step_ffn_dims: list[int] | str = field(default_factory=list)
-    history: str = "scheduled"  # training history: teacher_forcing, free_running, or scheduled (sampling)
-    # Whether a step's own prediction, when it is the next step's history, passes gradients back to it (training the
-    # chain end to end); false detaches it: each step is trained for its own target alone, and the later steps still
-    # learn on the predictions they will get (BENCHMARKS.md §4.2).
-    history_gradient: bool = True
-    teacher_forcing_start: float = 1.0  # scheduled: probability of teacher history at step 0 ...
-    teacher_forcing_end: float = 0.0  # ... decaying linearly to this at the last training step
-    attention_2d: bool = False  # 2-D attention: step k attends over all earlier layers x all frames
-    # DistilHuBERT baseline
-    encoder_layers: int = 2  # transformer layers of the baseline (initialised from teacher layers 1..n)
-    # Geometry of the front-end and transformer layers; training replaces it with the teacher's.
+    dropout: float = 0.1  # dropout inside transformer layers (DistilHuBERT: 0.1)
+    # Geometry of the front-end and transformer layers (WavLM/HuBERT Base by default). A checkpoint teacher replaces it
+    # with its own; other teachers need one of their width.
     geometry: dict[str, Any] = field(default_factory=lambda: SSLModelConfig(family="hubert").to_dict())
 
     def __post_init__(self) -> None:
-        if self.kind not in STUDENT_KINDS:
-            raise ValueError(f"student.kind must be one of {STUDENT_KINDS}, got {self.kind!r}")
-        if self.history not in HISTORY_MODES:
-            raise ValueError(f"student.history must be one of {HISTORY_MODES}, got {self.history!r}")
+        if type(self) is StudentConfig:
+            raise TypeError("StudentConfig is the part both students share: build a GenDistillerConfig or a "
+                            "DistilHuBERTConfig, or student_config(kind, ...)")
         if not self.target_layers or any(int(layer) < 1 for layer in self.target_layers):
             raise ValueError(f"student.target_layers must be teacher layer numbers >= 1, got {self.target_layers}")
         if list(self.target_layers) != sorted(set(self.target_layers)):
             raise ValueError(f"student.target_layers must be increasing, got {self.target_layers}")
-        if self.generator_repeats and (len(self.generator_repeats) != len(self.target_layers)
-                                       or min(self.generator_repeats) < 1):
-            raise ValueError(f"student.generator_repeats must give a count >= 1 for each of the {len(self.target_layers)} "
-                             f"target layers, got {self.generator_repeats}")
-        if isinstance(self.step_ffn_dims, str):
-            if self.step_ffn_dims not in STEP_FFN_RULES:
-                raise ValueError(f"student.step_ffn_dims must be one of {STEP_FFN_RULES} or a list of sizes, "
-                                 f"got {self.step_ffn_dims!r}")
-        elif self.step_ffn_dims and (len(self.step_ffn_dims) != len(self.target_layers) or min(self.step_ffn_dims) < 0):
-            raise ValueError(f"student.step_ffn_dims must give a size >= 0 for each of the {len(self.target_layers)} "
-                             f"target layers, got {self.step_ffn_dims}")
-        groups = self.projection_groups()
-        used = sorted({group for group in groups if group >= 0})
-        if len(groups) != len(self.target_layers) or used != list(range(len(used))):
-            raise ValueError(f"student.output_projection_groups must number the projection of each of the "
-                             f"{len(self.target_layers)} target layers as 0, 1, ... without gaps, got {groups}")
-        for name in ("target_standardization", "feature_layer_norm", "output_norm"):
-            if getattr(self, name) not in (True, False, "auto"):
-                raise ValueError(f"student.{name} must be true, false or auto, got {getattr(self, name)!r}")
+        for name in ("target_standardization", "feature_layer_norm"):
+            _check_switch(self, name)
         if self.cnn_grad_mult < 0:
             raise ValueError(f"student.cnn_grad_mult must be >= 0, got {self.cnn_grad_mult}")
         if self.front_end_channels < 0:
@@ -111,33 +62,9 @@ class StudentConfig:
                              f"(student.cnn_grad_mult={self.cnn_grad_mult})")
         self.geometry_config()  # validates the geometry keys
 
-    def decide_by_teacher(self, layers_end_in_layer_norm: bool) -> None:
-        """Resolves the "auto" options by whether every teacher layer leaves a LayerNorm (post-LN teachers). Undecided
-        (a config only inspected, without its teacher), they take the post-LN choice. `step_ffn_dims` becomes sizes
-        for the geometry, by now the teacher's."""
-        if self.target_standardization == "auto":
-            self.target_standardization = not layers_end_in_layer_norm
-        if self.output_norm == "auto":
-            self.output_norm = layers_end_in_layer_norm
-        if self.feature_layer_norm == "auto":
-            self.feature_layer_norm = self.kind == "gendistiller" and (layers_end_in_layer_norm or not self.front_end_channels)
-        self.step_ffn_dims = self.step_ffn_sizes()
-
-    def projection_groups(self) -> list[int]:
-        """`output_projection_groups`, or its default for the decided (or undecided: post-LN) `output_norm`."""
-        if self.output_projection_groups is not None:
-            return list(self.output_projection_groups)
-        later = -1 if self.output_norm is not False else 1
-        return [0] + [later] * (len(self.target_layers) - 1)
-
-    def step_ffn_sizes(self) -> list[int]:
-        """`step_ffn_dims` as sizes for the current geometry."""
-        if not isinstance(self.step_ffn_dims, str):
-            return list(self.step_ffn_dims)
-        if self.step_ffn_dims == "auto" and not (self.kind == "gendistiller" and self.front_end_channels):
-            return []
-        early = round(EARLY_STEP_FFN_RATIO * self.geometry_config().dim)
-        return [early] * (len(self.target_layers) - 1) + [0]
+    def unresolved(self) -> list[str]:
+        """The fields a teacher still has to decide (see distill.models.resolve); [] for a resolved config."""
+        return [name for name in ("feature_layer_norm", "target_standardization") if getattr(self, name) == AUTO]
 
     def geometry_config(self) -> SSLModelConfig:
         return from_dict(SSLModelConfig, self.geometry, "student.geometry")
@@ -150,5 +77,108 @@ class StudentConfig:
         return tuple((self.front_end_channels, kernel, stride) for _, kernel, stride in layers)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The YAML / checkpoint form: `kind` first, then every field."""
+        return {"kind": self.kind, **asdict(self)}
 
+
+@dataclass(frozen=True)
+class GenDistillerConfig(StudentConfig):
+    """GenDistiller: a generator block G that produces the target layers one after another (distill.models.students)."""
+
+    kind: ClassVar[str] = "gendistiller"
+    target_standardization: bool | str = AUTO
+    generator_layers: int = 1  # transformer layers in the generator block G
+    share_generator: bool = True  # one G for every step (False: one G per target layer)
+    generator_init_layer: int = 1  # teacher layer whose weights initialise G (0 = random init)
+    step_embedding: bool = True  # learned embedding of the step k added to the history
+    # Which output projection each step uses, numbered from 0, -1 for none; D² parameters each. Unset (null): with
+    # per-step output LayerNorms, only the first step, from the front-end output, has one ([0, -1, -1] for three
+    # targets); without them, the later steps share a second ([0, 1, 1]), which sets their predictions' scale (G's
+    # post-LN output cannot). [0, 0, 0] is one shared by all steps, [0, 1, 2] one per step.
+    output_projection_groups: list[int] | None = None
+    # A LayerNorm per step on each prediction. auto: when every teacher layer leaves a LayerNorm (post-LN teachers);
+    # not otherwise, where it would remove the per-frame scale the teacher's layers carry.
+    output_norm: bool | str = AUTO
+    # Times G runs at each step ([] = once each): e.g. [2, 1, 1] doubles the depth of the first step (from the
+    # front-end output) at no parameter cost.
+    generator_repeats: list[int] = field(default_factory=list)
+    # Hidden size of a feed-forward block of each step's own, run after G ([] or 0: none), 2·D·size parameters each:
+    # step-specific capacity that the shared G lacks, e.g. [512, 0, 0] for the first step alone. early: one of 0.75·D
+    # for each step but the last. auto: early with a narrowed front-end (front_end_channels > 0, as Whisper teachers
+    # need), none with the teacher's CNN, whose share of the parameters leaves no room for them within 67% of
+    # DistilHuBERT's.
+    step_ffn_dims: list[int] | str = AUTO
+    attention_2d: bool = False  # 2-D attention: step k attends over all earlier layers x all frames
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        steps = len(self.target_layers)
+        if self.generator_repeats and (len(self.generator_repeats) != steps or min(self.generator_repeats) < 1):
+            raise ValueError(f"student.generator_repeats must give a count >= 1 for each of the {steps} target layers, "
+                             f"got {self.generator_repeats}")
+        if isinstance(self.step_ffn_dims, str):
+            if self.step_ffn_dims not in STEP_FFN_RULES:
+                raise ValueError(f"student.step_ffn_dims must be one of {STEP_FFN_RULES} or a list of sizes, "
+                                 f"got {self.step_ffn_dims!r}")
+        elif self.step_ffn_dims and (len(self.step_ffn_dims) != steps or min(self.step_ffn_dims) < 0):
+            raise ValueError(f"student.step_ffn_dims must give a size >= 0 for each of the {steps} target layers, "
+                             f"got {self.step_ffn_dims}")
+        groups = self.output_projection_groups
+        if groups is not None:
+            used = sorted({group for group in groups if group >= 0})
+            if len(groups) != steps or used != list(range(len(used))):
+                raise ValueError(f"student.output_projection_groups must number the projection of each of the {steps} "
+                                 f"target layers as 0, 1, ... without gaps, got {groups}")
+        _check_switch(self, "output_norm")
+
+    def unresolved(self) -> list[str]:
+        pending = super().unresolved()
+        if self.output_norm == AUTO:
+            pending.append("output_norm")
+        if isinstance(self.step_ffn_dims, str):
+            pending.append("step_ffn_dims")
+        if self.output_projection_groups is None:
+            pending.append("output_projection_groups")
+        return pending
+
+
+@dataclass(frozen=True)
+class DistilHuBERTConfig(StudentConfig):
+    """DistilHuBERT as in s3prl: the first teacher layers, then one prediction head per target layer."""
+
+    kind: ClassVar[str] = "distilhubert"
+    feature_layer_norm: bool | str = False  # s3prl's distiller has none
+    encoder_layers: int = 2  # transformer layers of the baseline (initialised from teacher layers 1..n)
+
+
+STUDENT_CONFIGS: dict[str, type[StudentConfig]] = {"gendistiller": GenDistillerConfig,
+                                                   "distilhubert": DistilHuBERTConfig}
+
+
+def student_config(kind: str, **values: Any) -> StudentConfig:
+    """The config of a student `kind` ("gendistiller" or "distilhubert") with `values` for its fields."""
+    return _config_class(kind, "student")(**values)
+
+
+def student_config_from_dict(data: Mapping[str, Any], where: str = "student") -> StudentConfig:
+    """A `student:` section: `kind` picks the class (default gendistiller); keys that kind lacks are rejected."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}: {data!r}")
+    values = dict(data)
+    cls = _config_class(values.pop("kind", GenDistillerConfig.kind), where)
+    return from_dict(cls, values, where)
+
+
+def field_names(cls: type[StudentConfig]) -> set[str]:
+    return {f.name for f in fields(cls)}
+
+
+def _config_class(kind: Any, where: str) -> type[StudentConfig]:
+    if kind not in STUDENT_CONFIGS:
+        raise ValueError(f"{where}.kind must be one of {tuple(STUDENT_CONFIGS)}, got {kind!r}")
+    return STUDENT_CONFIGS[kind]
+
+
+def _check_switch(config: StudentConfig, name: str) -> None:
+    if getattr(config, name) not in (True, False, AUTO):
+        raise ValueError(f"student.{name} must be true, false or auto, got {getattr(config, name)!r}")

@@ -8,24 +8,48 @@ from typing import Any
 import torch
 
 from distill.io.checkpoint_files import CheckpointError, read_checkpoint
-from distill.io.configuration import from_dict
-from distill.models import Student, StudentConfig, build_student
+from distill.models import Student, build_student, student_config_from_dict
+from distill.models.config import STUDENT_CONFIGS, field_names
 
 CHECKPOINT_FORMAT = "gendistiller-checkpoint-1"
 
+# Keys of the flat `student` section that checkpoints written before the per-kind configs hold besides the students'
+# own fields: the training schedule (now the `training` section) and the layer-0 loss term (now in `optim`).
+_TRAINING_KEYS = ("history", "history_gradient", "teacher_forcing_start", "teacher_forcing_end")
+
 
 def read_student_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Loads a checkpoint written by `gendistiller distill`, with a clear error for anything else."""
+    """Loads a checkpoint written by `gendistiller distill`, with a clear error for anything else. Its config is in
+    the current layout (`upgrade_config`)."""
     checkpoint = read_checkpoint(path)
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         found = "a WavLM/fairseq teacher checkpoint" if "cfg" in checkpoint else f"a dict with keys {sorted(checkpoint)[:8]}"
-        raise CheckpointError(f"{path}: not a GenDistiller student checkpoint (format {CHECKPOINT_FORMAT!r}); found {found}")
-    return checkpoint
+        raise CheckpointError(f"{path}: not a GenDistiller student checkpoint (format {CHECKPOINT_FORMAT!r}); "
+                              f"found {found}")
+    return {**checkpoint, "config": upgrade_config(checkpoint["config"])}
+
+
+def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config dict in the current layout. Checkpoints written before the per-kind student configs hold
+    one flat `student` dict with the fields of both kinds, the training schedule and `layer0_loss`; it becomes the
+    kind's own fields, a `training` section and `optim.layer0_loss`. A config already in the current layout is
+    returned as it is."""
+    student = config.get("student") or {}
+    if "history" not in student:
+        return config
+    kind = student.get("kind", "gendistiller")
+    own = field_names(STUDENT_CONFIGS[kind]) if kind in STUDENT_CONFIGS else set(student)
+    return {
+        **config,
+        "student": {"kind": kind, **{key: value for key, value in student.items() if key in own}},
+        "training": {key: student[key] for key in _TRAINING_KEYS if key in student},
+        "optim": {**config.get("optim", {}), "layer0_loss": bool(student.get("layer0_loss", False))},
+    }
 
 
 def load_student(path: str | Path, device: str | torch.device = "cpu") -> tuple[Student, dict[str, Any]]:
     """A trained student from its checkpoint, in eval mode, with the checkpoint dict."""
     checkpoint = read_student_checkpoint(path)
-    student = build_student(from_dict(StudentConfig, checkpoint["config"]["student"], "student"))
+    student = build_student(student_config_from_dict(checkpoint["config"]["student"]))
     student.load_state_dict(checkpoint["student"])
     return student.to(device).eval(), checkpoint

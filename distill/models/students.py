@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from distill.io.audio import check_waveforms, pad_waveforms
-from distill.models.config import StudentConfig
+from distill.models.config import DistilHuBERTConfig, GenDistillerConfig, StudentConfig
 from distill.nn.chunking import Chunking, FrameGrid, Moments, RecordingNorm, Samples, Window, run_in_windows, runs_whole
 from distill.nn.components import (
     ChannelMoments,
@@ -58,24 +58,24 @@ def _batched(outputs: Sequence[StudentOutput]) -> StudentOutput:
 
 
 class Student(nn.Module):
-    """Front-end shared by both students; subclasses add what turns h0 into predictions."""
+    """Front-end shared by both students; subclasses add what turns h0 into predictions. Built from a resolved config
+    (`distill.models.build_student` resolves one that is not)."""
 
-    def __init__(self, config: StudentConfig, encoder_layers: Sequence[EncoderLayer], feature_layer_norm: bool):
-        """`feature_layer_norm`: the student's own choice, unless the config decides `feature_layer_norm`."""
+    def __init__(self, config: StudentConfig, encoder_layers: Sequence[EncoderLayer]):
         super().__init__()
-        if config.feature_layer_norm != "auto":
-            feature_layer_norm = config.feature_layer_norm
+        if config.unresolved():
+            raise ValueError(f"{type(self).__name__} needs a resolved config; {config.unresolved()} still undecided: "
+                             "build it with distill.models.build_student (or resolve_student first)")
         self.config = config
         geometry = config.geometry_config()
         self.geometry = geometry
         self.feature_extractor = FeatureExtractor(config.front_end_conv_layers(), geometry.extractor_mode, geometry.conv_bias)
-        self.projection = FeatureProjection(self.feature_extractor.out_channels, geometry.dim, layer_norm=feature_layer_norm,
+        self.projection = FeatureProjection(self.feature_extractor.out_channels, geometry.dim,
+                                            layer_norm=config.feature_layer_norm,
                                             project=geometry.project_features if not config.front_end_channels else None)
         pos_conv = ConvPositionalEmbedding(geometry.dim, geometry.conv_pos, geometry.conv_pos_groups)
         self.encoder = Encoder(pos_conv, encoder_layers, geometry.dim, geometry.layer_norm_first)
-        # "auto" is decided by the teacher before training (distill.training.trainer.prepare_student); undecided, as when a config
-        # is only inspected (`gendistiller info`), the student has no statistics
-        if config.target_standardization is True:  # filled by set_target_statistics before training, then kept
+        if config.target_standardization:  # filled by set_target_statistics before training, then kept
             self.register_buffer("target_mean", torch.zeros(len(config.target_layers), geometry.dim))
             self.register_buffer("target_std", torch.ones(len(config.target_layers), geometry.dim))
 
@@ -111,11 +111,13 @@ class Student(nn.Module):
         cnn_features: Optional[tuple[Tensor, Tensor]] = None,
         layers: Optional[int] = None,
         moments: Optional[ChannelMoments] = None,
+        history_gradient: bool = True,
     ) -> StudentOutput:
         """`layers`: hidden states 0..layers only (GenDistiller generates no further; DistilHuBERT's parallel heads
         need every layer, so it computes all and returns those). `moments`: the per-channel mean and variance (B, C)
         for the CNN's first-layer GroupNorm over time, instead of each utterance's own (a window of a long recording
-        gets the whole recording's: `windows`)."""
+        gets the whole recording's: `windows`). `history_gradient` (GenDistiller, training.history_gradient): whether
+        a step's own prediction, as the next step's history, passes gradients back to it; False detaches it."""
         raise NotImplementedError
 
     @property
@@ -169,20 +171,20 @@ class Student(nn.Module):
 
     def set_target_statistics(self, mean: Tensor, std: Tensor) -> None:
         """Per target layer and dimension (K, D): the teacher's mean and standard deviation (student.target_standardization)."""
-        if self.config.target_standardization is not True:
+        if not self.config.target_standardization:
             raise ValueError("set_target_statistics needs student.target_standardization=true")
         self.target_mean.copy_(mean)
         self.target_std.copy_(std)
 
     def _to_output(self, step: int, z: Tensor) -> Tensor:
         """A prediction in the teacher's units (identity without target standardisation)."""
-        if self.config.target_standardization is not True:
+        if not self.config.target_standardization:
             return z
         return z * self.target_std[step].to(z.dtype) + self.target_mean[step].to(z.dtype)
 
     def _standardized(self, step: int, state: Tensor) -> Tensor:
         """A teacher state in the units the student predicts in (the inverse of `_to_output`)."""
-        if self.config.target_standardization is not True:
+        if not self.config.target_standardization:
             return state
         return (state - self.target_mean[step].to(state.dtype)) / self.target_std[step].to(state.dtype)
 
@@ -242,9 +244,11 @@ class GenDistiller(Student):
     bidirectional in time) instead of h_{k-1} alone.
     """
 
-    def __init__(self, config: StudentConfig):
+    config: GenDistillerConfig
+
+    def __init__(self, config: GenDistillerConfig):
         geometry = config.geometry_config()
-        super().__init__(config, [], feature_layer_norm=True)
+        super().__init__(config, [])
         num_steps = len(config.target_layers)
         num_blocks = 1 if config.share_generator else num_steps
         self.generator = nn.ModuleList(
@@ -253,12 +257,12 @@ class GenDistiller(Student):
         self.step_embedding = nn.Embedding(num_steps, geometry.dim) if config.step_embedding else None
         if self.step_embedding is not None:
             nn.init.normal_(self.step_embedding.weight, std=0.02)
-        self.projection_of_step = config.projection_groups()
+        self.projection_of_step = list(config.output_projection_groups)  # type: ignore[arg-type]
         self.output_projection = nn.ModuleList(_half_identity(geometry.dim) for _ in range(max(self.projection_of_step) + 1))
         self.output_norm = nn.ModuleList(nn.LayerNorm(geometry.dim) for _ in range(num_steps)) if config.output_norm else None
         self.step_ffn = nn.ModuleDict({
             str(step): FeedForwardBlock(geometry.dim, size, config.dropout, geometry.layer_norm_first)
-            for step, size in enumerate(config.step_ffn_sizes()) if size})
+            for step, size in enumerate(config.step_ffn_dims) if size})  # type: ignore[arg-type]
 
     def init_from_teacher(self, teacher: SSLModel) -> None:
         super().init_from_teacher(teacher)
@@ -305,6 +309,7 @@ class GenDistiller(Student):
         cnn_features: Optional[tuple[Tensor, Tensor]] = None,
         layers: Optional[int] = None,
         moments: Optional[ChannelMoments] = None,
+        history_gradient: bool = True,
     ) -> StudentOutput:
         features, frame_lengths = self._features(waveforms, lengths, cnn_features, moments)
         h0, key_padding = self.encoder.embed(features, frame_lengths)
@@ -313,7 +318,7 @@ class GenDistiller(Student):
             prediction = self._generate(step, history, key_padding)
             predictions.append(self._to_output(step, prediction))
             teacher_next = teacher_states is not None and use_teacher is not None and step < len(use_teacher) and use_teacher[step]
-            own = prediction if self.config.history_gradient else prediction.detach()
+            own = prediction if history_gradient else prediction.detach()
             history.append(self._standardized(step, teacher_states[step].to(prediction.dtype))  # type: ignore[index]
                            if teacher_next else own)
         h0, *predictions = _zero_padding([h0, *predictions], frame_lengths)
@@ -354,10 +359,12 @@ class DistilHuBERT(Student):
     head 1..K].
     """
 
-    def __init__(self, config: StudentConfig):
+    config: DistilHuBERTConfig
+
+    def __init__(self, config: DistilHuBERTConfig):
         geometry = config.geometry_config()
         layers = [_plain_layer(geometry, config.dropout) for _ in range(config.encoder_layers)]
-        super().__init__(config, layers, feature_layer_norm=False)
+        super().__init__(config, layers)
         self.heads = PredictionHeads(geometry.dim, len(config.target_layers))
 
     def init_from_teacher(self, teacher: SSLModel) -> None:
@@ -374,6 +381,7 @@ class DistilHuBERT(Student):
         cnn_features: Optional[tuple[Tensor, Tensor]] = None,
         layers: Optional[int] = None,
         moments: Optional[ChannelMoments] = None,
+        history_gradient: bool = True,
     ) -> StudentOutput:
         last = _checked_layers(layers, self.config.encoder_layers + len(self.config.target_layers))
         features, frame_lengths = self._features(waveforms, lengths, cnn_features, moments)

@@ -36,6 +36,7 @@ from distill.nn.fairseq_names import OURS_TO_WAVLM_EXTRAS, ours_to_fairseq
 from distill.nn.ssl_encoder import SSLModel
 from distill.teachers.fairseq_format import wavlm_config_from_checkpoint
 from distill.teachers.tiny import TINY_WAVLM_CFG
+from distill.training.config import DataConfig, RunConfig
 from distill.training.data import BucketBatchSampler, CorpusIndex, CropDataset, collate, index_corpus
 from distill.training.runs import (
     MetricsLog,
@@ -48,7 +49,6 @@ from distill.training.runs import (
     save_checkpoint,
     start_run,
 )
-from distill.training.trainer import DataConfig, RunConfig
 from distill.training.units import UnitCodebook, fit_codebook, frame_geometry
 
 PRETRAIN_FORMAT = "gendistiller-pretraining-1"

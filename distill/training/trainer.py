@@ -1,16 +1,15 @@
 """Distillation training: `gendistiller distill --config FILE.yaml [key.sub=value ...] [--resume]`.
 
-Reads top to bottom: config, distributed setup, teacher/student/data, optimiser and schedule, checkpoints,
-then one loop (lr -> batch -> teacher -> student -> loss -> clip -> step -> log -> checkpoint).
+Reads top to bottom: distributed setup, teacher/student/data, optimiser and schedule, checkpoints, then one loop
+(lr -> batch -> teacher -> student -> loss -> clip -> step -> log -> checkpoint). The config is distill.training.config.
 Single process, or `torchrun --nproc_per_node N -m distill.cli distill ...` (DDP; gloo on CPU, nccl on GPU).
 """
 from __future__ import annotations
 
-import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -22,99 +21,32 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from distill.io.configuration import from_dict
-from distill.models import Student, StudentConfig, build_student
+from distill.models import (
+    Student,
+    StudentConfig,
+    TeacherFacts,
+    build_student,
+    resolve_student,
+    student_config_from_dict,
+)
 from distill.models.student_checkpoint import CHECKPOINT_FORMAT, read_student_checkpoint
 from distill.nn.components import conv_output_lengths, valid_mask
 from distill.nn.ssl_encoder import model_input
 from distill.teachers import CheckpointTeacher, Teacher, TeacherOutput, load_teacher
-from distill.teachers.base import align_to_student, check_hop
+from distill.teachers.base import align_to_student
+from distill.training.config import DistillConfig, TrainingConfig, load_config  # noqa: F401  (load_config: with train)
 from distill.training.data import BucketBatchSampler, CropDataset, collate, index_corpus
 from distill.training.loss import DistillLoss, compute_loss
 from distill.training.runs import (
     MetricsLog,
     adamw_with_schedule,
     pick_device,
-    read_config,
     resolve_autocast_dtype,
     restore,
     rng_state,
     save_checkpoint,
     start_run,
 )
-
-# ---- config ------------------------------------------------------------------------------------------------
-
-@dataclass
-class DataConfig:
-    train: str = ""  # directory of .flac/.wav (recursive) or fairseq .tsv manifest
-    crop_samples: int = 250_000  # random crop length (DistilHuBERT: 250,000 samples)
-    batch_size: int = 24  # global batch, split across processes
-    num_workers: int = 2  # data-loading worker processes per training process
-    bucket_batches: int = 50  # batches per length-sorted bucket
-
-
-@dataclass
-class OptimConfig:
-    lr: float = 2e-4  # peak learning rate (AdamW)
-    total_steps: int = 200_000
-    warmup_fraction: float = 0.07  # linear warm-up, then linear decay to 0
-    weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    clip_norm: float = 5.0  # gradient clipping (max global norm)
-    cosine_weight: float = 1.0  # λ of the cosine term
-    # Weights of the first target layers' losses, in student.target_layers order; the target layers after them (and
-    # the layer-0 term of student.layer0_loss) weigh 1. The shipped GenDistiller configs weigh the first target, the
-    # base of the chain whose error every later step carries, twice: [2.0] (BENCHMARKS.md §4.2).
-    layer_weights: list[float] = field(default_factory=list)
-
-
-@dataclass
-class RunConfig:
-    output_dir: str = "runs/distill"  # checkpoints/, tensorboard/, metrics.jsonl go here
-    seed: int = 0
-    device: str = "auto"  # auto: cuda if available, else cpu
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or "bf16" / "fp32"
-    log_every: int = 10
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3  # newest step checkpoints kept (older ones are removed)
-    progress: bool = True  # tqdm progress bar
-
-
-@dataclass
-class DistillConfig:
-    teacher: str = ""  # teacher spec, see distill.teachers.load_teacher
-    student: StudentConfig = field(default_factory=StudentConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    run: RunConfig = field(default_factory=RunConfig)
-
-    def __post_init__(self) -> None:
-        weights = self.optim.layer_weights
-        if len(weights) > len(self.student.target_layers) or min(weights, default=0) < 0:
-            raise ValueError(f"optim.layer_weights must give weights >= 0 for at most the "
-                             f"{len(self.student.target_layers)} target layers, got {weights}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-_SECTIONS = {"student": StudentConfig, "data": DataConfig, "optim": OptimConfig, "run": RunConfig}
-
-
-def config_from_dict(raw: dict[str, Any]) -> DistillConfig:
-    unknown = sorted(set(raw) - {"teacher", *_SECTIONS})
-    if unknown:
-        raise ValueError(f"unknown config key(s) {unknown}; top-level keys are teacher, {', '.join(_SECTIONS)}")
-    teacher = raw.get("teacher", "")
-    if not isinstance(teacher, str):
-        raise ValueError(f"config key teacher: expected a string spec, got {teacher!r}")
-    sections = {name: from_dict(cls, raw.get(name) or {}, name) for name, cls in _SECTIONS.items()}
-    return DistillConfig(teacher=teacher, **sections)
-
-
-def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> DistillConfig:
-    return config_from_dict(read_config(name_or_path, overrides))
-
 
 # ---- distributed -------------------------------------------------------------------------------------------
 
@@ -139,43 +71,34 @@ def setup_distributed(device_type: str) -> Distributed:
 
 # ---- training ----------------------------------------------------------------------------------------------
 
-def teacher_history(config: StudentConfig, step: int, total_steps: int, seed: int) -> list[bool]:
-    """Per generation step: True = the next step's history is the teacher's layer. Same on every rank."""
-    steps = len(config.target_layers)
-    if config.history == "teacher_forcing":
-        return [True] * steps
-    if config.history == "free_running":
-        return [False] * steps
+def teacher_history(training: TrainingConfig, num_steps: int, step: int, total_steps: int, seed: int) -> list[bool]:
+    """Per generation step (of `num_steps`): True = the next step's history is the teacher's layer. The same on every
+    rank."""
+    if training.history == "teacher_forcing":
+        return [True] * num_steps
+    if training.history == "free_running":
+        return [False] * num_steps
     progress = min(1.0, step / max(1, total_steps))
-    probability = config.teacher_forcing_start + (config.teacher_forcing_end - config.teacher_forcing_start) * progress
+    start, end = training.teacher_forcing_start, training.teacher_forcing_end
+    probability = start + (end - start) * progress
     rng = random.Random(seed * 1_000_003 + step)
-    return [rng.random() < probability for _ in range(steps)]
+    return [rng.random() < probability for _ in range(num_steps)]
+
+
+def teacher_facts(teacher: Teacher) -> TeacherFacts:
+    """What the student config is resolved against; a checkpoint teacher also gives the student its geometry."""
+    geometry = teacher.model.config.to_dict() if isinstance(teacher, CheckpointTeacher) else None
+    return TeacherFacts(teacher.spec, teacher.dim, teacher.num_layers, teacher.layers_end_in_layer_norm,
+                        teacher.downsample_rate, geometry)
 
 
 def prepare_student(config: DistillConfig, teacher: Teacher) -> Student:
-    """The student config takes the teacher's geometry; weights are copied from the teacher where configured."""
-    student_config = config.student
-    if isinstance(teacher, CheckpointTeacher):
-        geometry = teacher.model.config.to_dict()
-        geometry.update(relative_position=False, gated_relative_position=False)  # student layers use plain attention
-        student_config.geometry = geometry
-    elif student_config.init_from_teacher:
-        raise ValueError(f"student.init_from_teacher needs a checkpoint teacher (WavLM, fairseq or HF); {teacher.spec} "
-                         "is not one: set student.init_from_teacher=false and give student.geometry")
-    check_hop(teacher, math.prod(stride for _, _, stride in student_config.front_end_conv_layers()))
-    if max(student_config.target_layers) > teacher.num_layers:
-        raise ValueError(f"student.target_layers {student_config.target_layers} ask for layers the teacher {teacher.spec} "
-                         f"lacks: it has {teacher.num_layers}; choose target layers from 1 to {teacher.num_layers}")
-    student_config.decide_by_teacher(teacher.layers_end_in_layer_norm)
-    width = student_config.geometry_config().dim
-    if width != teacher.dim:
-        raise ValueError(f"the student is {width} wide but the teacher {teacher.spec} is {teacher.dim} wide; the "
-                         f"students predict the teacher's states as they are: set the width to {teacher.dim} "
-                         "(student.geometry's dim)")
-    student = build_student(StudentConfig(**student_config.to_dict()))
-    if student_config.init_from_teacher:
+    """The student of `config.student`, resolved for `teacher` (the student's `config` is the resolved one); weights
+    are copied from the teacher where configured. `config` is left as it is."""
+    student = build_student(resolve_student(config.student, teacher_facts(teacher)))
+    if student.config.init_from_teacher:
         student.init_from_teacher(teacher.model)  # type: ignore[union-attr]
-    if student_config.cnn_grad_mult == 0:
+    if student.config.cnn_grad_mult == 0:
         student.feature_extractor.requires_grad_(False)
     return student
 
@@ -216,7 +139,7 @@ def shares_teacher_cnn(student_config: StudentConfig, teacher: Teacher) -> bool:
 @dataclass
 class StepResult:
     losses: DistillLoss  # per_layer / l1 / cosine aligned with `layers`
-    layers: list[int]  # teacher layer of each loss term (0 = the front-end output, with student.layer0_loss)
+    layers: list[int]  # teacher layer of each loss term (0 = the front-end output, with optim.layer0_loss)
     grad_norm: torch.Tensor  # global gradient norm before clipping
 
 
@@ -225,16 +148,17 @@ def train_step(model: torch.nn.Module, student: Student, teacher: Teacher, optim
                autocast_dtype: Optional[torch.dtype], world_size: int = 1) -> StepResult:
     """One optimisation step: teacher targets -> student -> masked loss -> backward -> clip -> optimizer step.
 
-    `model` is the student as called (possibly DDP-wrapped or compiled), `student` the bare module. The learning
-    rate schedule is the caller's. benchmarks/train_throughput.py times this very function.
+    `model` is the student as called (possibly DDP-wrapped or compiled), `student` the bare module, whose resolved
+    config gives the architecture; `config` gives the training schedule and the loss. The learning rate schedule is the
+    caller's. benchmarks/train_throughput.py times this very function.
     """
-    target_layers = config.student.target_layers
+    target_layers = student.config.target_layers
     device_type = waveforms.device.type
-    student_lengths = conv_output_lengths(lengths, config.student.front_end_conv_layers())
+    student_lengths = conv_output_lengths(lengths, student.config.front_end_conv_layers())
     with torch.autocast(device_type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
         cnn_features = None
         with torch.no_grad():
-            if shares_teacher_cnn(config.student, teacher):
+            if shares_teacher_cnn(student.config, teacher):
                 cnn_features = _teacher_cnn(teacher, waveforms, lengths)
                 hidden_states = teacher.model.encoder(teacher.model.projection(cnn_features[0]), cnn_features[1],  # type: ignore[union-attr]
                                                       max(target_layers))
@@ -243,14 +167,15 @@ def train_step(model: torch.nn.Module, student: Student, teacher: Teacher, optim
                 teacher_out = teacher.forward_padded(waveforms, lengths, num_layers=max(target_layers))
         teacher_out = align_to_student(teacher_out, student_lengths, int(student_lengths.max()))
         targets = [teacher_out.hidden_states[layer] for layer in target_layers]
-        out = model(waveforms, lengths, targets, use_teacher, cnn_features=cnn_features)
+        out = model(waveforms, lengths, targets, use_teacher, cnn_features=cnn_features,
+                    history_gradient=config.training.history_gradient)
     total_frames = teacher_out.lengths.sum().float()
     if world_size > 1:  # normalise by the global frame count so DDP's gradient mean equals one big batch
         dist.all_reduce(total_frames)
         total_frames = total_frames / world_size
     predictions, layers = list(out.predictions), list(target_layers)
     weights = list(config.optim.layer_weights) + [1.0] * (len(layers) - len(config.optim.layer_weights))
-    if config.student.layer0_loss:
+    if config.optim.layer0_loss:
         predictions, targets, layers = [out.layer0] + predictions, [teacher_out.hidden_states[0]] + targets, [0] + layers
         weights = [1.0] + weights
     losses = compute_loss(predictions, targets, teacher_out.lengths, config.optim.cosine_weight, total_frames, weights)
@@ -268,6 +193,14 @@ def _teacher_cnn(teacher: Teacher, waveforms: torch.Tensor, lengths: torch.Tenso
     return model.feature_extractor(model_input(model.config, waveforms, lengths), lengths)
 
 
+def _as_trained(config: DistillConfig, saved: dict[str, Any]) -> DistillConfig:
+    """`config` for --resume: the architecture, the training schedule and the layer-0 term come from the checkpoint's
+    config (what its weights were trained with); the rest from `config`."""
+    return replace(config, student=student_config_from_dict(saved["student"]),
+                   training=from_dict(TrainingConfig, saved["training"], "training"),
+                   optim=replace(config.optim, layer0_loss=saved["optim"]["layer0_loss"]))
+
+
 def train(config: DistillConfig, resume: bool = False, teacher: Optional[Teacher] = None) -> Path:
     """Runs distillation; returns the path of the last checkpoint. `teacher`: a teacher built in Python (e.g.
     `ModuleTeacher(my_model)`) instead of the one `config.teacher` names."""
@@ -280,14 +213,14 @@ def train(config: DistillConfig, resume: bool = False, teacher: Optional[Teacher
 
     checkpoint = start_run(output_dir, resume, read_student_checkpoint, config.run.seed)
     if checkpoint is not None:
-        config.student = from_dict(StudentConfig, checkpoint["config"]["student"], "student")  # architecture from the checkpoint
+        config = _as_trained(config, checkpoint["config"])
 
     teacher = load_teacher(config.teacher, device) if teacher is None else teacher.to(device)
-    config.teacher = teacher.spec
     if checkpoint is not None and checkpoint["teacher"]["num_parameters"] != teacher.num_parameters():
         raise ValueError(f"--resume: the checkpoint was distilled from {checkpoint['teacher']['spec']}, "
-                         f"which differs from the configured teacher {config.teacher}")
+                         f"which differs from the configured teacher {teacher.spec}")
     student = prepare_student(config, teacher).to(device)
+    config = replace(config, teacher=teacher.spec, student=student.config)  # what the run's files record
     model: torch.nn.Module = student
     if env.world_size > 1:
         model = DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
@@ -305,7 +238,7 @@ def train(config: DistillConfig, resume: bool = False, teacher: Optional[Teacher
     step, epoch, batch_in_epoch = 0, 0, 0
     if checkpoint is not None:
         step, epoch, batch_in_epoch = restore(checkpoint, "student", student, optimizer, scheduler)
-    elif config.student.target_standardization is True:  # a draw of its own (seed + 1): the training batches stay the same
+    elif config.student.target_standardization:  # a draw of its own (seed + 1): the training batches stay the same
         statistics_sampler = BucketBatchSampler(corpus.items, config.data.batch_size, config.data.crop_samples,
                                                 config.run.seed + 1, bucket_batches=config.data.bucket_batches)
         student.set_target_statistics(*measure_target_statistics(
@@ -348,7 +281,8 @@ def train(config: DistillConfig, resume: bool = False, teacher: Optional[Teacher
             if batch["waveforms"] is None:
                 continue
             waveforms, lengths = batch["waveforms"].to(device, non_blocking=True), batch["lengths"].to(device)
-            use_teacher = teacher_history(config.student, step, total_steps, config.run.seed)
+            use_teacher = teacher_history(config.training, len(config.student.target_layers), step, total_steps,
+                                          config.run.seed)
             result = train_step(model, student, teacher, optimizer, waveforms, lengths, config, use_teacher, autocast_dtype,
                                 env.world_size)
             losses, grad_norm = result.losses, result.grad_norm
@@ -381,3 +315,4 @@ def train(config: DistillConfig, resume: bool = False, teacher: Optional[Teacher
         dist.barrier()
         dist.destroy_process_group()
     return output_dir / "checkpoints" / f"step_{step:08d}.pt"
+

@@ -1,0 +1,104 @@
+"""The one place where a student config meets its teacher: `resolve_student(config, teacher)` returns a new config of
+concrete values (no `auto`, output projections numbered, the teacher's geometry) after checking that the student can
+be distilled from that teacher. The trainer resolves before building; `build_student` resolves a config that still
+needs it against the teacher its geometry implies."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Optional
+
+from distill.models.config import AUTO, DistilHuBERTConfig, GenDistillerConfig, StudentConfig
+
+# Width of the early steps' own feed-forward blocks (step_ffn_dims "early"), as a fraction of the student's.
+EARLY_STEP_FFN_RATIO = 0.75
+
+
+@dataclass(frozen=True)
+class TeacherFacts:
+    """What resolving a student needs to know of its teacher (filled from a `distill.teachers.Teacher`)."""
+
+    spec: str  # named in errors
+    dim: int  # width of its hidden states
+    num_layers: int  # transformer layers (hidden states 1..num_layers)
+    layers_end_in_layer_norm: bool  # every hidden state leaves a LayerNorm (post-LN encoders)
+    downsample_rate: int  # samples per frame
+    # A checkpoint teacher's geometry (SSLModelConfig.to_dict()), which the student takes; None for teachers that give
+    # none (s3prl, your own module, Whisper): the student then keeps its configured geometry.
+    geometry: Optional[dict[str, Any]] = None
+
+    @classmethod
+    def implied_by(cls, config: StudentConfig) -> "TeacherFacts":
+        """The checkpoint teacher of the config's geometry: post-LN unless its layers are pre-LN (`layer_norm_first`),
+        with the layers the config targets (a geometry given for a teacher that has none may leave its layer count
+        at the default). What a config is resolved against without a teacher: one only inspected, a student built
+        without one."""
+        geometry = config.geometry_config()
+        return cls(spec="(implied by student.geometry)", dim=geometry.dim,
+                   num_layers=max(geometry.num_layers, *config.target_layers),
+                   layers_end_in_layer_norm=not geometry.layer_norm_first,
+                   downsample_rate=math.prod(stride for _, _, stride in geometry.conv_layers),
+                   geometry=dict(config.geometry))
+
+
+def resolve_student(config: StudentConfig, teacher: Optional[TeacherFacts] = None) -> StudentConfig:
+    """`config` for `teacher` (None: the teacher its geometry implies, `TeacherFacts.implied_by`), as a new config of
+    concrete values. Raises ValueError when the student cannot be distilled from that teacher."""
+    if teacher is None:
+        teacher = TeacherFacts.implied_by(config)
+    if teacher.geometry is not None:
+        # The student's layers use plain attention: the teacher's relative position bias is not copied.
+        geometry = {**teacher.geometry, "relative_position": False, "gated_relative_position": False}
+        config = replace(config, geometry=geometry)
+    elif config.init_from_teacher:
+        raise ValueError(f"student.init_from_teacher needs a checkpoint teacher (WavLM, fairseq or HF); {teacher.spec} "
+                         "is not one: set student.init_from_teacher=false and give student.geometry")
+    _check_compatible(config, teacher)
+    post_ln = teacher.layers_end_in_layer_norm
+    is_gendistiller = isinstance(config, GenDistillerConfig)
+    decided: dict[str, Any] = {}
+    if config.target_standardization == AUTO:
+        decided["target_standardization"] = not post_ln
+    if config.feature_layer_norm == AUTO:
+        decided["feature_layer_norm"] = is_gendistiller and (post_ln or not config.front_end_channels)
+    if is_gendistiller:
+        output_norm = post_ln if config.output_norm == AUTO else config.output_norm
+        decided["output_norm"] = output_norm
+        decided["step_ffn_dims"] = _step_ffn_dims(config)
+        if config.output_projection_groups is None:
+            later = -1 if output_norm else 1  # a later step's scale comes from its LayerNorm, or else a projection
+            decided["output_projection_groups"] = [0] + [later] * (len(config.target_layers) - 1)
+    else:
+        assert isinstance(config, DistilHuBERTConfig), type(config)
+    resolved = replace(config, **decided)
+    assert not resolved.unresolved(), resolved.unresolved()
+    return resolved
+
+
+def _step_ffn_dims(config: GenDistillerConfig) -> list[int]:
+    """`step_ffn_dims` as one size per step (0: no block)."""
+    if not isinstance(config.step_ffn_dims, str):
+        return list(config.step_ffn_dims)
+    if config.step_ffn_dims == AUTO and not config.front_end_channels:
+        return []
+    early = round(EARLY_STEP_FFN_RATIO * config.geometry_config().dim)
+    return [early] * (len(config.target_layers) - 1) + [0]
+
+
+def _check_compatible(config: StudentConfig, teacher: TeacherFacts) -> None:
+    """Frames paired one to one, target layers the teacher has, the teacher's width."""
+    hop = math.prod(stride for _, _, stride in config.front_end_conv_layers())
+    if teacher.downsample_rate != hop:
+        raise ValueError(
+            f"the teacher {teacher.spec} gives a frame every {teacher.downsample_rate} samples, the student every "
+            f"{hop}; distillation pairs frames one to one, so both need the same hop: give the student CNN "
+            f"strides whose product is {teacher.downsample_rate} (student.geometry.conv_layers) or use a teacher at "
+            f"{hop} samples per frame")
+    if max(config.target_layers) > teacher.num_layers:
+        raise ValueError(f"student.target_layers {config.target_layers} ask for layers the teacher {teacher.spec} "
+                         f"lacks: it has {teacher.num_layers}; choose target layers from 1 to {teacher.num_layers}")
+    width = config.geometry_config().dim
+    if width != teacher.dim:
+        raise ValueError(f"the student is {width} wide but the teacher {teacher.spec} is {teacher.dim} wide; the "
+                         f"students predict the teacher's states as they are: set the width to {teacher.dim} "
+                         "(student.geometry's dim)")
