@@ -21,7 +21,7 @@ Variants (VARIANTS): `gendistiller` and `distilhubert` (the shipped tiny/base co
 front-end: `student.front_end_channels`, trained from scratch with `optim.layer0_loss`), and ablations of GenDistiller's
 options, each the shipped default with one thing changed (`gendistiller-v0`: the first design, one output
 projection shared by all steps and no output LayerNorm).
-Claim tested (issues §4, #10): GenDistiller >= baseline on most layers with <= 67% of its parameters.
+Claim tested: GenDistiller >= baseline on most layers with <= 67% of its parameters.
 """
 from __future__ import annotations
 
@@ -371,8 +371,8 @@ def diagnostics(checkpoints: dict[str, Path], teacher, heldout: list[Path], trai
 
 
 def claim(evaluations: dict[str, Any], target_layers: list[int]) -> dict[str, Any]:
-    """Most (layer, metric) pairs at <= 67% of the parameters (issue 10's claim), and the stricter test of issue 17:
-    at least as good in L1 and in cosine on every target layer."""
+    """Most (layer, metric) pairs at <= 67% of the parameters, and the stricter test: at least as good in L1 and in
+    cosine on every target layer."""
     pair = compared_pair(list(evaluations))
     if pair is None:
         return {}

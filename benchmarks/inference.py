@@ -18,7 +18,7 @@ Timed, interleaved in one process (median over rounds), all in inference mode wi
 - the CNN front-ends alone: `cnn-teacher` (the teacher's, shared by the default students) and `cnn-narrow-C`.
 At batch sizes above 1 only the students (ours in PyTorch and ONNX, s3prl's DistilHuBERT) are timed.
 Weights are random (WavLM Base+ geometry by default): latency does not depend on them.
-Targets (CPU, 2 threads, 10 s, batch 1): GenDistiller <= 1.1x the baseline's time (issue §3); ONNX int8
+Targets (CPU, 2 threads, 10 s, batch 1): GenDistiller <= 1.1x the baseline's time; ONNX int8
 GenDistiller <= 0.45x the PyTorch GenDistiller's (issue #18: #13's 0.5x with a margin for other CPUs).
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ from distill.training.trainer import DistillConfig, prepare_student
 
 TARGET_RATIO = 1.1
 ONNX_TARGET_RATIO = 0.45
-# Issue §3, s3prl's modules on 2 CPU threads, 10 s of audio (another machine; context only).
+# s3prl's modules on 2 CPU threads, 10 s of audio (another machine; context only).
 ISSUE_CPU_REFERENCE_S = {"s3prl-wavlm": 0.965, "s3prl-distilhubert": 0.570, "cnn-teacher": 0.415}
 
 

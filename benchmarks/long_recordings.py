@@ -1,4 +1,4 @@
-"""Long recordings (issue 18): fidelity of chunked inference, memory and time against length, early stopping.
+"""Long recordings: fidelity of chunked inference, memory and time against length, early stopping.
 
     # chunked vs whole-recording inference (PyTorch, trained students), recordings made of held-out files
     python -m benchmarks.long_recordings fidelity --checkpoints A.pt B.pt --audio HELDOUT_DIR --seconds 30 60 90

@@ -447,7 +447,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
 
 
 def targets(results: dict[str, Any], cuda: bool) -> dict[str, str]:
-    """Issue §1-2 targets; decided only on a GPU at the issue's setting (WavLM Base+ geometry, 24 x 250,000, mixed)."""
+    """The training-speed targets (>= 1.5x s3prl's step rate, <= its memory); decided only on a GPU at the recipe's
+    setting (WavLM Base+ geometry, 24 x 250,000, mixed precision)."""
     variants, setup = results["variants"], results["setup"]
     issue_setting = (cuda and setup["geometry"] == "base" and setup["batch_size"] == 24 and setup["samples"] == 250_000
                      and setup["our_precision"] == "bf16 autocast")

@@ -3,6 +3,7 @@ every module name once, and a README that names every subpackage."""
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -28,6 +29,7 @@ RINGS = {
 MAX_LINES = 500
 
 
+@functools.cache
 def _modules() -> dict[str, Path]:
     found = {}
     for folder in (LIBRARY, ROOT / "gendistiller_upstream"):
@@ -44,6 +46,7 @@ def _package(module: str) -> str | None:
 
 def _imports(path: Path, module: str, top_level_only: bool = False) -> set[str]:
     """Absolute names of the project modules `path` imports (inside functions too, unless `top_level_only`)."""
+    known = set(_modules())
     tree = ast.parse(path.read_text())
     nodes = tree.body if top_level_only else ast.walk(tree)
     names = set()
@@ -54,8 +57,8 @@ def _imports(path: Path, module: str, top_level_only: bool = False) -> set[str]:
             base = node.module
             if node.level:  # relative import
                 base = ".".join(module.split(".")[: -node.level] + [node.module])
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)
+            submodules = {f"{base}.{alias.name}" for alias in node.names} & known
+            names.update(submodules or {base})  # `from package import module` imports the module, not the package
     return {name for name in names if name.split(".")[0] in ("distill", "gendistiller_upstream")}
 
 

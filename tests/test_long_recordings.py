@@ -1,4 +1,4 @@
-"""Long recordings (issue 18): the windowing rule (frame counts exact on the CNN's grid, each frame from the window where
+"""Long recordings: the windowing rule (frame counts exact on the CNN's grid, each frame from the window where
 it has the most context), chunked inference close to whole-recording inference on a trained tiny student and the same
 in PyTorch and ONNX, early stopping equal to the full run, and `gendistiller embed` reading and writing window by window
 with one-line errors for bad files."""

@@ -61,7 +61,7 @@ def test_fp32_equals_pytorch_on_padded_batches_of_unseen_lengths(exported):
 
 
 def test_cnn_exports_as_height_one_2d_convolutions(exported):
-    """The layout onnxruntime runs in its blocked (NCHWc) form from one CNN layer to the next (BENCHMARKS.md §3.1)."""
+    """The layout onnxruntime runs in its blocked (NCHWc) form from one CNN layer to the next (benchmarks/results/inference_and_deploy.md)."""
     graph = onnx.load(str(exported[1])).graph
     ranks = {tensor.name: len(tensor.dims) for tensor in graph.initializer}
     cnn = [node for node in graph.node if node.op_type == "Conv" and "/feature_extractor/" in node.name]

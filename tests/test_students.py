@@ -39,7 +39,7 @@ def test_parameter_budgets_for_768_wide_teacher():
 def test_early_step_blocks_fit_the_budget_only_with_a_narrowed_front_end():
     """step_ffn_dims auto: with a narrowed front-end (128 channels, as Whisper teachers need) the early steps' blocks
     keep GenDistiller within 67% of DistilHuBERT's parameters from Whisper base to medium (pre-LN, no LayerNorms; 66.9%
-    on base, the student of BENCHMARKS.md §4.2); with the teacher's CNN copied they would not, so auto leaves them out."""
+    on base, the student of BENCHMARKS.md, "A real teacher: Whisper base"); with the teacher's CNN copied they would not, so auto leaves them out."""
     def share(dim: int, num_layers: int, front_end_channels: int, step_ffn_dims: str | list) -> float:
         geometry = {**gendistiller_base_config().geometry, "dim": dim, "ffn_dim": 4 * dim, "num_heads": dim // 64,
                     "num_layers": num_layers}

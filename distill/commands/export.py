@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize", choices=tuple(QUANTIZATIONS),
                         help="onnx only: int8 = int8 linear layers and CNN convolutions, a scale per frame (recommended); "
                              "int8-linear = int8 linear layers only, convolutions fp32; int8-cnn = int8 linear layers and "
-                             "static int8 CNN convolutions: fastest, but loses quiet frames (BENCHMARKS.md §3.1)")
+                             "static int8 CNN convolutions: fastest, but loses quiet frames "
+                             "(BENCHMARKS.md, 'Deployment: ONNX and int8')")
     parser.add_argument("--calibration", type=Path,
                         help=f"--quantize int8-cnn: a folder of 16 kHz audio for the CNN's activation ranges "
                              f"({CALIBRATION_FILES} files spread over it are used)")

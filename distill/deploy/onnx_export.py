@@ -19,7 +19,7 @@ and two ways quantise it too: `int8` (the default) = int8-linear plus the CNN's 
 products with one activation scale per output frame (distill.deploy.onnx_int8_conv); `int8-cnn` = int8-linear plus static QDQ
 int8 for those convolutions, with activation ranges calibrated on audio you give (`calibration`): the fastest, but one
 static uint8 range per tensor cannot keep quiet frames, whose features lose most of their precision, which the
-per-frame LayerNorm after GenDistiller's CNN then magnifies (BENCHMARKS.md §3.1 has all three measured: int8 and
+per-frame LayerNorm after GenDistiller's CNN then magnifies (BENCHMARKS.md, "Deployment: ONNX and int8", has all three measured: int8 and
 int8-linear stay at cosine ≥ 0.99 to fp32 on every hidden state, int8-cnn does not).
 """
 from __future__ import annotations
@@ -201,7 +201,7 @@ def _quantize(fp32: Path, scratch: Path, quantize: str, calibration: Sequence[np
 
 def _cnn_convs(model_path: Path) -> list[str]:
     """The CNN's Conv nodes after its first: the first feeds the per-utterance normalisation, and int8 there cost
-    speed and fidelity (BENCHMARKS.md §3); the positional convolution stays fp32 too."""
+    speed and fidelity (BENCHMARKS.md, "Deployment: ONNX and int8"); the positional convolution stays fp32 too."""
     import onnx
 
     names = [node.name for node in onnx.load(str(model_path)).graph.node

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from distill.models.config import (
+from distill.models.student_config import (
     DistilHuBERTConfig,
     GenDistillerConfig,
     StudentConfig,

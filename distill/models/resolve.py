@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
-from distill.models.config import AUTO, DistilHuBERTConfig, GenDistillerConfig, StudentConfig
+from distill.models.student_config import AUTO, DistilHuBERTConfig, GenDistillerConfig, StudentConfig
 
 # Width of the early steps' own feed-forward blocks (step_ffn_dims "early"), as a fraction of the student's.
 EARLY_STEP_FFN_RATIO = 0.75

@@ -9,7 +9,7 @@ import torch
 
 from distill.io.checkpoint_files import CheckpointError, read_checkpoint
 from distill.models import Student, build_student, student_config_from_dict
-from distill.models.config import STUDENT_CONFIGS, field_names
+from distill.models.student_config import STUDENT_CONFIGS, field_names
 
 CHECKPOINT_FORMAT = "gendistiller-checkpoint-1"
 

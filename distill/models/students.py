@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from distill.io.audio import check_waveforms, pad_waveforms
-from distill.models.config import DistilHuBERTConfig, GenDistillerConfig, StudentConfig
+from distill.models.student_config import DistilHuBERTConfig, GenDistillerConfig, StudentConfig
 from distill.nn.chunking import Chunking, FrameGrid, Moments, RecordingNorm, Samples, Window, run_in_windows, runs_whole
 from distill.nn.components import (
     ChannelMoments,

@@ -206,7 +206,7 @@ class FeatureExtractor(nn.Module):
         x = waveforms[:, None, :]
         if torch.onnx.is_in_onnx_export():
             # As 2-D convolutions of height 1, which onnxruntime runs in its blocked (NCHWc) layout from one layer to
-            # the next; 1-D convolutions it runs unblocked. The CNN is most of a CPU forward (BENCHMARKS.md §3.1).
+            # the next; 1-D convolutions it runs unblocked. The CNN is most of a CPU forward (benchmarks/results/inference_and_deploy.md).
             x = x[:, :, None, :]
         for index, block in enumerate(self.conv_layers):
             x, lengths = block(x, lengths, moments if index == 0 else None)
