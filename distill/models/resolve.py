@@ -8,10 +8,16 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
-from distill.models.student_config import AUTO, DistilHuBERTConfig, GenDistillerConfig, StudentConfig
+import torch
 
-# Width of the early steps' own feed-forward blocks (step_ffn_dims "early"), as a fraction of the student's.
+from distill.models.student_config import AUTO, DistilHuBERTConfig, GenDistillerConfig, StudentConfig
+from distill.models.students import DistilHuBERT, GenDistiller
+
+# Width of the early steps' own feed-forward blocks, as a fraction of the student's: "early" gives this width, "auto"
+# at most this width, narrower where the blocks would take GenDistiller past PARAMETER_BUDGET.
 EARLY_STEP_FFN_RATIO = 0.75
+# GenDistiller's parameters at most this share of DistilHuBERT's for the same teacher and front-end (33% fewer).
+PARAMETER_BUDGET = 0.67
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ def resolve_student(config: StudentConfig, teacher: Optional[TeacherFacts] = Non
     if is_gendistiller:
         output_norm = post_ln if config.output_norm == AUTO else config.output_norm
         decided["output_norm"] = output_norm
-        decided["step_ffn_dims"] = _step_ffn_dims(config)
+        decided["step_ffn_dims"] = _step_ffn_dims(config, teacher)
         if config.output_projection_groups is None:
             later = -1 if output_norm else 1  # a later step's scale comes from its LayerNorm, or else a projection
             decided["output_projection_groups"] = [0] + [later] * (len(config.target_layers) - 1)
@@ -75,14 +81,38 @@ def resolve_student(config: StudentConfig, teacher: Optional[TeacherFacts] = Non
     return resolved
 
 
-def _step_ffn_dims(config: GenDistillerConfig) -> list[int]:
-    """`step_ffn_dims` as one size per step (0: no block)."""
+def _step_ffn_dims(config: GenDistillerConfig, teacher: TeacherFacts) -> list[int]:
+    """`step_ffn_dims` as one size per step (0: no block). auto: the early steps' blocks with a narrowed front-end,
+    within the parameter budget; none with the teacher's CNN, whose share of the parameters leaves no room for them."""
     if not isinstance(config.step_ffn_dims, str):
         return list(config.step_ffn_dims)
     if config.step_ffn_dims == AUTO and not config.front_end_channels:
         return []
-    early = round(EARLY_STEP_FFN_RATIO * config.geometry_config().dim)
-    return [early] * (len(config.target_layers) - 1) + [0]
+    early_steps = len(config.target_layers) - 1
+    width = round(EARLY_STEP_FFN_RATIO * config.geometry_config().dim)
+    if config.step_ffn_dims == AUTO:
+        width = min(width, _widest_within_budget(config, teacher, early_steps))
+    return [width] * early_steps + [0]
+
+
+def _widest_within_budget(config: GenDistillerConfig, teacher: TeacherFacts, early_steps: int) -> int:
+    """The widest early steps' blocks (one each) that keep GenDistiller within PARAMETER_BUDGET of the DistilHuBERT
+    of the same teacher and front-end; 0 when none fits."""
+    if early_steps == 0:
+        return 0
+    shared = {name: getattr(config, name) for name in ("target_layers", "init_from_teacher", "cnn_grad_mult",
+                                                       "front_end_channels", "dropout", "geometry")}
+    baseline = resolve_student(DistilHuBERTConfig(**shared), teacher)
+    without_blocks = resolve_student(replace(config, step_ffn_dims=[]), teacher)
+    with torch.device("meta"):  # counted, not initialised: no memory, no draw from the random generator
+        spare = PARAMETER_BUDGET * _parameters(DistilHuBERT(baseline)) - _parameters(GenDistiller(without_blocks))
+    dim = config.geometry_config().dim
+    per_width, fixed = 2 * dim + 1, 3 * dim  # a block of width h: LayerNorm 2D, fc1 D·h + h, fc2 h·D + D
+    return max(0, int((spare / early_steps - fixed) // per_width))
+
+
+def _parameters(student: torch.nn.Module) -> int:
+    return sum(p.numel() for p in student.parameters())
 
 
 def _check_compatible(config: StudentConfig, teacher: TeacherFacts) -> None:

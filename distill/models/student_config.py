@@ -104,9 +104,9 @@ class GenDistillerConfig(StudentConfig):
     generator_repeats: list[int] = field(default_factory=list)
     # Hidden size of a feed-forward block of each step's own, run after G ([] or 0: none), 2·D·size parameters each:
     # step-specific capacity that the shared G lacks, e.g. [512, 0, 0] for the first step alone. early: one of 0.75·D
-    # for each step but the last. auto: early with a narrowed front-end (front_end_channels > 0, as Whisper teachers
-    # need), none with the teacher's CNN, whose share of the parameters leaves no room for them within 67% of
-    # DistilHuBERT's.
+    # for each step but the last. auto: with a narrowed front-end (front_end_channels > 0, as Whisper teachers need),
+    # those blocks at most 0.75·D wide, narrower where GenDistiller would pass 67% of DistilHuBERT's parameters; none
+    # with the teacher's CNN, whose share of the parameters leaves no room for them.
     step_ffn_dims: list[int] | str = AUTO
     attention_2d: bool = False  # 2-D attention: step k attends over all earlier layers x all frames
 
