@@ -387,3 +387,23 @@ def test_students_distil_from_exported_folders(exports, tmp_path):
         f"teacher={exports['gendistiller'][1]}", "student.target_layers=[1,2,3]", "student.init_from_teacher=false",
         f"student.geometry={geometry}", f"run.output_dir={tmp_path / 'b'}", *common]))
     assert torch.load(last, weights_only=False)["teacher"]["family"] == "gendistiller"
+
+
+def readme_snippet() -> str:
+    """The three lines of README.md's "Use a student in transformers"."""
+    section = (ROOT / "README.md").read_text().split("### Use a student in transformers", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.parametrize("name, num_states", [("gendistiller", 4), ("distilhubert", 3)])
+def test_readme_snippet_runs_as_written(exports, tmp_path, name, num_states):
+    snippet = readme_snippet()
+    assert len(snippet.strip().splitlines()) == 3
+    shutil.copytree(exports[name][1], tmp_path / "student_hf")
+    script = ("import numpy as np\nwav = 0.1 * np.random.default_rng(0).standard_normal(20000).astype(np.float32)\n"
+              + snippet + "print(len(states), tuple(states[-1].shape))\n")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[-2] == f"{num_states} (1, {1 + (20000 - 400) // 320}, 96)"

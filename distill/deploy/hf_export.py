@@ -248,11 +248,15 @@ def _card_specifics(student: Student) -> CardFacts:
         if student.geometry.normalize and abs(student.geometry.normalize_eps - HF_NORMALIZE_EPS) > 0:
             notes.append(f"The student normalised waveforms with variance epsilon {student.geometry.normalize_eps:g}; "
                          f"Wav2Vec2FeatureExtractor uses {HF_NORMALIZE_EPS:g}, so features differ slightly.")
-        return CardFacts(kind, "HubertModel", hidden_state_rows(student), padding, notes, custom_code=False)
+        return CardFacts(kind, "HubertModel", hidden_state_rows(student), padding, notes, False,
+                         fidelity_note="Its target layers are the prediction heads', which this folder leaves out.",
+                         downstream_note="superb-sweep scores DistilHuBERT on its last transformer layer (SUPERB's "
+                                         "`-s paper`): this model's `last_hidden_state`.")
     padding = ("Pass the feature extractor's `attention_mask`: a padded batch then gives each utterance exactly what "
                "it gets alone (the CNN's normalisation and the attention use each utterance's valid part only); "
                "padded frames are zero.")
-    return CardFacts(kind, "GenDistillerModel", hidden_state_rows(student), padding, [], custom_code=True)
+    return CardFacts(kind, "GenDistillerModel", hidden_state_rows(student), padding, [], True,
+                     downstream_note="superb-sweep gives s3prl every hidden state for its learned weighted sum.")
 
 
 def _check_output(out: Path) -> None:

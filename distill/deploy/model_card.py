@@ -30,6 +30,8 @@ class CardFacts:
     padding: str  # how to batch utterances
     notes: list[str]  # what the export leaves out or changes
     custom_code: bool  # whether loading needs trust_remote_code
+    fidelity_note: str = ""  # which states of the student the held-out fidelity measured
+    downstream_note: str = ""  # which states of the student the downstream scores used
 
 
 @dataclass
@@ -123,8 +125,8 @@ def write_card(path: Path, facts: RunFacts, card: CardFacts, license: str) -> No
 
 
 def card_markdown(facts: RunFacts, card: CardFacts, license: str) -> str:
-    sections = [_header(card, license), _summary(facts, card), _loading(card), _states(card), _fidelity_lines(facts),
-                _downstream_lines(facts), _training_lines(facts), _made_lines(facts)]
+    sections = [_header(card, license), _summary(facts, card), _loading(card), _states(card),
+                _fidelity_lines(facts, card), _downstream_lines(facts, card), _training_lines(facts), _made_lines(facts)]
     return "\n".join(line for section in sections for line in section) + "\n"
 
 
@@ -176,12 +178,12 @@ def _states(card: CardFacts) -> list[str]:
             + [f"| {index} | {what} |" for index, what in card.states] + [""])
 
 
-def _fidelity_lines(facts: RunFacts) -> list[str]:
+def _fidelity_lines(facts: RunFacts, card: CardFacts) -> list[str]:
     lines = ["## Held-out fidelity", ""]
     if facts.fidelity is None:
         return lines + [f"{NOT_MEASURED} (no {FIDELITY_FILE} beside the run folder names this checkpoint).", ""]
     lines += [f"Student free running against the teacher on {facts.fidelity.get('files', '?')} held-out files "
-              f"({FIDELITY_FILE}); layer 0 is the front-end output.", "",
+              f"({FIDELITY_FILE}); layer 0 is the front-end output. {card.fidelity_note}".rstrip(), "",
               "| teacher layer | mean L1 | mean cosine | frames |", "|---|---|---|---|"]
     for layer, measured in facts.fidelity.get("layers", {}).items():
         lines.append(f"| {layer} | {measured['l1']:.4f} | {measured['cosine']:.4f} | {measured['frames']:,} |")
@@ -196,14 +198,14 @@ def _score(rows: list[dict[str, str]], task: str) -> str:
     return f"{statistics.fmean(tests):.4f}{spread} ({len(tests)} seed{'s' if len(tests) > 1 else ''})"
 
 
-def _downstream_lines(facts: RunFacts) -> list[str]:
+def _downstream_lines(facts: RunFacts, card: CardFacts) -> list[str]:
     lines = ["## Downstream (SUPERB tasks through s3prl)", ""]
     student = facts.downstream.get("student")
     if not student:
         return lines + [f"{NOT_MEASURED} (no {RESULTS_FILE} beside the run folder names this checkpoint).", ""]
     teacher = facts.downstream.get("teacher", [])
     lines += [f"Test scores as s3prl logs them, at the learning rate chosen on dev ({RESULTS_FILE}); the mean over "
-              "downstream seeds where there are several.", "",
+              f"downstream seeds where there are several. {card.downstream_note}".rstrip(), "",
               "| task | metric | student | teacher |", "|---|---|---|---|"]
     for task in dict.fromkeys(row["task"] for row in student):
         row = next(r for r in student if r["task"] == task)
