@@ -152,6 +152,7 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path, license: str = "other
     `license`: the Hub's licence id for the card's header."""
     out = Path(out_dir)
     _check_output(out)
+    _require_transformers()
     student, saved = load_student(checkpoint)
     partial = out.parent / f".{out.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
@@ -168,6 +169,15 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path, license: str = "other
     write_card(partial / "README.md", facts, _card_specifics(student), license)
     _replace(out, partial)
     return out
+
+
+def _require_transformers() -> None:
+    try:
+        import safetensors  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as error:
+        raise ImportError(f"an export to transformers needs transformers and safetensors ({error}): "
+                          "pip install 'transformers<5' safetensors") from error
 
 
 def _write_hubert(student: DistilHuBERT, folder: Path) -> int:
