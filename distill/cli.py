@@ -28,7 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "superb-report": ("distill.commands.superb_report", "markdown tables and PNG plots from a sweep's results CSV"),
     "teacher-info": ("distill.commands.teacher_info", "load a teacher and print its family, layers, width and parameters"),
     "superb": ("distill.commands.superb", "run s3prl's SUPERB downstream runner with the gendistiller upstreams registered"),
-    "export": ("distill.commands.export", "write a student in another format (--to s3prl-distiller | onnx [--quantize int8])"),
+    "export": ("distill.commands.export", "write a student in another format (--to s3prl-distiller | onnx [--quantize int8] | hf)"),
     "embed": ("distill.commands.embed", "features of audio files with an exported ONNX student (onnxruntime, no torch)"),
 }
 

@@ -11,10 +11,12 @@ import torch
 
 import distill.teachers
 from distill.teachers import CheckpointTeacher, ModuleTeacher, WhisperTeacher, formats, load_teacher
+from distill.teachers.gendistiller_format import GenDistillerTeacher
 
 TEACHERS = Path(distill.teachers.__file__).parent
 # One module per source format; each may import only the contract and the teacher classes from this package.
-FORMAT_MODULES = ("fairseq_format", "huggingface_format", "openai_whisper_format", "ctranslate2_format", "module_teacher")
+FORMAT_MODULES = ("fairseq_format", "huggingface_format", "openai_whisper_format", "ctranslate2_format", "module_teacher",
+                  "gendistiller_format")
 SHARED = ("base", "ssl_teacher", "whisper_teacher")
 OTHERS = ("__init__", "formats", "tiny")
 # What each format module exposes for `sniff` to tell formats apart.
@@ -22,7 +24,8 @@ DETECTORS = {"fairseq_format": ["checkpoint_family"], "huggingface_format": ["is
              "openai_whisper_format": ["is_openai_checkpoint"], "ctranslate2_format": ["is_ctranslate2_file"]}
 # format (a key of LOADERS) -> the module that reads it.
 READ_BY = {"wavlm-checkpoint": "fairseq_format", "fairseq-checkpoint": "fairseq_format", "huggingface": "huggingface_format",
-           "huggingface-whisper": "huggingface_format", "openai-whisper": "openai_whisper_format",
+           "huggingface-whisper": "huggingface_format", "huggingface-gendistiller": "gendistiller_format",
+           "openai-whisper": "openai_whisper_format",
            "ctranslate2-whisper": "ctranslate2_format", "s3prl": "module_teacher", "module": "module_teacher"}
 
 
@@ -62,6 +65,15 @@ def _hf_whisper(root: Path) -> Path:
     return root / "hf_whisper"
 
 
+def _hf_gendistiller(root: Path) -> Path:
+    """A GenDistiller exported for transformers (`gendistiller export --to hf`)."""
+    from distill.deploy.hf_export import export_hf
+    from tests.test_hf_export import built_student, write_checkpoint
+
+    checkpoint = write_checkpoint(root / "gendistiller.pt", built_student("gendistiller", {}, {}))
+    return export_hf(checkpoint, root / "hf_gendistiller")
+
+
 def _openai_whisper(root: Path) -> Path:
     from tests.test_whisper_teacher import _openai_state_dict, _tiny_whisper
 
@@ -87,7 +99,7 @@ def _ctranslate2(root: Path) -> Path:
 BUILDERS: dict[str, Callable[[Path], Path]] = {
     "wavlm": _wavlm, "hubert": _fairseq("hubert"), "wav2vec2": _fairseq("wav2vec2"), "hf_wavlm": _hf("wavlm"),
     "hf_hubert": _hf("hubert"), "hf_wav2vec2": _hf("wav2vec2"), "hf_whisper": _hf_whisper, "openai": _openai_whisper,
-    "ct2": _ctranslate2,
+    "ct2": _ctranslate2, "hf_gendistiller": _hf_gendistiller,
 }
 
 # spec -> (the format it is sniffed as, the teacher's class); {name} is a file or folder of BUILDERS.
@@ -104,6 +116,8 @@ CASES = {
     "{hf_wav2vec2}": ("huggingface", CheckpointTeacher),
     "{hf_whisper}": ("huggingface-whisper", WhisperTeacher),
     "hf:{hf_whisper}": ("huggingface-whisper", WhisperTeacher),
+    "{hf_gendistiller}": ("huggingface-gendistiller", GenDistillerTeacher),
+    "hf:{hf_gendistiller}": ("huggingface-gendistiller", GenDistillerTeacher),
     "whisper-30s:{hf_whisper}": ("huggingface-whisper", WhisperTeacher),
     "{openai}": ("openai-whisper", WhisperTeacher),
     "whisper:{openai}": ("openai-whisper", WhisperTeacher),

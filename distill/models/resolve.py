@@ -65,8 +65,9 @@ def resolve_student(config: StudentConfig, teacher: Optional[TeacherFacts] = Non
     decided: dict[str, Any] = {}
     if config.target_standardization == AUTO:
         decided["target_standardization"] = not post_ln
-    if config.feature_layer_norm == AUTO:
-        decided["feature_layer_norm"] = is_gendistiller and (post_ln or not config.front_end_channels)
+    if config.feature_layer_norm == AUTO:  # a CNN copied from the teacher keeps the teacher's LayerNorm (or its lack)
+        has_norm = post_ln if config.front_end_channels else config.geometry_config().projection_layer_norm
+        decided["feature_layer_norm"] = is_gendistiller and has_norm
     if is_gendistiller:
         output_norm = post_ln if config.output_norm == AUTO else config.output_norm
         decided["output_norm"] = output_norm

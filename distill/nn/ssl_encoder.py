@@ -47,6 +47,7 @@ class SSLModelConfig:
     max_distance: int = 800
     gated_relative_position: bool = False  # WavLM gru_rel_pos
     project_features: bool | None = None  # Linear after the CNN; None: only if widths differ (fairseq; HF: always)
+    projection_layer_norm: bool = True  # LayerNorm over the CNN's channels before it (HF feat_proj_layer_norm)
     normalize: bool = False  # layer-normalise each waveform before the CNN (Large models)
     normalize_eps: float = 1e-5  # variance epsilon of that normalisation (fairseq: 1e-5; HF feature extractors: 1e-7)
 
@@ -66,7 +67,8 @@ class SSLModel(nn.Module):
         super().__init__()
         self.config = config
         self.feature_extractor = FeatureExtractor(config.conv_layers, config.extractor_mode, config.conv_bias)
-        self.projection = FeatureProjection(self.feature_extractor.out_channels, config.dim, project=config.project_features)
+        self.projection = FeatureProjection(self.feature_extractor.out_channels, config.dim, config.projection_layer_norm,
+                                            config.project_features)
         relative = RelativePositionBias(config.num_buckets, config.max_distance, config.num_heads) if config.relative_position else None
         layers = [
             build_encoder_layer(

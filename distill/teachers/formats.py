@@ -5,13 +5,15 @@ in `sniff` (a prefix in `_PREFIXES`, or a test in `_path` for a bare PATH).
 
 Specs:
 - `wavlm:PATH`, `hubert:PATH`, `wav2vec2:PATH`: an official WavLM or fairseq checkpoint, insisting on that family;
-- `hf:DIR`: a HuggingFace `save_pretrained` folder (one with model_type "whisper" loads as `whisper:DIR`);
+- `hf:DIR`: a HuggingFace `save_pretrained` folder (one with model_type "whisper" loads as `whisper:DIR`, one with
+  model_type "gendistiller", written by `gendistiller export --to hf`, with the code beside its weights);
 - `whisper:PATH` / `whisper-30s:PATH`: a Whisper model (openai-whisper .pt, HF folder, CTranslate2 model.bin or a
   folder holding one), per utterance or padded to 30 s as Whisper runs;
 - `s3prl:NAME` or `s3prl:NAME:CKPT`, `module:package.module:factory`: see `distill/teachers/module_teacher.py`;
-- a bare PATH, told by what it holds: a folder with a Whisper config.json or a model.bin is a Whisper model, another
-  folder with config.json a HF folder; a file that starts like a CTranslate2 model.bin is one; any other file is read
-  as a checkpoint dict: openai-whisper (`dims` + `model_state_dict`), else official WavLM or fairseq.
+- a bare PATH, told by what it holds: a folder with a Whisper config.json or a model.bin is a Whisper model, one with
+  a GenDistiller config.json an exported GenDistiller, another folder with config.json a HF folder; a file that starts
+  like a CTranslate2 model.bin is one; any other file is read as a checkpoint dict: openai-whisper (`dims` +
+  `model_state_dict`), else official WavLM or fairseq.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from distill.io.checkpoint_files import CheckpointError, read_checkpoint
 from distill.teachers import (
     ctranslate2_format,
     fairseq_format,
+    gendistiller_format,
     huggingface_format,
     module_teacher,
     openai_whisper_format,
@@ -51,6 +54,7 @@ LOADERS: dict[str, Callable[[Source], Teacher]] = {
                                                                                 source.checkpoint),
     "huggingface": lambda source: huggingface_format.load_hf_teacher(source.location),
     "huggingface-whisper": lambda source: huggingface_format.load_hf_whisper(source.location, source.pad_to_30s),
+    "huggingface-gendistiller": lambda source: gendistiller_format.load_gendistiller_folder(source.location),
     "openai-whisper": lambda source: openai_whisper_format.load_openai_whisper(source.location, source.pad_to_30s,
                                                                                source.checkpoint),
     "ctranslate2-whisper": lambda source: ctranslate2_format.load_ctranslate2_whisper(source.location,
@@ -86,11 +90,11 @@ def _path(path: Path) -> Source:
 
 
 def _folder(path: Path) -> Optional[str]:
-    """A folder's format: a config.json of model_type "whisper", else a model.bin (CTranslate2), else any config.json
-    (HuggingFace); None if it holds none of them."""
+    """A folder's format: a config.json of model_type "whisper" or "gendistiller", else a model.bin (CTranslate2), else
+    any config.json (HuggingFace); None if it holds none of them."""
     model_type = huggingface_format.model_type(path)
-    if model_type == "whisper":
-        return "huggingface-whisper"
+    if model_type in _HF_MODEL_TYPES:
+        return _HF_MODEL_TYPES[model_type]
     if (path / "model.bin").is_file():
         return "ctranslate2-whisper"
     if huggingface_format.is_hf_folder(path):
@@ -119,9 +123,8 @@ def _checkpoint(path: Path, family: Optional[str] = None) -> Source:
 def _hf(folder: str) -> Source:
     if not huggingface_format.is_hf_folder(folder):
         raise CheckpointError(f"{folder}: not a HuggingFace model folder (expected a directory with config.json)")
-    if huggingface_format.model_type(folder) == "whisper":
-        return Source("huggingface-whisper", str(Path(folder)))
-    return Source("huggingface", folder)
+    other = _HF_MODEL_TYPES.get(huggingface_format.model_type(folder) or "")
+    return Source(other, str(Path(folder))) if other else Source("huggingface", folder)
 
 
 def _whisper(path: Path, pad_to_30s: bool) -> Source:
@@ -138,6 +141,9 @@ def _whisper(path: Path, pad_to_30s: bool) -> Source:
                               "model_type 'whisper', or a CTranslate2 model.bin or folder holding one)")
     return Source(whisper, str(path), pad_to_30s=pad_to_30s)
 
+
+# config.json's model_type -> the format of a HF folder that is not read as a WavLM / HuBERT / wav2vec 2.0 teacher.
+_HF_MODEL_TYPES = {"whisper": "huggingface-whisper", "gendistiller": "huggingface-gendistiller"}
 
 # spec prefix -> the rule for the rest of the spec. A spec with no known prefix is a bare PATH.
 _PREFIXES: dict[str, Callable[[str], Source]] = {

@@ -62,7 +62,7 @@ _WHISPER_RULES: tuple[tuple[str, str | None], ...] = (
 
 # config keys whose other values our encoder does not implement -> the value it does.
 _REQUIRED = {"hidden_act": "gelu", "feat_extract_activation": "gelu", "conv_pos_batch_norm": False,
-             "feat_proj_layer_norm": True, "add_adapter": False}
+             "add_adapter": False}
 
 
 def is_hf_folder(path: str | Path) -> bool:
@@ -120,6 +120,7 @@ def hf_model_config(config: Any, normalize: bool) -> SSLModelConfig:
         normalize=normalize,
         normalize_eps=_HF_NORMALIZE_EPS,
         project_features=True,
+        projection_layer_norm=bool(getattr(config, "feat_proj_layer_norm", True)),
     )
 
 

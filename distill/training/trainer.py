@@ -263,6 +263,7 @@ def train(config: DistillConfig, resume: bool = False, teacher: Optional[Teacher
                 "format": CHECKPOINT_FORMAT, "config": config.to_dict(), "student": student.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
                 "batch_in_epoch": batch_in_epoch, "rng": rng_state(), "teacher": teacher.identity(),
+                "data": {"files": len(corpus.items), "hours": corpus.hours},  # what the model card reports
             }, config.run.keep_checkpoints)
 
     failed_reads: set[str] = set()
