@@ -343,3 +343,27 @@ def test_sweep_seeds_runs_each_seed_in_its_folder_into_one_results_file(tmp_path
     assert len(trained) == 2  # each seed's row is found again: nothing reruns
     with pytest.raises(ValueError, match="at least 1"):
         superb_sweep.seeds_of(0)
+
+
+def test_later_seeds_train_the_rate_the_first_seed_chose(tmp_path, monkeypatch):
+    """SUPERB's protocol: the first seed sweeps the learning rates, the later seeds train the one it chose on dev."""
+    import distill.superb.sweep as superb_sweep
+
+    trained = []
+
+    def train_one(upstream, task, lr, run_dir, overrides, test_in_run=False, seed=superb_sweep.S3PRL_SEED):
+        trained.append((seed, lr))
+        return {1e-2: 0.4, 1e-3: 0.6, 1e-4: 0.5}[lr]
+
+    monkeypatch.setattr(superb_sweep, "train_one", train_one)
+    monkeypatch.setattr(superb_sweep, "evaluate_test", lambda task, run_dir: 0.5)
+    monkeypatch.setattr(superb_sweep, "count_parameters", lambda upstream: 7)
+    upstream = superb_sweep.Upstream("gendistiller", "gendistiller_local", "x.pt")
+    lrs = [1e-2, 1e-3, 1e-4]
+    rows = superb_sweep.sweep_seeds([upstream], ["ks"], lrs, tmp_path / "results.csv", tmp_path / "sweep", seeds=3)
+    assert trained == [(1337, 1e-2), (1337, 1e-3), (1337, 1e-4), (1338, 1e-3), (1339, 1e-3)]
+    assert [(row["seed"], row["lr"]) for row in rows] == [("1337", "0.001"), ("1338", "0.001"), ("1339", "0.001")]
+    trained.clear()
+    superb_sweep.sweep_seeds([upstream], ["ks"], lrs, tmp_path / "every.csv", tmp_path / "every", seeds=2,
+                             lrs_every_seed=True)
+    assert trained == [(seed, lr) for seed in (1337, 1338) for lr in lrs]

@@ -18,8 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-in-run", action="store_true",
                         help="evaluate test beside dev during training and take it at the best-dev step (short runs)")
     parser.add_argument("--jobs", type=int, default=1, help="runner processes at the same time (default 1)")
-    parser.add_argument("--seeds", type=int, default=1, help=f"downstream runs per (upstream, task, lr), with s3prl "
-                        f"seeds {S3PRL_SEED}, {S3PRL_SEED + 1}, ... (default 1: s3prl's own seed)")
+    parser.add_argument("--seeds", type=int, default=1, help=f"downstream runs per (upstream, task), with s3prl seeds "
+                        f"{S3PRL_SEED}, {S3PRL_SEED + 1}, ... (default 1: s3prl's own seed); the first seed sweeps --lrs "
+                        "and the later ones train the rate it chose on dev (SUPERB's protocol)")
+    parser.add_argument("--lrs-every-seed", action="store_true", help="sweep --lrs at every seed, not the first alone")
     parser.add_argument("-o", "--override", action="append", default=[],
                         help="extra s3prl override for every run, e.g. config.runner.total_steps=2000 (repeatable)")
 
@@ -27,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     rows = sweep_seeds([parse_upstream(s) for s in args.upstreams.split(",")], args.tasks.split(","),
                        [float(lr) for lr in args.lrs.split(",")], args.results, args.expdir, args.seeds,
-                       overrides=args.override, corpus=args.corpus, test_in_run=args.test_in_run, jobs=args.jobs)
+                       overrides=args.override, corpus=args.corpus, test_in_run=args.test_in_run, jobs=args.jobs,
+                       lrs_every_seed=args.lrs_every_seed)
     print(f"[superb-sweep] {len(rows)} results in {args.results}")
     return 0

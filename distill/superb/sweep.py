@@ -281,14 +281,15 @@ def evaluate_test(task: Task, run_dir: Path) -> float:
 def sweep(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: Sequence[float], results: Path, expdir: Path,
           overrides: Sequence[str] = (), corpus: Optional[Path] = None, test_in_run: bool = False,
           task_overrides: Optional[Mapping[str, Sequence[str]]] = None, jobs: int = 1,
-          seed: int = S3PRL_SEED) -> list[dict[str, str]]:
+          seed: int = S3PRL_SEED, chosen_lrs: Optional[Mapping[tuple[str, str], float]] = None) -> list[dict[str, str]]:
     """Runs every missing (upstream, task) with `seed`; returns the results CSV's rows of that seed. Cross-validated
     tasks (ER) run every fold per learning rate and average the fold scores. Scores are in s3prl's units (see tasks.yaml `scale`).
     `test_in_run` saves one runner process per (upstream, task) and costs a test evaluation at every dev evaluation:
     worth it for short runs with few evaluations (the embedded demo), not for SUPERB's schedules.
     `task_overrides`: extra -o items per task. `jobs`: (upstream, task) pairs run at the same time, each in its own
     runner process; runs of a task whose expert caches inside the s3prl package never overlap. `seed`: the runner's
-    --seed for every training run (a `seed` column of the results; several seeds: `sweep_seeds`)."""
+    --seed for every training run (a `seed` column of the results; several seeds: `sweep_seeds`). `chosen_lrs`:
+    {(upstream label, task): lr} trained alone instead of `lrs` (the rate an earlier seed chose)."""
     tasks = load_tasks()
     unknown = [name for name in task_names if name not in tasks]
     if unknown:
@@ -313,6 +314,8 @@ def sweep(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: Sequenc
             else:
                 # Without a dev split there is nothing to choose a learning rate on: the first one alone is trained.
                 task_lrs = lrs if task.dev_split is not None else lrs[:1]
+                if chosen_lrs and (upstream.label, task_name) in chosen_lrs:
+                    task_lrs = [chosen_lrs[upstream.label, task_name]]
                 dev_by_lr = {}
                 for lr in task_lrs:
                     print(f"[superb-sweep] {number}/{len(todo)} {upstream.label} {task_name} lr={lr:g}", flush=True)
@@ -344,9 +347,13 @@ def seeds_of(count: int) -> list[int]:
 
 
 def sweep_seeds(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: Sequence[float], results: Path,
-                expdir: Path, seeds: int = 1, **options: Any) -> list[dict[str, str]]:
+                expdir: Path, seeds: int = 1, lrs_every_seed: bool = False, **options: Any) -> list[dict[str, str]]:
     """`sweep` once per seed of `seeds_of(seeds)`, each in expdir/seed_S/, every row in the one `results` CSV;
-    `options` are sweep's. Returns all rows."""
-    for seed in seeds_of(seeds):
-        sweep(upstreams, task_names, lrs, results, expdir / f"seed_{seed}", seed=seed, **options)
+    `options` are sweep's. SUPERB's protocol: the first seed sweeps `lrs` and the later seeds train the rate it chose
+    on dev for each (upstream, task); `lrs_every_seed` sweeps them at every seed. Returns all rows."""
+    first, *later = seeds_of(seeds)
+    rows = sweep(upstreams, task_names, lrs, results, expdir / f"seed_{first}", seed=first, **options)
+    chosen = None if lrs_every_seed else {(row["upstream"], row["task"]): float(row["lr"]) for row in rows if row["lr"]}
+    for seed in later:
+        sweep(upstreams, task_names, lrs, results, expdir / f"seed_{seed}", seed=seed, chosen_lrs=chosen, **options)
     return read_results(results)
