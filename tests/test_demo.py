@@ -62,6 +62,15 @@ def test_upstream_specs(tmp_path):
         parse_upstream("bert:/b.pt")
 
 
+def test_distilhubert_is_scored_on_its_last_layer_or_on_all_its_states(distilhubert_ckpt):
+    """SUPERB's convention for DistilHuBERT (`-s paper`, its last layer) and s3prl's default (the weighted sum of every
+    hidden state, as every other upstream is scored)."""
+    paper, weighted = parse_upstream(f"distilhubert:{distilhubert_ckpt}"), parse_upstream(f"distilhubert-ws:{distilhubert_ckpt}")
+    assert paper.runner_flags() == ["-u", "gendistiller_local", "-k", str(distilhubert_ckpt), "-s", "paper"]
+    assert weighted.runner_flags() == ["-u", "gendistiller_local", "-k", str(distilhubert_ckpt)]
+    assert weighted.label == "distilhubert-ws"
+
+
 def _write_results(path: Path, rows: list[tuple[str, str, float, bool]]) -> None:
     fields = ["upstream", "task", "metric", "higher_is_better", "lr", "dev", "test", "params", "ckpt", "expdir", "finished_at"]
     params = {"gendistiller": 16997248, "distilhubert": 27034752, "wavlm": 94381936, "wavlm-untrained": 94381936}

@@ -58,7 +58,9 @@ class Upstream:
 
 def parse_upstream(spec: str) -> Upstream:
     """`gendistiller:CKPT`, `distilhubert:CKPT` (ours, or an s3prl distiller file), `wavlm:CKPT`, `hubert:CKPT`,
-    or `s3prl:NAME:CKPT` (any s3prl upstream). DistilHuBERT is scored on its last layer (SUPERB's `-s paper`)."""
+    or `s3prl:NAME:CKPT` (any s3prl upstream). `distilhubert` is scored on its last layer (SUPERB's `-s paper`, as its
+    authors benchmark it); `distilhubert-ws` on the learned weighted sum of all its hidden states, s3prl's default and
+    what every other upstream here gets."""
     label, sep, rest = spec.partition(":")
     if not sep or not rest:
         raise ValueError(f"upstream {spec!r} must look like LABEL:CKPT (e.g. gendistiller:runs/x/checkpoints/step_1.pt)")
@@ -67,16 +69,17 @@ def parse_upstream(spec: str) -> Upstream:
         return Upstream(name, name, ckpt)
     if label == "gendistiller":
         return Upstream(label, "gendistiller_local", rest)
-    if label == "distilhubert":
+    if label in ("distilhubert", "distilhubert-ws"):
         from distill.io.checkpoint_files import read_checkpoint
         from distill.models.student_checkpoint import CHECKPOINT_FORMAT
 
         ours = read_checkpoint(rest).get("format") == CHECKPOINT_FORMAT
-        return Upstream(label, "gendistiller_local" if ours else "distiller_local", rest, "paper")
+        return Upstream(label, "gendistiller_local" if ours else "distiller_local", rest,
+                        "paper" if label == "distilhubert" else None)
     if label in ("wavlm", "hubert", "wav2vec2"):
         return Upstream(label, f"{label}_local", rest)
-    raise ValueError(f"unknown upstream label {label!r} in {spec!r}; use gendistiller, distilhubert, wavlm, hubert, "
-                     "wav2vec2 or s3prl:NAME:CKPT")
+    raise ValueError(f"unknown upstream label {label!r} in {spec!r}; use gendistiller, distilhubert, distilhubert-ws, "
+                     "wavlm, hubert, wav2vec2 or s3prl:NAME:CKPT")
 
 
 def count_parameters(upstream: Upstream) -> int:
