@@ -5,19 +5,21 @@ unpadded 16 kHz 1-D waveforms and returns a dict whose `"hidden_states"` is a li
 equal shape; `get_downsample_rates(key)` gives the hop in samples (320 for the wav2vec 2.0 front-end).
 
 Exposed features, by student kind:
-- gendistiller: `hidden_states` = [front-end output h0, generated layer 1, ..., K]
-  (`last_hidden_state` = generated layer K);
+- gendistiller: `hidden_states` = [projected front-end (with `front_end_state`), front-end output h0, generated layer
+  1, ..., K] (`last_hidden_state` = generated layer K), as the student's config says;
 - distilhubert (the baseline): `hidden_states` = [projected front-end, transformer layer 1..n, head 1..K],
   exactly as s3prl's `distiller` expert, plus `"paper"` = the last transformer layer (SUPERB's `-s paper`).
 Padded frames are zeroed; s3prl's `Featurizer` trims each utterance to round(samples / 320) frames.
 
 Utterances are run whole, as SUPERB does. For long recordings, s3prl's `-g` may name a YAML file with
 `chunk_window_seconds` and `chunk_context_seconds` (distill.nn.chunking's windows) and `layers` (hidden states 0..k only:
-GenDistiller stops generating there).
+GenDistiller stops generating there); for a GenDistiller, also `front_end_state` and `states_in_teacher_units`, which
+replace the checkpoint's choice of exposed states (distill.models.student_config).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -25,9 +27,12 @@ import yaml
 from s3prl.upstream.interfaces import UpstreamBase
 from torch import Tensor
 
-from distill.models import DistilHuBERT
+from distill.models import DistilHuBERT, GenDistiller
 from distill.models.student_checkpoint import load_student
 from distill.nn.chunking import Chunking
+
+# GenDistiller's choice of exposed hidden states (distill.models.student_config), which -g may set for a checkpoint.
+EXPOSURE_OPTIONS = ("front_end_state", "states_in_teacher_units")
 
 
 class UpstreamExpert(UpstreamBase):
@@ -43,8 +48,13 @@ class UpstreamExpert(UpstreamBase):
 
     def __init__(self, ckpt: str, model_config: Optional[str] = None, **kwargs: Any):
         super().__init__(**kwargs)
-        self.chunking, self.layers = _inference_options(model_config)
+        self.chunking, self.layers, exposed = _inference_options(model_config)
         self.model, checkpoint = load_student(ckpt)
+        if exposed:
+            if not isinstance(self.model, GenDistiller):
+                raise ValueError(f"gendistiller upstream: -g {model_config} sets {sorted(exposed)}, options of a "
+                                 f"GenDistiller student; {ckpt} holds a {self.model.config.kind}")
+            self.model.config = replace(self.model.config, **exposed)
         self.kind: str = self.model.config.kind
         self.step: int = int(checkpoint.get("step", 0))
         self.downsample_rate = math.prod(stride for _, _, stride in self.model.geometry.conv_layers)
@@ -61,15 +71,15 @@ class UpstreamExpert(UpstreamBase):
         return states
 
 
-def _inference_options(model_config: Optional[str]) -> tuple[Optional[Chunking], Optional[int]]:
+def _inference_options(model_config: Optional[str]) -> tuple[Optional[Chunking], Optional[int], dict[str, bool]]:
     """s3prl's -g: None (whole utterances, every hidden state) or a YAML file of the options the module docstring names."""
     if model_config is None:
-        return None, None
+        return None, None, {}
     if not Path(model_config).is_file():
         raise ValueError(f"gendistiller upstream: model_config (-g) {model_config!r} is not a file; it names a YAML file "
                          "of inference options (the architecture is read from the student checkpoint)")
     options = yaml.safe_load(Path(model_config).read_text()) or {}
-    known = {"chunk_window_seconds", "chunk_context_seconds", "layers"}
+    known = {"chunk_window_seconds", "chunk_context_seconds", "layers", *EXPOSURE_OPTIONS}
     if not isinstance(options, dict) or set(options) - known:
         raise ValueError(f"gendistiller upstream: -g {model_config} may set {sorted(known)} only (the architecture is "
                          f"read from the student checkpoint); got {options!r}")
@@ -77,4 +87,5 @@ def _inference_options(model_config: Optional[str]) -> tuple[Optional[Chunking],
     chunking = Chunking(float(options.get("chunk_window_seconds", default.window_seconds)),
                         float(options.get("chunk_context_seconds", default.context_seconds)))
     use_chunks = "chunk_window_seconds" in options or "chunk_context_seconds" in options
-    return chunking if use_chunks else None, options.get("layers")
+    exposed = {name: bool(options[name]) for name in EXPOSURE_OPTIONS if name in options}
+    return chunking if use_chunks else None, options.get("layers"), exposed

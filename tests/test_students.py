@@ -4,6 +4,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from distill.io.audio import pad_waveforms
 from distill.models import (
     DistilHuBERTConfig,
     GenDistillerConfig,
@@ -147,7 +148,6 @@ def test_history_is_autoregressive_and_causal_across_layers(tiny_students, kind)
     student = students[kind]
     wavs = random_waveforms((16000, 12000), seed=6)
     targets = [teacher(wavs).hidden_states[layer] for layer in (2, 3, 4)]
-    from distill.io.audio import pad_waveforms
 
     waveforms, lengths = pad_waveforms(wavs)
     with torch.no_grad():
@@ -170,7 +170,6 @@ def test_detached_history_trains_each_step_for_its_own_target(history_gradient):
                                 front_end_channels=16, cnn_grad_mult=1.0, output_projection_groups=[0, 1], step_ffn_dims=[])
     torch.manual_seed(0)
     student = build_student(config)
-    from distill.io.audio import pad_waveforms
 
     waveforms, lengths = pad_waveforms(random_waveforms((8000, 6000), seed=3))
     student(waveforms, lengths, history_gradient=history_gradient).predictions[-1].square().mean().backward()
@@ -249,7 +248,6 @@ def test_target_standardization_predicts_in_standard_units(kind):
                                   "target_std": standardized.target_std})
     mean, std = torch.randn(3, 32), torch.rand(3, 32) + 0.5
     standardized.set_target_statistics(mean, std)
-    from distill.io.audio import pad_waveforms
 
     waveforms, lengths = pad_waveforms(random_waveforms((16000, 11000), seed=7))
     teacher_states = [torch.randn(2, 49, 32) for _ in range(3)]
@@ -297,3 +295,39 @@ def test_auto_options_follow_the_teachers_layer_norms(tmp_path):
         GenDistillerConfig(target_standardization="sometimes")
     with pytest.raises(ValueError, match="student.output_norm must be true, false or auto"):
         GenDistillerConfig(output_norm="yes")
+
+
+def test_exposed_states_options():
+    """front_end_state: the projected CNN output (before the positional convolution) comes first, as DistilHuBERT's
+    does; states_in_teacher_units=false: the generated states as predicted, standardised per dimension. The predictions
+    (loss, fidelity) stay in the teacher's units; `layers` counts the exposed states; windows keep the layout."""
+    from distill.nn.chunking import Chunking
+
+    geometry = {**gendistiller_base_config().geometry, "conv_layers": ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2,
+                "dim": 32, "ffn_dim": 64, "num_layers": 4, "num_heads": 2, "conv_pos": 16, "conv_pos_groups": 4}
+    options = dict(target_layers=[2, 3, 4], dropout=0.0, geometry=geometry, target_standardization=True)
+    torch.manual_seed(0)
+    plain = build_student(GenDistillerConfig(**options)).eval()
+    plain.set_target_statistics(3 * torch.randn(3, 32), torch.rand(3, 32) + 0.5)
+    exposed = build_student(GenDistillerConfig(**options, front_end_state=True, states_in_teacher_units=False)).eval()
+    exposed.load_state_dict(plain.state_dict())
+    wavs = random_waveforms((16000, 9000, 23456), seed=2)
+    ours, theirs = exposed.infer(wavs, chunking=None), plain.infer(wavs, chunking=None)
+    assert exposed.state_names() == ["front_end", "h0", "generated_layer_2", "generated_layer_3", "generated_layer_4"]
+    assert len(ours.hidden_states) == 5 and torch.equal(ours.hidden_states[1], theirs.hidden_states[0])
+    for mine, reference in zip(ours.predictions, theirs.predictions):
+        assert torch.equal(mine, reference)
+    mask = (torch.arange(ours.hidden_states[0].shape[1])[None] < ours.lengths[:, None])[..., None]
+    for step, state in enumerate(ours.hidden_states[2:]):
+        expected = (theirs.predictions[step] - plain.target_mean[step]) / plain.target_std[step] * mask
+        assert torch.allclose(state, expected, atol=1e-5)
+    with torch.no_grad():
+        features, _ = exposed._features(*pad_waveforms(wavs))
+    assert torch.allclose(ours.hidden_states[0], features * mask, atol=1e-6)
+    early = exposed.infer(wavs, chunking=None, layers=2)
+    assert len(early.hidden_states) == 3 and torch.equal(early.hidden_states[2], ours.hidden_states[2])
+    assert len(exposed.infer(wavs, chunking=None, layers=0).hidden_states) == 1
+    windowed = exposed.infer([wavs[2]], chunking=Chunking(0.4, 0.1))  # 23,456 samples: several windows
+    assert [state.shape for state in windowed.hidden_states] == [state[2:3].shape for state in ours.hidden_states]
+    assert len(windowed.predictions) == 3
+    assert torch.allclose(windowed.hidden_states[0], ours.hidden_states[0][2:3], atol=1e-5)  # the CNN sees the same

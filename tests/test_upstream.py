@@ -134,3 +134,17 @@ def test_checkpoints_that_are_not_students_fail_clearly(registered, tiny_wavlm_p
         registered.gendistiller_local(ckpt=str(junk))
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         registered.gendistiller_local(ckpt=str(tmp_path / "missing.pt"))
+
+
+def test_model_config_chooses_gendistillers_exposed_states(registered, gendistiller_ckpt, distilhubert_ckpt, tmp_path):
+    """-g front_end_state / states_in_teacher_units replace the checkpoint's choice of exposed states (GenDistiller)."""
+    options = tmp_path / "exposed.yaml"
+    options.write_text("front_end_state: true\n")
+    wavs = random_waveforms((16000, 9000))
+    default = registered.gendistiller_local(ckpt=str(gendistiller_ckpt))(wavs)["hidden_states"]
+    exposed = registered.gendistiller_local(ckpt=str(gendistiller_ckpt), model_config=str(options))(wavs)["hidden_states"]
+    assert len(exposed) == len(default) + 1
+    for ours, theirs in zip(exposed[1:], default):
+        assert torch.equal(ours, theirs)
+    with pytest.raises(ValueError, match="options of a GenDistiller student"):
+        registered.gendistiller_local(ckpt=str(distilhubert_ckpt), model_config=str(options))

@@ -86,6 +86,8 @@ CARRIED_AS: dict[str, tuple[str, ...]] = {
     "generator_repeats": ("generator_repeats",),
     "step_ffn_dims": ("step_ffn_dims",),
     "attention_2d": ("attention_2d",),
+    "front_end_state": ("front_end_state",),
+    "states_in_teacher_units": ("states_in_teacher_units",),
     "geometry": (),  # field by field: GEOMETRY_CARRIED_AS
 }
 TRAINING_ONLY = frozenset({"init_from_teacher", "cnn_grad_mult", "generator_init_layer"})
@@ -125,6 +127,7 @@ def gendistiller_hf_config(student: GenDistiller) -> dict[str, Any]:
         "output_norm": bool(config.output_norm), "generator_repeats": list(config.generator_repeats),
         "step_ffn_dims": list(config.step_ffn_dims), "attention_2d": config.attention_2d,  # type: ignore[arg-type]
         "target_standardization": bool(config.target_standardization), "dropout": config.dropout,
+        "front_end_state": config.front_end_state, "states_in_teacher_units": config.states_in_teacher_units,
         "architectures": ["GenDistillerModel"], "auto_map": dict(AUTO_MAP),
     }
 
@@ -234,9 +237,18 @@ def hidden_state_rows(student: Student) -> list[tuple[str, str]]:
         rows += [(str(i), f"transformer layer {i} (the s3prl upstream's state {i})")
                  for i in range(1, student.config.encoder_layers + 1)]
         return rows
-    rows = [("0", f"h0: front-end output {layer0} (the s3prl upstream's state 0)")]
-    return rows + [(str(k), f"generated teacher layer {layer} (the s3prl upstream's state {k})")
-                   for k, layer in enumerate(student.config.target_layers, start=1)]
+    standardised = student.config.target_standardization and not student.config.states_in_teacher_units
+    units = ", standardised per dimension (the teacher's mean and standard deviation taken out)" if standardised else ""
+
+    def what(name: str) -> str:
+        if name == "front_end":
+            return "projected CNN output, before the positional convolution"
+        if name == "h0":
+            return f"h0: front-end output {layer0}"
+        return f"generated teacher layer {name.rsplit('_', 1)[1]}{units}"
+
+    return [(str(index), f"{what(name)} (the s3prl upstream's state {index})")
+            for index, name in enumerate(student.state_names())]
 
 
 def _card_specifics(student: Student) -> CardFacts:

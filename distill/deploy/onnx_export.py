@@ -73,13 +73,8 @@ class _FirstLayerMoments(nn.Module):
 
 
 def state_names(student: Student) -> list[str]:
-    """What each exposed hidden state is: GenDistiller h0 then the teacher layers it generates; DistilHuBERT its
-    projected front-end, its transformer layers and its heads (named by the teacher layer each predicts)."""
-    targets = [f"layer_{layer}" for layer in student.config.target_layers]
-    if isinstance(student, DistilHuBERT):
-        layers = [f"transformer_{i + 1}" for i in range(student.config.encoder_layers)]
-        return ["front_end"] + layers + [f"head_{target}" for target in targets]
-    return ["h0"] + [f"generated_{target}" for target in targets]
+    """What each exposed hidden state is (`Student.state_names`)."""
+    return student.state_names()
 
 
 def _metadata(student: Student, quantized: Optional[str], source: str, step: int) -> dict[str, str]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from distill.models.resolve import TeacherFacts, resolve_student
 from distill.models.student_config import (
     DistilHuBERTConfig,
     GenDistillerConfig,
@@ -10,7 +11,6 @@ from distill.models.student_config import (
     student_config,
     student_config_from_dict,
 )
-from distill.models.resolve import TeacherFacts, resolve_student
 from distill.models.students import DistilHuBERT, GenDistiller, Student, StudentOutput
 from distill.nn.ssl_encoder import SSLModelConfig
 

@@ -16,6 +16,8 @@ CHECKPOINT_FORMAT = "gendistiller-checkpoint-1"
 # Keys of the flat `student` section that checkpoints written before the per-kind configs hold besides the students'
 # own fields: the training schedule (now the `training` section) and the layer-0 loss term (now in `optim`).
 _TRAINING_KEYS = ("history", "history_gradient", "teacher_forcing_start", "teacher_forcing_end")
+# What GenDistiller checkpoints written before these options exposed: h0, then the generated layers in the teacher's units.
+_EXPOSED_BEFORE = {"front_end_state": False, "states_in_teacher_units": True}
 
 
 def read_student_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -33,18 +35,22 @@ def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint's config dict in the current layout. Checkpoints written before the per-kind student configs hold
     one flat `student` dict with the fields of both kinds, the training schedule and `layer0_loss`; it becomes the
     kind's own fields, a `training` section and `optim.layer0_loss`. A config already in the current layout is
-    returned as it is."""
+    returned as it is. A GenDistiller written before the exposed states were an option keeps exposing what it did
+    (`_EXPOSED_BEFORE`)."""
     student = config.get("student") or {}
-    if "history" not in student:
-        return config
-    kind = student.get("kind", "gendistiller")
-    own = field_names(STUDENT_CONFIGS[kind]) if kind in STUDENT_CONFIGS else set(student)
-    return {
-        **config,
-        "student": {"kind": kind, **{key: value for key, value in student.items() if key in own}},
-        "training": {key: student[key] for key in _TRAINING_KEYS if key in student},
-        "optim": {**config.get("optim", {}), "layer0_loss": bool(student.get("layer0_loss", False))},
-    }
+    if "history" in student:
+        kind = student.get("kind", "gendistiller")
+        own = field_names(STUDENT_CONFIGS[kind]) if kind in STUDENT_CONFIGS else set(student)
+        config = {
+            **config,
+            "student": {"kind": kind, **{key: value for key, value in student.items() if key in own}},
+            "training": {key: student[key] for key in _TRAINING_KEYS if key in student},
+            "optim": {**config.get("optim", {}), "layer0_loss": bool(student.get("layer0_loss", False))},
+        }
+        student = config["student"]
+    if student.get("kind", "gendistiller") == "gendistiller" and not _EXPOSED_BEFORE.keys() <= student.keys():
+        config = {**config, "student": {**_EXPOSED_BEFORE, **student}}
+    return config
 
 
 def load_student(path: str | Path, device: str | torch.device = "cpu") -> tuple[Student, dict[str, Any]]:

@@ -60,7 +60,7 @@ class StudentConfig:
         if self.front_end_channels and self.cnn_grad_mult == 0:
             raise ValueError("student.front_end_channels > 0 builds a CNN trained from scratch; it cannot be frozen "
                              f"(student.cnn_grad_mult={self.cnn_grad_mult})")
-        self.geometry_config()  # validates the geometry keys
+        object.__setattr__(self, "geometry", self.geometry_config().to_dict())  # validated, every key spelled out
 
     def unresolved(self) -> list[str]:
         """The fields a teacher still has to decide (see distill.models.resolve); [] for a resolved config."""
@@ -109,6 +109,12 @@ class GenDistillerConfig(StudentConfig):
     # with the teacher's CNN, whose share of the parameters leaves no room for them.
     step_ffn_dims: list[int] | str = AUTO
     attention_2d: bool = False  # 2-D attention: step k attends over all earlier layers x all frames
+    # The hidden states exposed (to s3prl's weighted sum, ONNX, transformers): [front-end, h0, generated layers].
+    # front_end_state: begin with the projected CNN output before the positional convolution, as DistilHuBERT's do
+    # (false: h0 first). states_in_teacher_units: the generated layers in the teacher's units (false: as predicted,
+    # standardised per dimension when target_standardization is on; the same otherwise).
+    front_end_state: bool = False
+    states_in_teacher_units: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -33,28 +33,31 @@ from distill.nn.ssl_encoder import SSLModel, SSLModelConfig, model_input
 @dataclass
 class StudentOutput:
     hidden_states: list[Tensor]  # what the s3prl upstream exposes, each (B, T, D)
-    predictions: list[Tensor]  # one per target layer, aligned with config.target_layers
+    predictions: list[Tensor]  # one per target layer, aligned with config.target_layers, in the teacher's units
     lengths: Tensor  # (B,) valid frames
-    layer0: Optional[Tensor] = None  # front-end output after the positional conv: the teacher's hidden state 0 analogue
+    layer0: Tensor  # front-end output after the positional conv: the teacher's hidden state 0 analogue
+
+    def states(self) -> list[Tensor]:
+        """Every tensor of the output in one list: hidden states, predictions, layer0 (`from_states` inverts it)."""
+        return [*self.hidden_states, *self.predictions, self.layer0]
+
+    def from_states(self, states: Sequence[Tensor], lengths: Tensor) -> "StudentOutput":
+        """An output shaped like this one from `states()` of the same layout (other frames or another batch)."""
+        hidden, predicted = len(self.hidden_states), len(self.predictions)
+        return StudentOutput(list(states[:hidden]), list(states[hidden:hidden + predicted]), lengths, states[-1])
 
 
 def _stitched(outputs: Sequence[StudentOutput]) -> StudentOutput:
     """Consecutive windows' outputs of one recording (batch of one) as one output."""
-    hidden_states = [torch.cat(parts, dim=1) for parts in zip(*(out.hidden_states for out in outputs))]
-    predictions = hidden_states[len(hidden_states) - len(outputs[0].predictions):]  # both students end with them
-    layer0 = torch.cat([out.layer0 for out in outputs], dim=1) if outputs[0].layer0 is not None else None
-    return StudentOutput(hidden_states, predictions, sum(out.lengths for out in outputs), layer0)
+    states = [torch.cat(parts, dim=1) for parts in zip(*(out.states() for out in outputs))]
+    return outputs[0].from_states(states, sum(out.lengths for out in outputs))
 
 
 def _batched(outputs: Sequence[StudentOutput]) -> StudentOutput:
     """Single-utterance outputs (each state (1, T_i, D)) as one zero-padded batch."""
-    def pad(states: Sequence[Tensor]) -> Tensor:
-        return torch.nn.utils.rnn.pad_sequence([state[0] for state in states], batch_first=True)
-
-    hidden_states = [pad(states) for states in zip(*(out.hidden_states for out in outputs))]
-    predictions = hidden_states[len(hidden_states) - len(outputs[0].predictions):]  # both students end with them
-    layer0 = pad([out.layer0 for out in outputs]) if outputs[0].layer0 is not None else None
-    return StudentOutput(hidden_states, predictions, torch.cat([out.lengths for out in outputs]), layer0)
+    states = [torch.nn.utils.rnn.pad_sequence([state[0] for state in parts], batch_first=True)
+              for parts in zip(*(out.states() for out in outputs))]
+    return outputs[0].from_states(states, torch.cat([out.lengths for out in outputs]))
 
 
 class Student(nn.Module):
@@ -146,15 +149,14 @@ class Student(nn.Module):
         (distill.nn.chunking): each window's output, a batch of one, cut to the frames kept from it. With more than one
         window, a CNN whose first layer normalises over time gets the whole recording's statistics."""
         device = next(self.parameters()).device
-        num_predictions = 0
+        layout: list[StudentOutput] = []  # a window's output: how run()'s states make an output again
 
         def run(first: int, end: int, moments: Optional[Moments]) -> list[Tensor]:
-            nonlocal num_predictions
             piece = torch.as_tensor(samples[first:end], dtype=torch.float32, device=device)
             given = None if moments is None else ChannelMoments(*(torch.from_numpy(m)[None].to(device) for m in moments))
             out = self(piece[None], torch.tensor([len(piece)], device=device), layers=layers, moments=given)
-            num_predictions = len(out.predictions)
-            return [state[0] for state in out.hidden_states + [out.layer0]]
+            layout[:] = [out]
+            return [state[0] for state in out.states()]
 
         @torch.no_grad()
         def first_layer_moments(first: int, end: int) -> Moments:
@@ -164,10 +166,9 @@ class Student(nn.Module):
         norm = None
         if self.feature_extractor.normalizes_over_time:
             norm = RecordingNorm(FrameGrid.of(self.config.front_end_conv_layers()[:1]), first_layer_moments)
-        for window, (*states, layer0) in run_in_windows(run, len(samples), chunking, self.frame_grid, norm):
-            hidden_states = [state[None] for state in states]
-            yield window, StudentOutput(hidden_states, hidden_states[len(hidden_states) - num_predictions:],
-                                        torch.tensor([len(layer0)], device=device), layer0[None])
+        for window, states in run_in_windows(run, len(samples), chunking, self.frame_grid, norm):
+            yield window, layout[0].from_states([state[None] for state in states],
+                                                torch.tensor([len(states[-1])], device=device))
 
     def set_target_statistics(self, mean: Tensor, std: Tensor) -> None:
         """Per target layer and dimension (K, D): the teacher's mean and standard deviation (student.target_standardization)."""
@@ -197,6 +198,10 @@ class Student(nn.Module):
         self.encoder.pos_conv.load_state_dict(teacher.encoder.pos_conv.state_dict())
         self.encoder.layer_norm.load_state_dict(teacher.encoder.layer_norm.state_dict())
 
+    def state_names(self) -> list[str]:
+        """What each exposed hidden state is, in order (the names ONNX and transformers exports carry)."""
+        raise NotImplementedError
+
     def parameter_breakdown(self) -> dict[str, int]:
         return {name: sum(p.numel() for p in module.parameters()) for name, module in self.named_children()}
 
@@ -212,6 +217,8 @@ def _checked_layers(layers: Optional[int], available: int) -> int:
 
 def _zero_padding(states: Sequence[Tensor], lengths: Tensor) -> list[Tensor]:
     """Zeroes each (B, T, D) state beyond its utterance's valid frames."""
+    if not states:
+        return []
     mask = valid_mask(lengths, states[0].shape[1])[..., None]
     return [state * mask.to(state.dtype) for state in states]
 
@@ -274,6 +281,11 @@ class GenDistiller(Student):
                 source_index = min(first + offset, teacher.config.num_layers) - 1
                 _load_matching(layer, teacher.encoder.layers[source_index])
 
+    def state_names(self) -> list[str]:
+        """[front_end (front_end_state)], h0, then the teacher layers generated."""
+        front = ["front_end"] if self.config.front_end_state else []
+        return front + ["h0"] + [f"generated_layer_{layer}" for layer in self.config.target_layers]
+
     def _embed_step(self, x: Tensor, step: int) -> Tensor:
         if self.step_embedding is None:
             return x
@@ -313,16 +325,20 @@ class GenDistiller(Student):
     ) -> StudentOutput:
         features, frame_lengths = self._features(waveforms, lengths, cnn_features, moments)
         h0, key_padding = self.encoder.embed(features, frame_lengths)
-        history, predictions = [h0], []
-        for step in range(_checked_layers(layers, len(self.config.target_layers))):
+        front = [features] if self.config.front_end_state else []
+        last = _checked_layers(layers, len(front) + len(self.config.target_layers))
+        history, predicted = [h0], []
+        for step in range(max(0, last - len(front))):
             prediction = self._generate(step, history, key_padding)
-            predictions.append(self._to_output(step, prediction))
+            predicted.append(prediction)
             teacher_next = teacher_states is not None and use_teacher is not None and step < len(use_teacher) and use_teacher[step]
             own = prediction if history_gradient else prediction.detach()
             history.append(self._standardized(step, teacher_states[step].to(prediction.dtype))  # type: ignore[index]
                            if teacher_next else own)
-        h0, *predictions = _zero_padding([h0, *predictions], frame_lengths)
-        return StudentOutput([h0] + predictions, predictions, frame_lengths, h0)
+        h0, *front = _zero_padding([h0, *front], frame_lengths)
+        predictions = _zero_padding([self._to_output(step, z) for step, z in enumerate(predicted)], frame_lengths)
+        generated = predictions if self.config.states_in_teacher_units else _zero_padding(predicted, frame_lengths)
+        return StudentOutput([*front, h0, *generated][: last + 1], predictions, frame_lengths, h0)
 
 
 def _half_identity(dim: int) -> nn.Linear:
@@ -366,6 +382,11 @@ class DistilHuBERT(Student):
         layers = [_plain_layer(geometry, config.dropout) for _ in range(config.encoder_layers)]
         super().__init__(config, layers)
         self.heads = PredictionHeads(geometry.dim, len(config.target_layers))
+
+    def state_names(self) -> list[str]:
+        """Its projected front-end, its transformer layers, and its heads named by the teacher layer each predicts."""
+        layers = [f"transformer_{i + 1}" for i in range(self.config.encoder_layers)]
+        return ["front_end"] + layers + [f"head_layer_{layer}" for layer in self.config.target_layers]
 
     def init_from_teacher(self, teacher: SSLModel) -> None:
         super().init_from_teacher(teacher)

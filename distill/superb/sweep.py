@@ -51,9 +51,11 @@ class Upstream:
     s3prl_name: str  # -u
     ckpt: str  # -k
     feature: Optional[str] = None  # -s (None: weighted sum of hidden_states)
+    model_config: Optional[str] = None  # -g: the upstream's options file (ours: inference options, see its expert)
 
     def runner_flags(self) -> list[str]:
-        return ["-u", self.s3prl_name, "-k", self.ckpt] + (["-s", self.feature] if self.feature else [])
+        return (["-u", self.s3prl_name, "-k", self.ckpt] + (["-s", self.feature] if self.feature else [])
+                + (["-g", self.model_config] if self.model_config else []))
 
 
 def parse_upstream(spec: str) -> Upstream:

@@ -41,6 +41,8 @@ class GenDistillerConfig(PretrainedConfig):
         attention_2d=False,  # step k attends over the frames of every earlier state, not only the last
         target_standardization=False,  # steps predict standardised states; target_mean / target_std undo it
         dropout=0.0,  # dropout inside the transformer layers (training only)
+        front_end_state=False,  # hidden_states begin with the projected CNN output, before the positional convolution
+        states_in_teacher_units=True,  # generated states in the teacher's units (False: standardised, as predicted)
         **kwargs,
     ):
         steps = len(target_layers)
@@ -75,4 +77,6 @@ class GenDistillerConfig(PretrainedConfig):
         self.attention_2d = bool(attention_2d)
         self.target_standardization = bool(target_standardization)
         self.dropout = float(dropout)
+        self.front_end_state = bool(front_end_state)
+        self.states_in_teacher_units = bool(states_in_teacher_units)
         super().__init__(**kwargs)

@@ -6,7 +6,8 @@ generator block G that produces the teacher's target layers one after another, f
 with a learned step embedding e_k, an output projection Out_k (`output_projection_groups`) and a LayerNorm Norm_k
 (`output_norm`). `hidden_states` = (h_0, h_1, ..., h_K): h_0 is the front-end output after the positional
 convolution and the encoder LayerNorm (transformers' hidden_states[0] of HuBERT); h_k approximates the teacher's layer
-`target_layers[k-1]`; `last_hidden_state` is h_K.
+`target_layers[k-1]` (standardised per dimension instead with `states_in_teacher_units` false); `last_hidden_state` is
+h_K. With `front_end_state`, the projected CNN output before the positional convolution comes first.
 
 `attention_mask` (batch, samples; 1 on samples, 0 on right padding) makes a padded batch give each utterance what it
 gets alone: the CNN's GroupNorm and the waveform normalisation use each utterance's valid part only, and attention
@@ -325,14 +326,16 @@ class GenDistillerModel(GenDistillerPreTrainedModel):
         else:
             lengths = attention_mask.long().sum(-1)
         features, frame_lengths = self.feature_extractor(self._normalized(input_values, lengths), lengths)
-        h0, key_padding = self.encoder.embed(self.projection(features), frame_lengths)
+        projected = self.projection(features)
+        h0, key_padding = self.encoder.embed(projected, frame_lengths)
         history, outputs = [h0], []
         for step in range(len(self.config.target_layers)):
             prediction = self._generate(step, history, key_padding)
-            outputs.append(self._to_output(step, prediction))
+            outputs.append(self._to_output(step, prediction) if self.config.states_in_teacher_units else prediction)
             history.append(prediction)
         mask = valid_mask(frame_lengths, h0.shape[1])[..., None]
-        states = tuple(state * mask.to(state.dtype) for state in [h0, *outputs])
+        front = [projected] if self.config.front_end_state else []
+        states = tuple(state * mask.to(state.dtype) for state in [*front, h0, *outputs])
         hidden_states = states if output_hidden_states else None
         if not return_dict:
             return tuple(value for value in (states[-1], hidden_states) if value is not None)
