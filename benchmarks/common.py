@@ -176,3 +176,17 @@ def write_outputs(out_dir: Path, stem: str, payload: dict[str, Any], markdown: s
 
 def fmt(value: Optional[float], digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def parse_options(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """`gendistiller-NAME=key:value,key:value` -> {label: {key: value}} (values read as YAML): a GenDistiller whose
+    exposed hidden states the options choose (`gendistiller_upstream`'s -g), evaluated without retraining."""
+    import yaml
+
+    options = {}
+    for item in items:
+        label, sep, pairs = item.partition("=")
+        if not sep or not label.startswith("gendistiller-"):
+            raise SystemExit(f"--options item {item!r} must look like gendistiller-NAME=key:value,...")
+        options[label] = {key: yaml.safe_load(value) for key, value in (pair.split(":", 1) for pair in pairs.split(","))}
+    return options

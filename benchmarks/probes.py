@@ -20,14 +20,14 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
-from benchmarks.common import machine_info, markdown_table, pick_device, set_threads, write_outputs
+from benchmarks.common import machine_info, markdown_table, parse_options, pick_device, set_threads, write_outputs
 from distill.io.audio import read_audio
 from distill.superb.intervals import bootstrap_interval, paired_runs_difference, runs_interval
 
@@ -66,8 +66,9 @@ def task_items(corpus: Path) -> dict[str, list[Item]]:
 Upstream = Callable[[torch.Tensor], list[torch.Tensor]]  # one waveform -> its exposed states, each (frames, dim)
 
 
-def load_upstream(spec: str, teacher: bool) -> tuple[Upstream, list[str]]:
-    """A teacher spec or a student checkpoint -> (its exposed states of one utterance, their names)."""
+def load_upstream(spec: str, teacher: bool, options: Optional[dict[str, Any]] = None) -> tuple[Upstream, list[str]]:
+    """A teacher spec or a student checkpoint (a GenDistiller's exposed states chosen by `options`) -> (its exposed
+    states of one utterance, their names)."""
     if teacher:
         from distill.teachers import load_teacher
 
@@ -82,6 +83,8 @@ def load_upstream(spec: str, teacher: bool) -> tuple[Upstream, list[str]]:
     from distill.models.student_checkpoint import load_student
 
     student, _ = load_student(spec)
+    if options:
+        student.config = replace(student.config, **options)
 
     def student_states(wav: torch.Tensor) -> list[torch.Tensor]:
         out = student.infer([wav], chunking=None)
@@ -121,12 +124,14 @@ def probe(features: np.ndarray, items: Sequence[Item]) -> dict[str, bool]:
     return {item.key: bool(ok) for item, ok in zip([i for i in items if not i.train], right)}
 
 
-def measure(upstreams: dict[str, tuple[str, bool]], corpus: Path, out: Path) -> dict[str, Any]:
-    """{label: {"names", "norms": {task: [...]}, "correct": {task: {state: {item: bool}}}}} for every upstream."""
+def measure(upstreams: dict[str, tuple[str, bool]], corpus: Path, out: Path,
+            options: Optional[dict[str, dict[str, Any]]] = None) -> dict[str, Any]:
+    """{label: {"names", "norms": {task: [...]}, "correct": {task: {state: {item: bool}}}}} for every upstream;
+    `options`: exposed-state options by kind (the label before '@')."""
     items = task_items(corpus)
     results: dict[str, Any] = {}
     for label, (spec, is_teacher) in upstreams.items():
-        upstream, names = load_upstream(spec, is_teacher)
+        upstream, names = load_upstream(spec, is_teacher, (options or {}).get(label.split("@")[0]))
         entry: dict[str, Any] = {"spec": spec, "names": names, "norms": {}, "correct": {}}
         for task, task_list in items.items():
             pooled, norms = pooled_states(upstream, task_list, out / "states" / f"{label}_{task}.npz")
@@ -210,6 +215,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         "(`gendistiller fetch asterisk-speech`, or `gendistiller make-corpus`)")
     parser.add_argument("--teacher", help="teacher spec (probed as 'teacher')")
     parser.add_argument("--students", nargs="*", default=[], metavar="KIND@SEED=CHECKPOINT")
+    parser.add_argument("--options", nargs="*", default=[], metavar="gendistiller-NAME=key:value,...",
+                        help="exposed-state options of the students labelled gendistiller-NAME (no retraining)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/probes"))
     return parser.parse_args(argv)
@@ -227,7 +234,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     setup = {"corpus": str(args.corpus), "machine": machine_info(pick_device("cpu")),
              "upstreams": {label: spec for label, (spec, _) in upstreams.items()},
              "command": " ".join(["python -m benchmarks.probes"] + (argv if argv is not None else sys.argv[1:]))}
-    results = measure(upstreams, args.corpus, args.out)
+    results = measure(upstreams, args.corpus, args.out, parse_options(args.options))
     summary = summarize(results)
     markdown = render(summary, setup)
     json_path, md_path = write_outputs(args.out, "probes", {"setup": setup, **summary}, markdown)

@@ -1,0 +1,147 @@
+"""The development protocol: students compared downstream as SUPERB compares upstreams, over distillation seeds.
+
+    python -m benchmarks.protocol --corpus runs/cache/asterisk_speech --tasks sid ic \
+        --students gendistiller@0=G0.pt distilhubert@0=D0.pt gendistiller@1=G1.pt distilhubert@1=D1.pt \
+        --options gendistiller-std=states_in_teacher_units:false --out DIR
+
+For each distillation seed (KIND@SEED=CHECKPOINT), every upstream runs s3prl's recipe of each task through the runner
+(`superb-sweep`): the first s3prl seed sweeps the learning rates (--lrs), the chosen rate on dev is trained with the
+later s3prl seeds (--seeds in all), as SUPERB tunes the downstream per upstream and task. Each student is scored the
+ways a user runs it: GenDistiller on the weighted sum of its hidden states; DistilHuBERT on its last layer
+(`distilhubert`, SUPERB's `-s paper`) and on the weighted sum of all its hidden states (`distilhubert-ws`, s3prl's
+default); `--options LABEL=key:value,...` adds a GenDistiller whose exposed states are chosen by the upstream's `-g`
+(no retraining). The local settings of the main job (`gendistiller demo`): 1000 downstream steps, dev and test taken at
+the end. Reported per upstream and task: the test score's mean and standard deviation over every (distillation seed,
+s3prl seed) run with a 95% interval (two-stage bootstrap: the runs, then the test items), the learning rates chosen,
+the weights each run's weighted sum learned (mean over runs), and every pair of upstreams paired on the same runs and
+test items. Finished runs are kept in DIR and reused.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import yaml
+
+from benchmarks.common import machine_info, markdown_table, parse_options, pick_device, write_outputs
+from distill.commands.demo import LOCAL_OVERRIDES
+from distill.superb.intervals import kept_correct, paired_runs_difference, runs_interval
+from distill.superb.sweep import Upstream, parse_upstream, sweep_seeds
+from distill.superb.tasks import load_tasks
+
+STEPS = 1000
+
+
+def upstreams_of_seed(students: dict[str, str], options: dict[str, dict[str, Any]], out: Path) -> list[Upstream]:
+    """The upstreams of one distillation seed: each student as users run it, and the option variants."""
+    found = []
+    for kind, checkpoint in students.items():
+        if kind == "distilhubert":
+            found += [parse_upstream(f"distilhubert:{checkpoint}"), parse_upstream(f"distilhubert-ws:{checkpoint}")]
+        else:
+            found.append(parse_upstream(f"{kind}:{checkpoint}"))
+    for label, values in options.items():
+        path = out / f"{label}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(values))
+        found.append(Upstream(label, "gendistiller_local", students["gendistiller"], model_config=str(path)))
+    return found
+
+
+def featurizer_weights(run_dir: Path) -> Optional[list[float]]:
+    """The softmax weights of the weighted sum that the run's best-dev checkpoint learned (None without one)."""
+    checkpoint = run_dir / "dev-best.ckpt"
+    if not checkpoint.is_file():
+        return None
+    states = torch.load(checkpoint, map_location="cpu", weights_only=False).get("Featurizer")
+    return torch.softmax(states["weights"], -1).tolist() if states else None
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per (task, upstream): scores over runs with an interval; every pair of upstreams on the same runs and items."""
+    tasks = load_tasks()
+    runs: dict[tuple[str, str], dict[str, dict[str, bool]]] = {}
+    summary: dict[str, Any] = {"scores": [], "pairs": []}
+    for (task, upstream) in sorted({(row["task"], row["upstream"]) for row in rows}):
+        mine = [row for row in rows if (row["task"], row["upstream"]) == (task, upstream)]
+        correct = {row["run"]: kept_correct(tasks[task], Path(row["expdir"])) for row in mine}
+        tests = [100 * float(row["test"]) for row in mine]
+        low, high = runs_interval([list(c.values()) for c in correct.values() if c]) if all(correct.values()) else (
+            float("nan"), float("nan"))
+        weights = [w for w in (featurizer_weights(Path(row["expdir"])) for row in mine) if w]
+        summary["scores"].append({
+            "task": task, "upstream": upstream, "runs": len(mine), "mean": statistics.fmean(tests),
+            "sd": statistics.stdev(tests) if len(tests) > 1 else 0.0, "low": 100 * low, "high": 100 * high,
+            "lrs": sorted({row["lr"] for row in mine}), "weights": np.mean(weights, 0).tolist() if weights else None})
+        if all(correct.values()):
+            runs[task, upstream] = correct  # type: ignore[assignment]
+    for task in sorted({task for task, _ in runs}):
+        labels = [upstream for t, upstream in runs if t == task]
+        for i, a in enumerate(labels):
+            for b in labels[i + 1:]:
+                comparison = paired_runs_difference(runs[task, a], runs[task, b])
+                summary["pairs"].append({"task": task, "a": a, "b": b, "difference": 100 * comparison.difference,
+                                         "low": 100 * comparison.low, "high": 100 * comparison.high,
+                                         "runs": comparison.runs, "items": comparison.items,
+                                         "better": {"A": a, "B": b, "~": "~ (tie)"}[comparison.verdict]})
+    return summary
+
+
+def render(summary: dict[str, Any], setup: dict[str, Any]) -> str:
+    rows = [[s["task"], s["upstream"], s["runs"], f"{s['mean']:.2f} ± {s['sd']:.2f}", f"[{s['low']:.1f}, {s['high']:.1f}]",
+             ", ".join(s["lrs"]), " / ".join(f"{w:.2f}" for w in s["weights"]) if s["weights"] else "-"]
+            for s in summary["scores"]]
+    text = (f"Downstream on {setup['corpus']} ({setup['machine']['cpu']}, {setup['machine']['date']}): test % over "
+            f"{setup['distillation_seeds']} distillation seed(s) x {setup['s3prl_seeds']} s3prl seed(s), lrs "
+            f"{setup['lrs']} swept on the first s3prl seed.\n\n"
+            + markdown_table(["task", "upstream", "runs", "mean ± sd", "95% interval", "lr chosen", "weights"], rows))
+    rows = [[p["task"], f"{p['a']} - {p['b']}", f"{p['difference']:+.2f}", f"[{p['low']:+.1f}, {p['high']:+.1f}]",
+             p["runs"], p["items"], p["better"]] for p in summary["pairs"]]
+    return text + "\nPaired on the same runs and test items:\n\n" + markdown_table(
+        ["task", "A - B", "points", "95% interval", "runs", "items", "better"], rows)
+
+
+def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, required=True, help="a corpus root in the tasks' layouts")
+    parser.add_argument("--tasks", nargs="+", default=["sid", "ic"])
+    parser.add_argument("--students", nargs="+", required=True, metavar="KIND@SEED=CHECKPOINT")
+    parser.add_argument("--options", nargs="*", default=[], metavar="gendistiller-NAME=key:value,...")
+    parser.add_argument("--lrs", type=float, nargs="+", default=[1e-2, 1e-3, 1e-4])
+    parser.add_argument("--seeds", type=int, default=3, help="s3prl seeds per upstream and task (default 3)")
+    parser.add_argument("--jobs", type=int, default=2, help="s3prl runs at the same time")
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/protocol"))
+    args = parser.parse_args(argv)
+    options = parse_options(args.options)
+    by_seed: dict[str, dict[str, str]] = {}
+    for item in args.students:
+        label, _, path = item.partition("=")
+        kind, _, seed = label.partition("@")
+        by_seed.setdefault(seed or "0", {})[kind] = path
+    overrides = [f"config.runner.total_steps={STEPS}", f"config.runner.eval_step={STEPS}",
+                 f"config.runner.save_step={STEPS}", f"config.runner.log_step={STEPS // 4}"]
+    rows = []
+    for seed, students in by_seed.items():
+        folder = args.out / f"distill_seed_{seed}"
+        found = sweep_seeds(upstreams_of_seed(students, options, folder), args.tasks, args.lrs, folder / "results.csv",
+                            folder / "superb", args.seeds, overrides=overrides, corpus=args.corpus, test_in_run=True,
+                            task_overrides=LOCAL_OVERRIDES, jobs=args.jobs)
+        rows += [{**row, "run": f"{seed}:{row['seed']}"} for row in found]
+    setup = {"corpus": str(args.corpus), "tasks": args.tasks, "students": args.students, "options": options,
+             "lrs": args.lrs, "s3prl_seeds": args.seeds, "distillation_seeds": len(by_seed),
+             "machine": machine_info(pick_device("cpu")),
+             "command": " ".join(["python -m benchmarks.protocol"] + (argv if argv is not None else sys.argv[1:]))}
+    summary = summarize(rows)
+    markdown = render(summary, setup)
+    write_outputs(args.out, "protocol", {"setup": setup, **summary}, markdown)
+    print(markdown)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
