@@ -15,8 +15,9 @@ taken in the chosen run's `test_items/` folder, for `superb-report`'s confidence
 `EXPDIR/seed_S/`, all rows in the one results CSV (its `seed` column); `superb-report` gives their mean and spread and an
 interval over seeds and test items.
 
-Resumable: a finished training run leaves `sweep.json` (its dev scores) in its experiment folder and is never
-rerun; a finished (upstream, task) is a CSV row and is skipped. An interrupted training run is started again.
+One sweep per results CSV at a time (a lock beside it). Resumable: a finished training run leaves `sweep.json` (its dev
+scores) in its experiment folder and is never rerun; a finished (upstream, task) is a CSV row and is skipped. An
+interrupted training run is started again.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from distill.io.run_folder import RunLock
 from distill.superb.intervals import TEST_ITEMS, read_correct
 from distill.superb.tasks import Task, load_tasks, parse_scores
 
@@ -346,7 +348,9 @@ def seeds_of(count: int) -> list[int]:
 def sweep_seeds(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: Sequence[float], results: Path,
                 expdir: Path, seeds: int = 1, **options: Any) -> list[dict[str, str]]:
     """`sweep` once per seed of `seeds_of(seeds)`, each in expdir/seed_S/, every row in the one `results` CSV;
-    `options` are sweep's. Returns all rows."""
-    for seed in seeds_of(seeds):
-        sweep(upstreams, task_names, lrs, results, expdir / f"seed_{seed}", seed=seed, **options)
-    return read_results(results)
+    `options` are sweep's. Returns all rows. The results CSV is held for the sweep (one sweep per CSV: two would run the
+    same combinations and append them twice)."""
+    with RunLock.file(results, "--results"):
+        for seed in seeds_of(seeds):
+            sweep(upstreams, task_names, lrs, results, expdir / f"seed_{seed}", seed=seed, **options)
+        return read_results(results)
