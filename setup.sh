@@ -36,8 +36,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$deps_hash" ]; then
   "${PIP[@]}" s3prl==0.4.18 soundfile tensorboardX tensorboard "huggingface_hub<1" "transformers<5" \
     pyyaml tqdm matplotlib pytest pandas librosa editdistance h5py dtw-python sox
   # scikit-learn: k-means units for teacher pretraining; onnx + onnxruntime: ONNX export, int8 and the torch-free runtime;
-  # ctranslate2: tests only, its converter writes the faster-whisper model.bin files our own reader is checked against
-  "${PIP[@]}" scikit-learn==1.9.1 onnx==1.23.2 onnxruntime==1.32.0 ctranslate2==4.8.5
+  # ctranslate2: tests only, its converter writes the faster-whisper model.bin files our own reader is checked against;
+  # hypothesis: tests only, the property tests of the config boundary (tests/test_config_properties.py)
+  "${PIP[@]}" scikit-learn==1.9.1 onnx==1.23.2 onnxruntime==1.32.0 ctranslate2==4.8.5 hypothesis==6.170.27
   # catalyst is imported by s3prl's KS expert; its pinned deps clash with ours, so install it alone.
   "${PIP[@]}" --no-deps catalyst==22.4
   "${PIP[@]}" hydra-slayer

@@ -1,3 +1,5 @@
+import contextlib
+import signal
 import sys
 from pathlib import Path
 
@@ -91,3 +93,39 @@ def gendistiller_ckpt(tmp_path_factory, tiny_wavlm_path) -> Path:
 @pytest.fixture(scope="session")
 def distilhubert_ckpt(tmp_path_factory, tiny_wavlm_path) -> Path:
     return trained_student(tmp_path_factory, tiny_wavlm_path, "distilhubert")
+
+
+class Hang(BaseException):
+    """A block that ran past its time limit (BaseException: no error boundary takes it for an expected error)."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: int):
+    """Fails the block with Hang after `seconds` (SIGALRM); a hang inside C code, where Python cannot raise, ends the
+    test process 30 s later with every thread's traceback (faulthandler): never a silent hang."""
+    import faulthandler
+
+    def fail(signum, frame):
+        raise Hang(f"no answer within {seconds} s: a hang")
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    try:
+        faulthandler.dump_traceback_later(seconds + 30, exit=True, file=sys.__stderr__)
+        signal.alarm(seconds)
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def write_nan_audio(path: Path, samples: int = 8000, where: slice = slice(None)) -> Path:
+    """A float WAV whose samples at `where` are NaN (all of them by default): what a broken converter leaves."""
+    import numpy as np
+    import soundfile
+
+    wav = 0.1 * np.random.default_rng(1).standard_normal(samples).astype("float32")
+    wav[where] = np.nan
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, wav, 16000, subtype="FLOAT")
+    return path

@@ -56,15 +56,17 @@ def test_legacy_configs_convert_to_the_current_layout():
 
 
 def test_legacy_checkpoint_resumes_with_its_training_settings(tmp_path):
-    """--resume from a legacy checkpoint: the architecture, the schedule and the layer-0 term come from it, whatever
-    the config given says (here the plain tiny_gendistiller, no narrowed front-end, no layer-0 term)."""
+    """--resume from a legacy checkpoint: the schedule and the layer-0 term come from it, whatever the config given
+    says (here tiny_gendistiller, without the layer-0 term); the config names the checkpoint's student (a narrowed
+    front-end trained from scratch), which --resume requires."""
     teacher = write_wavlm_checkpoint(tmp_path / "teacher.pt", {**LEGACY_TEACHER_CFG, "layer_norm_first": True})
     corpus = write_tone_corpus(tmp_path / "corpus", num_files=4)
     out = tmp_path / "run"
     (out / "checkpoints").mkdir(parents=True)
     shutil.copy(FIXTURES / "gendistiller_pre_ln.pt", out / "checkpoints" / "step_00000003.pt")
     config = load_config("tiny_gendistiller", [f"teacher={teacher}", f"data.train={corpus}", f"run.output_dir={out}",
-                                               "optim.total_steps=4", "run.progress=false", "run.log_every=1"])
+                                               "optim.total_steps=4", "run.progress=false", "run.log_every=1",
+                                               "student.front_end_channels=8", "student.cnn_grad_mult=1.0"])
     last = train(config, resume=True)
     resumed = read_student_checkpoint(last)
     assert resumed["step"] == 4

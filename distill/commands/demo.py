@@ -12,7 +12,7 @@ Paper scale: `gendistiller demo --teacher WavLM-Base+.pt --librispeech DIR --sup
 shipped paper configs (200k steps) and sweeps the downstream learning rate; DIR for --superb-data holds
 speech_commands/{train,test}, fluent_commands and voxceleb1 in the layouts of superb_recipes/README.md. No control
 is trained at paper scale (the report then has no margin table).
-Every stage is resumable: rerunning the command continues where it stopped.
+Every stage is resumable: rerunning the command continues where it stopped. One demo at a time per --work folder.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from typing import Optional
 
 import torch
 
+from distill.io.run_folder import RunLock, RunStopped
 from distill.models.student_checkpoint import read_student_checkpoint
 from distill.superb.tasks import load_tasks
 from distill.training.runs import latest_checkpoint
@@ -164,6 +165,16 @@ def _tasks(spec: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The demo holds its work folder for its whole run (one demo per folder); a stage stopped by a signal is
+    resumed by running the same command again."""
+    with RunLock.folder(args.work, "--work"):
+        try:
+            return _run(args)
+        except RunStopped as stop:
+            raise stop.resuming_with("rerun the same `gendistiller demo` command to resume") from None
+
+
+def _run(args: argparse.Namespace) -> int:
     from distill.corpora.synthetic import build_corpus
     from distill.superb.report import Reference, chance_scores, write_report
     from distill.superb.sweep import parse_upstream, sweep_seeds
@@ -176,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     if paper_scale and (args.librispeech is None or args.superb_data is None):
-        raise SystemExit("error: --teacher needs --librispeech and --superb-data (paper scale)")
+        raise ValueError("--teacher needs --librispeech and --superb-data (paper scale)")
     work = args.work
     tasks = _tasks(args.tasks)
 

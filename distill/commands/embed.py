@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from distill.deploy.runtime import OnnxStudent
 from distill.io.audio import SAMPLE_RATE, AudioError, AudioFile, audio_files
+from distill.io.run_folder import blocking_file
 from distill.nn.chunking import Chunking, NpyWriter
 
 
@@ -39,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    _check_out(args.out)
     student = OnnxStudent(args.model, args.threads, layers=args.layer,
                           chunking=None if args.whole else Chunking(args.window, args.context))
     files = [path for item in args.audio for path in (audio_files([item]) if item.is_dir() else [item])]
@@ -64,6 +66,13 @@ def run(args: argparse.Namespace) -> int:
     kept = "all hidden states: " + ", ".join(student.names) if args.layer is None else f"hidden state {student.names[-1]}"
     print(f"[embed] {len(files) - failed} of {len(files)} files -> {args.out} ({kept}; width {student.metadata['dim']})")
     return 1 if failed else 0
+
+
+def _check_out(out: Path) -> None:
+    """--out must be a folder, or a path where one can be made (not a file, not under a file)."""
+    blocking = blocking_file(out)
+    if blocking is not None:
+        raise ValueError(f"--out {out}: {blocking} is a file; give a folder for the .npy files")
 
 
 def _embed_file(student: OnnxStudent, path: Path, out: Path, layer: int | None, dtype: type, bar: tqdm) -> None:

@@ -10,6 +10,8 @@ ARGS are exactly s3prl's flags (`-m train|evaluate|inference`, `-u`, `-k`, `-d`,
   `-d fluent_commands` -> ic, `-d voxceleb1` -> sid, `-d emotion` -> er, `-d asr` -> asr, `-d quesst14_dtw` -> qbe,
   `-d sv_voxceleb1` -> asv, `-d diarization` -> sd, and `-d ctc` -> PR (phoneme recognition,
   superb_recipes/pr/config.yaml); slot filling shares `-d ctc`, so pass `-c superb_recipes/sf/config.yaml` for SF;
+- `-k` of our upstreams is read with our own loader before the runner starts (a file that is not a student checkpoint
+  is a one-line error, not a traceback through the runner); another `*_local` upstream's `-k` must exist;
 - `--device` defaults to cuda when available, else cpu (s3prl's default is cuda); an expert's hard-coded `.cuda()`
   (ASV's sv_voxceleb1 has one) follows --device;
 - under `torchrun`, `--local_rank` defaults to $LOCAL_RANK (s3prl starts DDP only when `--local_rank` is given);
@@ -20,7 +22,8 @@ ARGS are exactly s3prl's flags (`-m train|evaluate|inference`, `-u`, `-k`, `-d`,
 - `torchaudio.load` reads files with soundfile first (the same samples; torchaudio's default, ffmpeg, spends ~25 ms
   per file setting up a decoder, and SID's and IC's datasets load every item from its file).
 Defaults are placed before ARGS, so a flag given in ARGS wins (s3prl's parser keeps the last occurrence).
-Give -c/--config, -d/--downstream, -e/--past_exp, --device and --local_rank unabbreviated for them to be seen here.
+Give -c/--config, -d/--downstream, -e/--past_exp, -u/--upstream, -k/--upstream_ckpt, --device and --local_rank
+unabbreviated for them to be seen here.
 
 Example (keyword spotting on a student checkpoint):
     gendistiller superb -m train -u gendistiller_local -k runs/gendistiller/checkpoints/step_00200000.pt \
@@ -49,12 +52,9 @@ class LauncherError(ValueError):
 
 
 def main(argv: Sequence[str]) -> int:
-    """Every string, -h included, goes to s3prl's parser untouched."""
-    try:
-        run_downstream(argv)
-    except LauncherError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    """Every string, -h included, goes to s3prl's parser untouched. Errors (a launcher error, a checkpoint that is not
+    one) reach the CLI's error boundary: one line, exit 2."""
+    run_downstream(argv)
     return 0
 
 
@@ -74,6 +74,8 @@ def _preparse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("-a", "--auto_resume", action="store_true")
     parser.add_argument("--device")
     parser.add_argument("--local_rank")
+    parser.add_argument("-u", "--upstream")
+    parser.add_argument("-k", "--upstream_ckpt")
     known, _ = parser.parse_known_args(list(argv))
     return known
 
@@ -109,9 +111,31 @@ def _allow_runner_checkpoints() -> None:
     torch.serialization.add_safe_globals([argparse.Namespace])
 
 
+OUR_UPSTREAMS = ("gendistiller", "gendistiller_local", "gendistiller_url")  # -k: a student checkpoint of ours
+
+
+def check_upstream_checkpoint(argv: Sequence[str]) -> None:
+    """-k read before s3prl's runner starts: a student checkpoint with our own loader (CheckpointError naming the file:
+    missing, truncated, a teacher's, non-finite weights); another upstream's local file must exist."""
+    given = _preparse(argv)
+    ckpt = given.upstream_ckpt
+    if ckpt is None or given.help or "://" in ckpt and not ckpt.startswith("file://"):
+        return
+    path = Path(ckpt.removeprefix("file://"))
+    if given.upstream in OUR_UPSTREAMS:
+        from distill.models.student_checkpoint import read_student_checkpoint
+
+        read_student_checkpoint(path)
+    elif given.upstream and given.upstream.endswith("_local") and not path.exists():
+        from distill.io.checkpoint_files import CheckpointError
+
+        raise CheckpointError(f"-k {ckpt}: checkpoint not found")
+
+
 def run_downstream(argv: Sequence[str]) -> None:
     """Registers our upstreams, then runs s3prl's `run_downstream.main()` in this process with `argv`."""
     full_argv = runner_argv(argv)
+    check_upstream_checkpoint(full_argv)
     try:
         from s3prl import run_downstream as s3prl_runner
 

@@ -7,8 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from distill.superb.report import Reference, chance_scores, write_report
-from distill.superb.sweep import read_results
+from distill.superb.report import Reference, chance_scores, read_report_results, write_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     runs = dict(_label_path(item) for item in args.runs)
     if not args.results.is_file() and not runs:
         raise FileNotFoundError(f"{args.results}: no results CSV (run `gendistiller superb-sweep` first)")
-    rows = read_results(args.results)
+    rows = read_report_results(args.results)  # an empty CSV or one without the report's columns: a one-line error
     reference = Reference(chance_scores({row["task"] for row in rows}, args.corpus) if args.corpus else {},
                           args.teacher, args.control)
     fidelity = json.loads(args.fidelity.read_text()) if args.fidelity else None

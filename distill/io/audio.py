@@ -19,11 +19,21 @@ AUDIO_SUFFIXES = (".flac", ".wav")
 
 
 class AudioError(ValueError):
-    """Audio that cannot be used: unreadable, empty, not mono, or not 16 kHz."""
+    """Audio that cannot be used: unreadable, empty, not mono, not 16 kHz, or holding NaN or infinite samples."""
+
+NON_FINITE = "non-finite samples (NaN or inf)"  # the reason given for audio holding them, wherever it is read
+
+
+def all_finite(samples: Any) -> bool:
+    """Whether every sample of a numpy array or torch tensor is finite (integer PCM always is)."""
+    if hasattr(samples, "isfinite"):  # a torch tensor
+        return bool(samples.isfinite().all())
+    return bool(np.isfinite(samples).all())
 
 
 def check_waveforms(wavs: Sequence[Any], sample_rate: int = SAMPLE_RATE) -> None:
-    """A non-empty list of 1-D float waveforms (torch tensors or numpy arrays), each at least MIN_SAMPLES long."""
+    """A non-empty list of 1-D float waveforms (torch tensors or numpy arrays), each at least MIN_SAMPLES long, every
+    sample finite."""
     if sample_rate != SAMPLE_RATE:
         raise AudioError(f"expected {SAMPLE_RATE} Hz audio, got {sample_rate} Hz; resample it first")
     if len(wavs) == 0:
@@ -40,6 +50,8 @@ def check_waveforms(wavs: Sequence[Any], sample_rate: int = SAMPLE_RATE) -> None
         if not _is_float(wav.dtype):
             raise AudioError(f"waveform {i}: expected float samples in [-1, 1], got {wav.dtype}; "
                              "scale integer PCM to floats first (int16: divide by 32768)")
+        if not all_finite(wav):
+            raise AudioError(f"waveform {i}: {NON_FINITE}")
 
 
 def _is_float(dtype: Any) -> bool:
@@ -72,7 +84,8 @@ def read_audio(path: str | Path) -> np.ndarray:
 
 class AudioFile:
     """A 16 kHz mono file read by spans, `audio[first:end]` (float32), never whole unless asked: long recordings are
-    read window by window. Checked on opening like `read_audio`; AudioError names the file and the problem."""
+    read window by window. Checked on opening like `read_audio`, and each span read for non-finite samples; AudioError
+    names the file and the problem."""
 
     def __init__(self, path: str | Path):
         import soundfile
@@ -104,6 +117,8 @@ class AudioFile:
             raise AudioError(f"{self.path}: cannot read samples {first} to {end} ({error})") from error
         if len(data) != end - first:
             raise AudioError(f"{self.path}: read {len(data)} samples at {first}, expected {end - first} (truncated file?)")
+        if not all_finite(data):
+            raise AudioError(f"{self.path}: {NON_FINITE}")
         return data[:, 0]
 
     def close(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -23,11 +23,27 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: is a directory, expected a checkpoint file (.pt)")
     try:
         checkpoint = torch.load(str(path), map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, ModuleNotFoundError) as error:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, ModuleNotFoundError,
+            OSError) as error:  # a truncated zip archive is an OSError
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from error
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: expected a checkpoint dict, found a {type(checkpoint).__name__}")
     return checkpoint
+
+
+def non_finite_tensors(weights: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of a state dict holding NaN or infinite values."""
+    return [name for name, value in weights.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(value.isfinite().all())]
+
+
+def check_finite_weights(weights: Mapping[str, Any], path: str | Path) -> None:
+    """CheckpointError naming the file and its first non-finite tensors, if any: such weights compute only NaN."""
+    bad = non_finite_tensors(weights)
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise CheckpointError(f"{path}: non-finite weights (NaN or inf) in {', '.join(bad[:3])}{more}; this checkpoint "
+                              "cannot be used: take an earlier one")
 
 
 def save_atomically(obj: Any, path: Path) -> None:

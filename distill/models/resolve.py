@@ -117,7 +117,7 @@ def _parameters(student: torch.nn.Module) -> int:
 
 
 def _check_compatible(config: StudentConfig, teacher: TeacherFacts) -> None:
-    """Frames paired one to one, target layers the teacher has, the teacher's width."""
+    """Frames paired one to one, target layers (and layers to copy) the teacher has, the teacher's width."""
     hop = math.prod(stride for _, _, stride in config.front_end_conv_layers())
     if teacher.downsample_rate != hop:
         raise ValueError(
@@ -128,6 +128,11 @@ def _check_compatible(config: StudentConfig, teacher: TeacherFacts) -> None:
     if max(config.target_layers) > teacher.num_layers:
         raise ValueError(f"student.target_layers {config.target_layers} ask for layers the teacher {teacher.spec} "
                          f"lacks: it has {teacher.num_layers}; choose target layers from 1 to {teacher.num_layers}")
+    copied = config.encoder_layers if isinstance(config, DistilHuBERTConfig) and config.init_from_teacher else 0
+    if copied > teacher.num_layers:
+        raise ValueError(f"student.encoder_layers {copied} are initialised from the teacher's first "
+                         f"layers, but the teacher {teacher.spec} has {teacher.num_layers}; choose at most "
+                         f"{teacher.num_layers} (or student.init_from_teacher=false)")
     width = config.geometry_config().dim
     if width != teacher.dim:
         raise ValueError(f"the student is {width} wide but the teacher {teacher.spec} is {teacher.dim} wide; the "

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from distill.io.checkpoint_files import CheckpointError, read_checkpoint
+from distill.io.checkpoint_files import CheckpointError, check_finite_weights, read_checkpoint
 from distill.models import Student, build_student, student_config_from_dict
 from distill.models.student_config import STUDENT_CONFIGS, field_names
 
@@ -21,13 +21,14 @@ _EXPOSED_BEFORE = {"front_end_state": False, "states_in_teacher_units": True}
 
 
 def read_student_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Loads a checkpoint written by `gendistiller distill`, with a clear error for anything else. Its config is in
-    the current layout (`upgrade_config`)."""
+    """Loads a checkpoint written by `gendistiller distill`, with a clear error for anything else (a checkpoint whose
+    weights are not all finite included). Its config is in the current layout (`upgrade_config`)."""
     checkpoint = read_checkpoint(path)
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         found = "a WavLM/fairseq teacher checkpoint" if "cfg" in checkpoint else f"a dict with keys {sorted(checkpoint)[:8]}"
         raise CheckpointError(f"{path}: not a GenDistiller student checkpoint (format {CHECKPOINT_FORMAT!r}); "
                               f"found {found}")
+    check_finite_weights(checkpoint.get("student", {}), path)
     return {**checkpoint, "config": upgrade_config(checkpoint["config"])}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Mapping
 
-from distill.io.configuration import from_dict
+from distill.io.configuration import at_least, between, from_dict
 from distill.nn.ssl_encoder import SSLModelConfig
 
 AUTO = "auto"
@@ -26,7 +26,7 @@ class StudentConfig:
     # Front-end. 0: the teacher's CNN, copied at initialisation. > 0: a cheaper CNN with the teacher's kernels and
     # strides (same 320-sample hop and frame count) but this many channels in every layer; it and the projection after
     # it are trained from scratch (set cnn_grad_mult=1 and optim.layer0_loss=true with it).
-    front_end_channels: int = 0
+    front_end_channels: int = field(default=0, metadata=between(0, 4096))
     # A LayerNorm over the CNN's channels before the projection. Per frame, it removes the frame's energy, which a
     # teacher whose layers are not LayerNorm outputs (Whisper's conv stem, pre-LN encoders) carries. auto: GenDistiller
     # has it unless its narrowed CNN (front_end_channels) is trained for such a teacher (a CNN copied from the teacher
@@ -37,7 +37,8 @@ class StudentConfig:
     # the teacher's units, while the generator's history works on unit-scale states. auto: on unless every teacher
     # layer leaves a LayerNorm (post-LN teachers, whose layers a per-step LayerNorm already matches).
     target_standardization: bool | str = False
-    dropout: float = 0.1  # dropout inside transformer layers (DistilHuBERT: 0.1)
+    # dropout inside transformer layers (DistilHuBERT: 0.1)
+    dropout: float = field(default=0.1, metadata=between(0, 1, high_open=True))
     # Geometry of the front-end and transformer layers (WavLM/HuBERT Base by default). A checkpoint teacher replaces it
     # with its own; other teachers need one of their width.
     geometry: dict[str, Any] = field(default_factory=lambda: SSLModelConfig(family="hubert").to_dict())
@@ -87,9 +88,9 @@ class GenDistillerConfig(StudentConfig):
 
     kind: ClassVar[str] = "gendistiller"
     target_standardization: bool | str = AUTO
-    generator_layers: int = 1  # transformer layers in the generator block G
+    generator_layers: int = field(default=1, metadata=between(1, 64))  # transformer layers in the generator block G
     share_generator: bool = True  # one G for every step (False: one G per target layer)
-    generator_init_layer: int = 1  # teacher layer whose weights initialise G (0 = random init)
+    generator_init_layer: int = field(default=1, metadata=at_least(0))  # teacher layer initialising G (0 = random init)
     step_embedding: bool = True  # learned embedding of the step k added to the history
     # Which output projection each step uses, numbered from 0, -1 for none; D² parameters each. Unset (null): with
     # per-step output LayerNorms, only the first step, from the front-end output, has one ([0, -1, -1] for three
@@ -101,13 +102,13 @@ class GenDistillerConfig(StudentConfig):
     output_norm: bool | str = AUTO
     # Times G runs at each step ([] = once each): e.g. [2, 1, 1] doubles the depth of the first step (from the
     # front-end output) at no parameter cost.
-    generator_repeats: list[int] = field(default_factory=list)
+    generator_repeats: list[int] = field(default_factory=list, metadata=between(1, 64))
     # Hidden size of a feed-forward block of each step's own, run after G ([] or 0: none), 2·D·size parameters each:
     # step-specific capacity that the shared G lacks, e.g. [512, 0, 0] for the first step alone. early: one of 0.75·D
     # for each step but the last. auto: with a narrowed front-end (front_end_channels > 0, as Whisper teachers need),
     # those blocks at most 0.75·D wide, narrower where GenDistiller would pass 67% of DistilHuBERT's parameters; none
     # with the teacher's CNN, whose share of the parameters leaves no room for them.
-    step_ffn_dims: list[int] | str = AUTO
+    step_ffn_dims: list[int] | str = field(default=AUTO, metadata=between(0, 65536))
     attention_2d: bool = False  # 2-D attention: step k attends over all earlier layers x all frames
     # The hidden states exposed (to s3prl's weighted sum, ONNX, transformers): [front-end, h0, generated layers].
     # front_end_state: begin with the projected CNN output before the positional convolution, as DistilHuBERT's do
@@ -154,7 +155,8 @@ class DistilHuBERTConfig(StudentConfig):
 
     kind: ClassVar[str] = "distilhubert"
     feature_layer_norm: bool | str = False  # s3prl's distiller has none
-    encoder_layers: int = 2  # transformer layers of the baseline (initialised from teacher layers 1..n)
+    # transformer layers (initialised from teacher layers 1..n)
+    encoder_layers: int = field(default=2, metadata=between(1, 64))
 
 
 STUDENT_CONFIGS: dict[str, type[StudentConfig]] = {"gendistiller": GenDistillerConfig,
@@ -180,7 +182,7 @@ def field_names(cls: type[StudentConfig]) -> set[str]:
 
 
 def _config_class(kind: Any, where: str) -> type[StudentConfig]:
-    if kind not in STUDENT_CONFIGS:
+    if not isinstance(kind, str) or kind not in STUDENT_CONFIGS:
         raise ValueError(f"{where}.kind must be one of {tuple(STUDENT_CONFIGS)}, got {kind!r}")
     return STUDENT_CONFIGS[kind]
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from distill.io.configuration import above, at_least, between, one_of
 from distill.nn.components import (
     DEFAULT_CONV_LAYERS,
     ConvPositionalEmbedding,
@@ -27,34 +28,44 @@ from distill.nn.components import (
 )
 
 FAMILIES = ("wavlm", "hubert", "wav2vec2")
+MAX_CONV = 16384  # largest channel count, kernel or stride of a CNN layer (the models here: 512, 10, 5)
 
 
 @dataclass
 class SSLModelConfig:
     family: str = "wavlm"  # one of FAMILIES; only wavlm uses the relative position options
     conv_layers: tuple[tuple[int, int, int], ...] = field(default_factory=lambda: DEFAULT_CONV_LAYERS)  # conv_feature_layers
-    extractor_mode: str = "default"  # "default": GroupNorm in conv layer 0; "layer_norm": LayerNorm in every conv layer
+    # "default": GroupNorm in conv layer 0; "layer_norm": LayerNorm in every conv layer
+    extractor_mode: str = field(default="default", metadata=one_of("default", "layer_norm"))
     conv_bias: bool = False  # conv_bias
-    dim: int = 768  # encoder_embed_dim
-    ffn_dim: int = 3072  # encoder_ffn_embed_dim
-    num_layers: int = 12  # encoder_layers
-    num_heads: int = 12  # encoder_attention_heads
+    dim: int = field(default=768, metadata=between(1, 8192))  # encoder_embed_dim
+    ffn_dim: int = field(default=3072, metadata=between(1, 65536))  # encoder_ffn_embed_dim
+    num_layers: int = field(default=12, metadata=between(0, 256))  # encoder_layers
+    num_heads: int = field(default=12, metadata=between(1, 1024))  # encoder_attention_heads
     layer_norm_first: bool = False  # pre-LN transformer (Large models)
-    conv_pos: int = 128  # positional conv kernel
-    conv_pos_groups: int = 16
+    conv_pos: int = field(default=128, metadata=between(1, 4096))  # positional conv kernel
+    conv_pos_groups: int = field(default=16, metadata=at_least(1))
     relative_position: bool = False  # WavLM relative_position_embedding
-    num_buckets: int = 320
-    max_distance: int = 800
+    num_buckets: int = field(default=320, metadata=between(4, 65536))  # a quarter of them exact, at least one
+    max_distance: int = field(default=800, metadata=at_least(1))
     gated_relative_position: bool = False  # WavLM gru_rel_pos
     project_features: bool | None = None  # Linear after the CNN; None: only if widths differ (fairseq; HF: always)
     projection_layer_norm: bool = True  # LayerNorm over the CNN's channels before it (HF feat_proj_layer_norm)
     normalize: bool = False  # layer-normalise each waveform before the CNN (Large models)
-    normalize_eps: float = 1e-5  # variance epsilon of that normalisation (fairseq: 1e-5; HF feature extractors: 1e-7)
+    # variance epsilon of that normalisation (fairseq: 1e-5; HF feature extractors: 1e-7)
+    normalize_eps: float = field(default=1e-5, metadata=above(0))
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"unknown model family {self.family!r}; expected one of {FAMILIES}")
         self.conv_layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)  # type: ignore[assignment]
+        if not self.conv_layers or any(len(layer) != 3 or not 1 <= min(layer) <= max(layer) <= MAX_CONV
+                                       for layer in self.conv_layers):
+            raise ValueError(f"conv_layers must be (channels, kernel, stride) triples of numbers from 1 to {MAX_CONV}, "
+                             f"got {self.conv_layers}")
+        for name in ("num_heads", "conv_pos_groups"):
+            if getattr(self, name) < 1 or self.dim % getattr(self, name):
+                raise ValueError(f"{name} must divide dim {self.dim}, got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -322,11 +322,38 @@ def distillation_plot(runs: dict[str, Path], path: Path) -> None:
     plt.close(figure)
 
 
+REPORT_COLUMNS = ("upstream", "task", "metric", "higher_is_better", "lr", "test", "params", "expdir")  # what it reads
+
+
+def read_report_results(path: Path) -> list[dict[str, str]]:
+    """A sweep's results CSV, checked for what the report reads: those columns, at least one row, tasks of the task
+    table, numbers where numbers are read; ValueError naming the file and the problem. No file: no rows."""
+    if not path.exists():
+        return []
+    rows = read_results(path)
+    if not rows:
+        raise ValueError(f"{path}: no results (an empty CSV); run `gendistiller superb-sweep --results {path}` first")
+    missing = [column for column in REPORT_COLUMNS if column not in rows[0]]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; a results CSV of `gendistiller "
+                         f"superb-sweep` has {', '.join(REPORT_COLUMNS)}")
+    tasks = load_tasks()
+    for number, row in enumerate(rows, start=2):
+        if row["task"] not in tasks:
+            raise ValueError(f"{path}:{number}: unknown task {row['task']!r}; known: {', '.join(tasks)}")
+        for column, kind in (("test", float), ("params", int)):
+            try:
+                kind(row[column])
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}:{number}: {column} {row[column]!r} is not a number") from None
+    return rows
+
+
 def write_report(results: Path, out: Path, runs: dict[str, Path] | None = None, reference: Reference = Reference(),
                  fidelity: dict[str, Any] | None = None) -> list[Path]:
+    rows = read_report_results(results)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    rows = read_results(results)
     if rows:
         (out / "superb.md").write_text(superb_markdown(rows, reference))
         superb_plot(rows, out / "superb.png", reference)

@@ -15,8 +15,9 @@ taken in the chosen run's `test_items/` folder, for `superb-report`'s confidence
 `EXPDIR/seed_S/`, all rows in the one results CSV (its `seed` column); `superb-report` gives their mean and spread and an
 interval over seeds and test items.
 
-Resumable: a finished training run leaves `sweep.json` (its dev scores) in its experiment folder and is never
-rerun; a finished (upstream, task) is a CSV row and is skipped. An interrupted training run is started again.
+One sweep per results CSV at a time (a lock beside it). Resumable: a finished training run leaves `sweep.json` (its dev
+scores) in its experiment folder and is never rerun; a finished (upstream, task) is a CSV row and is skipped. An
+interrupted training run is started again.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from distill.io.run_folder import RunLock
 from distill.superb.intervals import TEST_ITEMS, read_correct
 from distill.superb.tasks import Task, load_tasks, parse_scores
 
@@ -355,10 +357,12 @@ def sweep_seeds(upstreams: Sequence[Upstream], task_names: Sequence[str], lrs: S
                 expdir: Path, seeds: int = 1, lrs_every_seed: bool = False, **options: Any) -> list[dict[str, str]]:
     """`sweep` once per seed of `seeds_of(seeds)`, each in expdir/seed_S/, every row in the one `results` CSV;
     `options` are sweep's. SUPERB's protocol: the first seed sweeps `lrs` and the later seeds train the rate it chose
-    on dev for each (upstream, task); `lrs_every_seed` sweeps them at every seed. Returns all rows."""
+    on dev for each (upstream, task); `lrs_every_seed` sweeps them at every seed. Returns all rows. The results CSV is
+    held for the sweep (one sweep per CSV: two would run the same combinations and append them twice)."""
     first, *later = seeds_of(seeds)
-    rows = sweep(upstreams, task_names, lrs, results, expdir / f"seed_{first}", seed=first, **options)
-    chosen = None if lrs_every_seed else {(row["upstream"], row["task"]): float(row["lr"]) for row in rows if row["lr"]}
-    for seed in later:
-        sweep(upstreams, task_names, lrs, results, expdir / f"seed_{seed}", seed=seed, chosen_lrs=chosen, **options)
-    return read_results(results)
+    with RunLock.file(results, "--results"):
+        rows = sweep(upstreams, task_names, lrs, results, expdir / f"seed_{first}", seed=first, **options)
+        chosen = None if lrs_every_seed else {(row["upstream"], row["task"]): float(row["lr"]) for row in rows if row["lr"]}
+        for seed in later:
+            sweep(upstreams, task_names, lrs, results, expdir / f"seed_{seed}", seed=seed, chosen_lrs=chosen, **options)
+        return read_results(results)

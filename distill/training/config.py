@@ -1,13 +1,22 @@
 """The distillation config: a YAML file of sections (teacher, student, training, data, optim, run) with
-`section.key=value` overrides. Each section is a dataclass with a comment per field; unknown keys are rejected, and
-keys that moved name their new place."""
+`section.key=value` overrides. Each section is a dataclass with a comment per field and its bounds beside it; unknown
+keys are rejected, and keys that moved name their new place. `check_config` is the one check of a whole config before
+any work (teacher load, data scan): every field's type and bounds, then the rules between fields and the machine (the
+crop covers the student CNN's receptive field, the device exists, the teacher and data paths exist)."""
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
-from distill.io.configuration import from_dict
+import torch
+
+from distill.io.audio import SAMPLE_RATE
+from distill.io.configuration import ConfigError, above, at_least, between, check_fields, from_dict, one_of
+from distill.io.run_folder import blocking_file
 from distill.models import GenDistillerConfig, StudentConfig, student_config_from_dict
+from distill.nn.chunking import FrameGrid
 from distill.training.runs import read_config
 
 HISTORY_MODES = ("teacher_forcing", "free_running", "scheduled")
@@ -22,8 +31,9 @@ class TrainingConfig:
     # chain end to end); false detaches it: each step is trained for its own target alone, and the later steps still
     # learn on the predictions they will get.
     history_gradient: bool = True
-    teacher_forcing_start: float = 1.0  # scheduled: probability of the teacher's layer as history at step 0 ...
-    teacher_forcing_end: float = 0.0  # ... decaying linearly to this at the last training step
+    # scheduled: probability of the teacher's layer as history at step 0, decaying linearly to `end` at the last step
+    teacher_forcing_start: float = field(default=1.0, metadata=between(0, 1))
+    teacher_forcing_end: float = field(default=0.0, metadata=between(0, 1))
 
     def __post_init__(self) -> None:
         if self.history not in HISTORY_MODES:
@@ -33,25 +43,26 @@ class TrainingConfig:
 @dataclass
 class DataConfig:
     train: str = ""  # directory of .flac/.wav (recursive) or fairseq .tsv manifest
-    crop_samples: int = 250_000  # random crop length (DistilHuBERT: 250,000 samples)
-    batch_size: int = 24  # global batch, split across processes
-    num_workers: int = 2  # data-loading worker processes per training process
-    bucket_batches: int = 50  # batches per length-sorted bucket
+    # random crop length (DistilHuBERT: 250,000 samples); at least the student CNN's receptive field (check_config)
+    crop_samples: int = field(default=250_000, metadata=at_least(1))
+    batch_size: int = field(default=24, metadata=at_least(1))  # global batch, split across processes
+    num_workers: int = field(default=2, metadata=between(0, 64))  # data-loading worker processes per training process
+    bucket_batches: int = field(default=50, metadata=at_least(1))  # batches per length-sorted bucket
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 2e-4  # peak learning rate (AdamW)
-    total_steps: int = 200_000
-    warmup_fraction: float = 0.07  # linear warm-up, then linear decay to 0
-    weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    clip_norm: float = 5.0  # gradient clipping (max global norm)
-    cosine_weight: float = 1.0  # λ of the cosine term
+    lr: float = field(default=2e-4, metadata=between(0, 1, low_open=True))  # peak learning rate (AdamW)
+    total_steps: int = field(default=200_000, metadata=at_least(1))
+    warmup_fraction: float = field(default=0.07, metadata=between(0, 1))  # linear warm-up, then linear decay to 0
+    weight_decay: float = field(default=0.0, metadata=at_least(0))
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999], metadata=between(0, 1, high_open=True, length=2))
+    clip_norm: float = field(default=5.0, metadata=above(0))  # gradient clipping (max global norm)
+    cosine_weight: float = field(default=1.0, metadata=at_least(0))  # λ of the cosine term
     # Weights of the first target layers' losses, in student.target_layers order; the target layers after them (and
     # the layer-0 term) weigh 1. The shipped GenDistiller configs weigh the first target, the base of the chain whose
     # error every later step carries, twice: [2.0].
-    layer_weights: list[float] = field(default_factory=list)
+    layer_weights: list[float] = field(default_factory=list, metadata=at_least(0))
     # Also distil h0 (the front-end output) against the teacher's layer 0, with the same loss form: for a front-end
     # trained from scratch (student.front_end_channels).
     layer0_loss: bool = False
@@ -59,14 +70,18 @@ class OptimConfig:
 
 @dataclass
 class RunConfig:
-    output_dir: str = "runs/distill"  # checkpoints/, tensorboard/, metrics.jsonl go here
-    seed: int = 0
-    device: str = "auto"  # auto: cuda if available, else cpu
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or "bf16" / "fp32"
-    log_every: int = 10
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3  # newest step checkpoints kept (older ones are removed)
+    output_dir: str = "runs/distill"  # checkpoints/, tensorboard/, metrics.jsonl go here (one run at a time)
+    seed: int = field(default=0, metadata=between(0, 2**32 - 2))  # numpy seeds are below 2**32; seed + 1 is drawn
+    device: str = "auto"  # auto: cuda if available, else cpu; or cpu, cuda, cuda:N
+    # auto: bf16 autocast on CUDA, fp32 on CPU; or "bf16" / "fp32"
+    precision: str = field(default="auto", metadata=one_of("auto", "bf16", "fp32"))
+    log_every: int = field(default=10, metadata=at_least(1))
+    checkpoint_every: int = field(default=1000, metadata=at_least(1))
+    keep_checkpoints: int = field(default=3, metadata=at_least(1))  # newest step checkpoints kept (older ones removed)
     progress: bool = True  # tqdm progress bar
+    # Steps in a row whose loss or gradient norm is NaN or infinite (such steps are not applied) before the run stops
+    # with an error naming their files; the last checkpoint, written before them, stays `latest`.
+    max_nonfinite_steps: int = field(default=3, metadata=at_least(1))
 
 
 @dataclass
@@ -114,3 +129,69 @@ def config_from_dict(raw: dict[str, Any]) -> DistillConfig:
 
 def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> DistillConfig:
     return config_from_dict(read_config(name_or_path, overrides))
+
+
+# ---- the whole config, before any work ---------------------------------------------------------------------
+
+def check_config(config: DistillConfig, teacher_given: bool = False) -> None:
+    """Raises ConfigError naming the first key that cannot work; `teacher_given`: a teacher is passed in Python, so
+    `teacher` need name none."""
+    for name in ("student", "training", "data", "optim", "run"):
+        check_fields(getattr(config, name), name)
+    if not teacher_given:
+        check_teacher_spec(config.teacher)
+    check_data(config.data, config.student.front_end_conv_layers())
+    check_run(config.run)
+
+
+# Spec prefixes whose rest is not a path (distill.teachers.formats: s3prl hub names, Python modules).
+_NOT_PATHS = ("s3prl", "module")
+
+
+def check_teacher_spec(spec: str) -> None:
+    """A teacher is named, and a teacher named by a path exists."""
+    if not spec:
+        raise ConfigError("teacher", "no teacher given; pass teacher=SPEC (a checkpoint, a HuggingFace folder, "
+                                     "whisper:PATH, s3prl:NAME, module:package.module:factory)")
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix in _NOT_PATHS:
+        return
+    if not Path(spec).exists() and not (sep and Path(rest).exists()):
+        raise ConfigError("teacher", f"{spec} not found; pass teacher=SPEC (the tiny configs name the demo's teacher, "
+                                     "which only `gendistiller demo` writes)")
+
+
+def check_data(data: DataConfig, conv_layers: Sequence[tuple[int, int, int]]) -> None:
+    """Training data is named and exists, and a crop gives the CNN at least one frame."""
+    if not data.train:
+        raise ConfigError("data.train", "no training data given; pass data.train=DIR (or a .tsv manifest)")
+    if not Path(data.train).exists():
+        raise ConfigError("data.train", f"{data.train} not found (expected a directory of .flac/.wav or a .tsv "
+                                        "manifest)")
+    field_of_view = FrameGrid.of(conv_layers).receptive_field
+    if data.crop_samples < field_of_view:
+        raise ConfigError("data.crop_samples", f"must be at least the CNN's receptive field, {field_of_view} samples "
+                                               f"({1000 * field_of_view / SAMPLE_RATE:g} ms at 16 kHz), got "
+                                               f"{data.crop_samples}")
+
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda)(:(\d+))?$")
+
+
+def check_run(run: RunConfig) -> None:
+    """The output folder can be a folder, and the device exists on this machine."""
+    if not run.output_dir:
+        raise ConfigError("run.output_dir", "no output folder given")
+    blocking = blocking_file(run.output_dir)
+    if blocking is not None:
+        raise ConfigError("run.output_dir", f"{blocking} is a file; give a folder")
+    match = _DEVICE.match(run.device)
+    if match is None or (match.group(1) != "cuda" and match.group(2)):
+        raise ConfigError("run.device", f"must be auto, cpu, cuda or cuda:N, got {run.device!r}")
+    if match.group(1) == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(match.group(3) or 0)
+        if index >= count:
+            found = f"{count} CUDA device(s)" if count else "no CUDA device (or a PyTorch built without CUDA)"
+            raise ConfigError("run.device", f"{run.device} requested, but this machine has {found}; use "
+                                            "run.device=cpu or auto")

@@ -2,7 +2,8 @@
 
 A corpus is a directory searched recursively for .flac/.wav, or a fairseq-style manifest (.tsv: a root line,
 then `relative_path<TAB>num_samples`). Files that are unreadable, empty, not mono or not 16 kHz are reported
-once with their path and left out; the count is logged. Crop offsets and batch order come from
+once with their path and left out; the count is logged. A crop holding NaN or infinite samples is skipped when read,
+with its file and the reason. Crop offsets and batch order come from
 (seed, epoch, batch) alone, so a resumed run reads exactly the batches an uninterrupted one would.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import soundfile
 import torch
 from torch.utils.data import Dataset
 
-from distill.io.audio import AUDIO_SUFFIXES, MIN_SAMPLES, SAMPLE_RATE, AudioError
+from distill.io.audio import AUDIO_SUFFIXES, MIN_SAMPLES, NON_FINITE, SAMPLE_RATE, AudioError, all_finite
 
 
 @dataclass(frozen=True)
@@ -106,17 +107,22 @@ class CropDataset(Dataset):
                 raise AudioError(f"{sample_rate} Hz, {data.shape[1]} channels, {data.shape[0]} samples")
         except Exception as error:
             return None, f"{item.path}: cannot read audio ({error})"
+        if not all_finite(data):
+            return None, f"{item.path}: {NON_FINITE}"
         return torch.from_numpy(data[:, 0].copy()), item.path
 
 
 def collate(batch: Sequence[tuple[Optional[torch.Tensor], str]]) -> dict:
-    """Pads the good crops; passes along the reasons for the bad ones so the trainer can report them."""
+    """Pads the good crops (their files in `paths`); passes along the reasons for the bad ones (`failed`) so the
+    trainer can report them."""
     good = [wav for wav, _ in batch if wav is not None]
+    paths = [path for wav, path in batch if wav is not None]
     failed = [message for wav, message in batch if wav is None]
     if not good:
-        return {"waveforms": None, "lengths": None, "failed": failed}
+        return {"waveforms": None, "lengths": None, "paths": paths, "failed": failed}
     lengths = torch.tensor([wav.numel() for wav in good])
-    return {"waveforms": torch.nn.utils.rnn.pad_sequence(good, batch_first=True), "lengths": lengths, "failed": failed}
+    return {"waveforms": torch.nn.utils.rnn.pad_sequence(good, batch_first=True), "lengths": lengths, "paths": paths,
+            "failed": failed}
 
 
 class BucketBatchSampler:

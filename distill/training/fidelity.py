@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from distill.io.audio import SAMPLE_RATE, read_audio
+from distill.io.audio import SAMPLE_RATE, AudioError, read_audio
 from distill.models import Student
 from distill.nn.components import conv_output_lengths
 from distill.teachers import Teacher
@@ -36,13 +36,18 @@ def layer_pairs(student: Student, teacher: Teacher, files: Sequence[Path], teach
     frames the trainer pairs (`align_to_student`: teachers at the same hop may count a frame or two more or fewer).
     `teacher_forced`: GenDistiller's history is the teacher's previous target layer at every step (as in teacher-
     forced training), which isolates one step's error from the errors of the steps before it. `max_samples`: only the
-    first that many samples of each file (e.g. the training crop length)."""
+    first that many samples of each file (e.g. the training crop length). A file that cannot be used (unreadable,
+    non-finite samples) is skipped with one line."""
     layers = [0, *student.config.target_layers]
     pairs: LayerPairs = {layer: [] for layer in layers}
     student.eval()
     samples = []
     for path in files:
-        wav = torch.from_numpy(read_audio(path))
+        try:
+            wav = torch.from_numpy(read_audio(path))
+        except AudioError as error:  # unreadable, or NaN / infinite samples: said once, the other files go on
+            print(f"[fidelity] skipped {error}", flush=True)
+            continue
         samples.append(len(wav))
         wav = wav[:max_samples]
         lengths = torch.tensor([len(wav)])
@@ -75,6 +80,8 @@ def long_files_notes(teacher: Teacher, samples: Sequence[int], max_samples: Opti
 
 
 def fidelity(pairs: list[tuple[np.ndarray, np.ndarray]]) -> LayerFidelity:
+    if not pairs:
+        raise ValueError("held-out fidelity: no file could be used (each was skipped: see the lines above)")
     student = np.concatenate([s for s, _ in pairs])
     teacher = np.concatenate([t for _, t in pairs])
     norms = np.maximum(np.linalg.norm(student, axis=-1) * np.linalg.norm(teacher, axis=-1), 1e-12)

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
@@ -27,20 +28,23 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from distill.io.audio import SAMPLE_RATE, read_audio
-from distill.io.checkpoint_files import CheckpointError, read_checkpoint, save_atomically
-from distill.io.configuration import from_dict
+from distill.io.audio import SAMPLE_RATE, AudioError, read_audio
+from distill.io.checkpoint_files import CheckpointError, check_finite_weights, read_checkpoint, save_atomically
+from distill.io.configuration import ConfigError, above, at_least, between, check_fields, from_dict
+from distill.io.run_folder import RunLock, RunStopped, blocking_file
 from distill.io.weight_names import map_state_dict
 from distill.nn.components import valid_mask
 from distill.nn.fairseq_names import OURS_TO_WAVLM_EXTRAS, ours_to_fairseq
-from distill.nn.ssl_encoder import SSLModel
+from distill.nn.ssl_encoder import SSLModel, SSLModelConfig
 from distill.teachers.fairseq_format import wavlm_config_from_checkpoint
 from distill.teachers.tiny import TINY_WAVLM_CFG
-from distill.training.config import DataConfig, RunConfig
+from distill.training.config import DataConfig, RunConfig, check_data, check_run
 from distill.training.data import BucketBatchSampler, CorpusIndex, CropDataset, collate, index_corpus
+from distill.training.guards import StepGuard, check_finite_state, step_is_finite, stop_on_signals
 from distill.training.runs import (
     MetricsLog,
     adamw_with_schedule,
+    latest_checkpoint,
     pick_device,
     read_config,
     resolve_autocast_dtype,
@@ -58,26 +62,32 @@ PRETRAIN_FORMAT = "gendistiller-pretraining-1"
 
 @dataclass
 class UnitsConfig:
-    num_clusters: int = 100  # k-means units (HuBERT's first iteration: 100 clusters of 39-d MFCC)
-    max_fit_frames: int = 200_000  # MFCC frames sampled from the corpus to fit k-means
+    # k-means units (HuBERT's first iteration: 100 clusters of 39-d MFCC)
+    num_clusters: int = field(default=100, metadata=between(2, 65536))
+    # MFCC frames sampled from the corpus to fit k-means (at least num_clusters)
+    max_fit_frames: int = field(default=200_000, metadata=at_least(2))
 
 
 @dataclass
 class ObjectiveConfig:
-    mask_start_prob: float = 0.08  # probability that a valid frame starts a masked span (HuBERT: mask_prob 0.8 / 10)
-    mask_span: int = 10  # frames per masked span (HuBERT: mask_length 10)
-    final_dim: int = 256  # width of the projection the unit embeddings are compared in (HuBERT Base: 256)
-    logit_temperature: float = 0.1  # cosine similarity / temperature = logits (HuBERT: 0.1)
+    # probability that a valid frame starts a masked span (HuBERT: mask_prob 0.8 / 10)
+    mask_start_prob: float = field(default=0.08, metadata=between(0, 1))
+    mask_span: int = field(default=10, metadata=between(1, 1000))  # frames per masked span (HuBERT: mask_length 10)
+    # width of the projection the unit embeddings are compared in (HuBERT Base: 256)
+    final_dim: int = field(default=256, metadata=between(1, 65536))
+    # cosine similarity / temperature = logits (HuBERT: 0.1)
+    logit_temperature: float = field(default=0.1, metadata=above(0))
 
 
 @dataclass
 class PretrainOptimConfig:
-    lr: float = 5e-4  # peak learning rate (AdamW; HuBERT Base: 5e-4)
-    total_steps: int = 400_000
-    warmup_fraction: float = 0.08  # linear warm-up, then linear decay to 0 (HuBERT: 32k of 400k steps)
-    weight_decay: float = 0.01
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    clip_norm: float = 10.0
+    lr: float = field(default=5e-4, metadata=between(0, 1, low_open=True))  # peak learning rate (AdamW; HuBERT: 5e-4)
+    total_steps: int = field(default=400_000, metadata=at_least(1))
+    # linear warm-up, then linear decay to 0 (HuBERT: 32k of 400k steps)
+    warmup_fraction: float = field(default=0.08, metadata=between(0, 1))
+    weight_decay: float = field(default=0.01, metadata=at_least(0))
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98], metadata=between(0, 1, high_open=True, length=2))
+    clip_norm: float = field(default=10.0, metadata=above(0))
 
 
 @dataclass
@@ -110,14 +120,58 @@ def config_from_dict(raw: dict[str, Any]) -> PretrainConfig:
     if unknown_model:
         raise ValueError(f"unknown config key(s) {', '.join(f'model.{k}' for k in unknown_model)}; "
                          f"known keys of model (WavLM cfg): {', '.join(sorted(TINY_WAVLM_CFG))}")
+    for key, value in model.items():  # each of the type its key has in the tiny teacher's cfg
+        expected = type(TINY_WAVLM_CFG[key])
+        if not _of_type(value, expected):
+            raise ConfigError(f"model.{key}", f"expected {expected.__name__}, got {type(value).__name__} {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"model.{key}", f"must be a finite number, got {value!r}")
     sections = {name: from_dict(cls, raw.get(name) or {}, name) for name, cls in _SECTIONS.items()}
     if "output_dir" not in (raw.get("run") or {}):
         sections["run"].output_dir = ""
     return PretrainConfig(model={**TINY_WAVLM_CFG, **model}, **sections)
 
 
+def _of_type(value: Any, expected: type) -> bool:
+    """bool only for bool; an int where a float is expected."""
+    if isinstance(value, bool) or expected is bool:
+        return isinstance(value, bool) and expected is bool
+    return isinstance(value, (int, float) if expected is float else expected)
+
+
 def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> PretrainConfig:
     return config_from_dict(read_config(name_or_path, overrides))
+
+
+# Our encoder's config fields -> the WavLM cfg keys they are read from (distill.teachers.fairseq_format).
+_WAVLM_KEYS = {"conv_layers": "conv_feature_layers", "dim": "encoder_embed_dim", "ffn_dim": "encoder_ffn_embed_dim",
+               "num_layers": "encoder_layers", "num_heads": "encoder_attention_heads"}
+
+
+def check_pretrain_config(config: PretrainConfig, out: Path, run_dir: Path) -> SSLModelConfig:
+    """Every value before any work (as distill.training.config.check_config does for distillation); returns the
+    encoder's geometry."""
+    for name in _SECTIONS:
+        check_fields(getattr(config, name), name)
+    try:
+        geometry = wavlm_config_from_checkpoint(config.model)
+        check_fields(geometry, "model")
+    except ConfigError as error:  # named by the encoder's field: the WavLM cfg key is what the user wrote
+        field = error.key.partition(".")[2]
+        raise ConfigError(f"model.{_WAVLM_KEYS.get(field, field)}", str(error).partition(": ")[2]) from None
+    except ValueError as error:
+        raise ConfigError("model", str(error)) from None
+    if geometry.relative_position and geometry.max_distance <= geometry.num_buckets // 4:
+        raise ConfigError("model.max_distance", f"must exceed the exact buckets, num_buckets // 4 = "
+                                                f"{geometry.num_buckets // 4}, got {geometry.max_distance}")
+    if config.units.max_fit_frames < config.units.num_clusters:
+        raise ConfigError("units.max_fit_frames", f"must be at least units.num_clusters ({config.units.num_clusters}), "
+                                                  f"got {config.units.max_fit_frames}")
+    check_data(config.data, geometry.conv_layers)
+    check_run(replace(config.run, output_dir=str(run_dir)))
+    if out.is_dir() or blocking_file(out.parent) is not None:
+        raise ValueError(f"--out {out}: not a file path (a folder, or under a file); give the teacher file to write")
+    return geometry
 
 
 # ---- model -------------------------------------------------------------------------------------------------
@@ -194,7 +248,17 @@ def _read_pretraining_checkpoint(path: Path) -> dict[str, Any]:
     checkpoint = read_checkpoint(path)
     if checkpoint.get("format") != PRETRAIN_FORMAT:
         raise CheckpointError(f"{path}: not a pretraining checkpoint (format {PRETRAIN_FORMAT!r})")
+    check_finite_weights(checkpoint.get("model", {}), path)
     return checkpoint
+
+
+def _readable(path: str) -> Optional[np.ndarray]:
+    """A file's samples, or None (said on one line) when it cannot be used (non-finite samples, unreadable)."""
+    try:
+        return read_audio(path)
+    except AudioError as error:
+        print(f"[pretrain] units: skipped {error}", flush=True)
+        return None
 
 
 def _fit_or_load_codebook(config: PretrainConfig, corpus: CorpusIndex, run_dir: Path, window: int, hop: int,
@@ -203,28 +267,37 @@ def _fit_or_load_codebook(config: PretrainConfig, corpus: CorpusIndex, run_dir: 
     path = run_dir / "units.pt"
     if resume:
         return UnitCodebook.from_state_dict(torch.load(path, weights_only=True))
-    waveforms = (torch.from_numpy(read_audio(item.path)) for item in tqdm(corpus.items, desc="units: MFCC", disable=not config.run.progress))
+    waveforms = (torch.from_numpy(audio) for item in tqdm(corpus.items, desc="units: MFCC", disable=not config.run.progress)
+                 if (audio := _readable(item.path)) is not None)
     codebook = fit_codebook(waveforms, config.units.num_clusters, window, hop, config.units.max_fit_frames, config.run.seed)
     save_atomically(codebook.state_dict(), path)
     return codebook
 
 
 def pretrain(config: PretrainConfig, out: str | Path, resume: bool = False) -> PretrainResult:
-    """Runs (or resumes) pretraining and writes the teacher to `out`; returns the written paths."""
+    """Runs (or resumes) pretraining and writes the teacher to `out`; returns the written paths. Every value is checked
+    first, the run folder is held for the run (one run per folder), and SIGINT / SIGTERM stop after the current step
+    with a checkpoint (`RunStopped`)."""
     out = Path(out)
     run_dir = Path(config.run.output_dir) if config.run.output_dir else default_run_dir(out)
+    check_pretrain_config(config, out, run_dir)
     config.run.output_dir = str(run_dir)
+    with RunLock.folder(run_dir, "run.output_dir (or --out)"):
+        return _pretrain(config, out, run_dir, resume)
+
+
+def _pretrain(config: PretrainConfig, out: Path, run_dir: Path, resume: bool) -> PretrainResult:
     device = pick_device(config.run.device)
     autocast_dtype = resolve_autocast_dtype(config.run.precision, device)
 
     checkpoint = start_run(run_dir, resume, _read_pretraining_checkpoint, config.run.seed)
     if checkpoint is not None:
         config.model = checkpoint["config"]["model"]  # architecture from the checkpoint
+        print(f"[pretrain] resuming from step {checkpoint['step']} of {config.optim.total_steps}")
 
     corpus = _check_corpus(config.data.train)
     backbone = SSLModel(wavlm_config_from_checkpoint(config.model))
     window, hop = frame_geometry(backbone.config.conv_layers)
-    run_dir.mkdir(parents=True, exist_ok=True)
     codebook = _fit_or_load_codebook(config, corpus, run_dir, window, hop, resume)
     model = MaskedUnitPrediction(backbone, codebook.num_units, config.objective).to(device)
     untrained = run_dir / "untrained_teacher.pt"
@@ -239,8 +312,10 @@ def pretrain(config: PretrainConfig, out: str | Path, resume: bool = False) -> P
                         num_workers=config.data.num_workers, pin_memory=device.type == "cuda")
 
     step, epoch, batch_in_epoch = 0, 0, 0
+    last: Optional[Path] = None  # the newest checkpoint
     if checkpoint is not None:
         step, epoch, batch_in_epoch = restore(checkpoint, "model", model, optimizer, scheduler)
+        last = latest_checkpoint(run_dir)
 
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -249,65 +324,107 @@ def pretrain(config: PretrainConfig, out: str | Path, resume: bool = False) -> P
           f"{len(corpus.items)} files, {corpus.hours:.2f} h; {codebook.num_units} units "
           f"(most frequent: {100 * codebook.chance_accuracy:.1f}% of frames)")
 
-    def save() -> None:
-        save_checkpoint(run_dir, step, {
+    def save() -> Path:
+        check_finite_state(model.state_dict(), step, last)
+        return save_checkpoint(run_dir, step, {
             "format": PRETRAIN_FORMAT, "config": config.to_dict(), "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
             "batch_in_epoch": batch_in_epoch, "rng": rng_state()}, config.run.keep_checkpoints)
 
-    objective = config.objective
+    guard = StepGuard(config.run.max_nonfinite_steps, config.data.train, "pretrain")
+    failed_reads: set[str] = set()
     progress = tqdm(total=total_steps, initial=step, disable=not config.run.progress, desc="pretrain", dynamic_ncols=True)
     last_log_time, audio_since_log = time.time(), 0.0
     model.train()
-    while step < total_steps:
-        sampler.set_position(epoch, batch_in_epoch)
-        for batch in loader:
-            batch_in_epoch += 1
-            for message in batch["failed"]:
-                print(f"[pretrain] skipped {message}")
-            if batch["waveforms"] is None:
-                continue
-            waveforms, lengths = batch["waveforms"].to(device), batch["lengths"].to(device)
-            generator = torch.Generator().manual_seed(config.run.seed * 1_000_003 + step)  # the mask depends on the step only
+    with stop_on_signals() as stop:
+        while step < total_steps:
+            sampler.set_position(epoch, batch_in_epoch)
+            for batch in loader:
+                if stop.signum:
+                    progress.close()
+                    raise RunStopped(step, stop.signum, last if last is not None and last.stem == f"step_{step:08d}"
+                                     else save())
+                batch_in_epoch += 1
+                for message in sorted(set(batch["failed"]) - failed_reads):
+                    print(f"[pretrain] skipped {message}")
+                failed_reads.update(batch["failed"])
+                if batch["waveforms"] is None:
+                    guard.skipped_batch(batch["failed"])
+                    continue
+                result = pretrain_step(model, codebook, optimizer, batch, config, step, device, autocast_dtype)
+                if not result.applied:
+                    guard.nonfinite_step(step, result.loss.item(), result.grad_norm.item(), batch["paths"], last)
+                    continue
+                guard.applied_step()
+                scheduler.step()
+                step += 1
+                progress.update(1)
+                audio_since_log += float(batch["lengths"].sum()) / SAMPLE_RATE
 
-            def draw_mask(frame_lengths: Tensor, frames: int) -> Tensor:
-                return span_mask(frame_lengths, frames, objective.mask_start_prob, objective.mask_span, generator)
-
-            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-                logits, mask, frame_lengths = model(waveforms, lengths, draw_mask)
-            labels = codebook.assign_batch(waveforms, lengths, mask.shape[1])
-            if bool((labels[valid_mask(frame_lengths, mask.shape[1])] < 0).any()):
-                raise RuntimeError(f"unit labels cover fewer frames than the model's {frame_lengths.tolist()}")
-            loss = F.cross_entropy(logits[mask], labels[mask])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.clip_norm)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            progress.update(1)
-            audio_since_log += float(batch["lengths"].sum()) / SAMPLE_RATE
-
-            if step % config.run.log_every == 0 or step in (1, total_steps):
-                elapsed = time.time() - last_log_time
-                correct = logits.detach().argmax(-1) == labels
-                unmasked = valid_mask(frame_lengths, mask.shape[1]) & ~mask
-                accuracy = correct[mask].float().mean().item()
-                record = {"step": step, "loss": loss.item(), "masked_accuracy": accuracy,
-                          "unmasked_accuracy": correct[unmasked].float().mean().item() if bool(unmasked.any()) else math.nan,
-                          "masked_fraction": mask.sum().item() / frame_lengths.sum().item(), "lr": scheduler.get_last_lr()[0],
-                          "grad_norm": float(grad_norm), "audio_seconds_per_second": audio_since_log / max(elapsed, 1e-9)}
-                metrics.log(record)
-                progress.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{accuracy:.3f}")
-                last_log_time, audio_since_log = time.time(), 0.0
-            if step % config.run.checkpoint_every == 0 or step == total_steps:
-                save()
-            if step >= total_steps:
-                break
-        else:
-            epoch, batch_in_epoch = epoch + 1, 0
+                if step % config.run.log_every == 0 or step in (1, total_steps):
+                    elapsed = time.time() - last_log_time
+                    record = _record(result, step, scheduler.get_last_lr()[0], audio_since_log / max(elapsed, 1e-9))
+                    metrics.log(record)
+                    progress.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['masked_accuracy']:.3f}")
+                    last_log_time, audio_since_log = time.time(), 0.0
+                if step % config.run.checkpoint_every == 0 or step == total_steps:
+                    last = save()
+                if step >= total_steps:
+                    break
+            else:
+                guard.end_of_epoch()
+                epoch, batch_in_epoch = epoch + 1, 0
     progress.close()
     metrics.close()
     out.parent.mkdir(parents=True, exist_ok=True)
     save_atomically(wavlm_checkpoint(model, config.model), out)
     return PretrainResult(out, untrained, run_dir)
+
+
+@dataclass
+class PretrainStep:
+    loss: Tensor
+    grad_norm: Tensor
+    logits: Tensor  # (B, T, units)
+    mask: Tensor  # (B, T) the masked frames
+    labels: Tensor  # (B, T) unit of each frame
+    frame_lengths: Tensor
+    applied: bool  # False: the loss or gradient norm was not finite and the optimizer step was skipped
+
+
+def pretrain_step(model: MaskedUnitPrediction, codebook: UnitCodebook, optimizer: torch.optim.Optimizer,
+                  batch: dict[str, Any], config: PretrainConfig, step: int, device: torch.device,
+                  autocast_dtype: Optional[torch.dtype]) -> PretrainStep:
+    """One step: mask -> logits -> cross-entropy on the masked frames -> backward -> clip -> optimizer step, the last
+    only when the loss and gradient norm are finite. The mask depends on the seed and the step only."""
+    waveforms, lengths = batch["waveforms"].to(device), batch["lengths"].to(device)
+    generator = torch.Generator().manual_seed(config.run.seed * 1_000_003 + step)
+    objective = config.objective
+
+    def draw_mask(frame_lengths: Tensor, frames: int) -> Tensor:
+        return span_mask(frame_lengths, frames, objective.mask_start_prob, objective.mask_span, generator)
+
+    with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+        logits, mask, frame_lengths = model(waveforms, lengths, draw_mask)
+    labels = codebook.assign_batch(waveforms, lengths, mask.shape[1])
+    if bool((labels[valid_mask(frame_lengths, mask.shape[1])] < 0).any()):
+        raise RuntimeError(f"unit labels cover fewer frames than the model's {frame_lengths.tolist()}")
+    loss = F.cross_entropy(logits[mask], labels[mask])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.clip_norm)
+    applied = step_is_finite(loss, grad_norm)
+    if applied:  # a NaN or infinite step would poison every weight: it is not taken
+        optimizer.step()
+    return PretrainStep(loss, grad_norm, logits, mask, labels, frame_lengths, applied)
+
+
+def _record(result: PretrainStep, step: int, lr: float, audio_per_second: float) -> dict[str, float]:
+    """One metrics record: loss, accuracy on the masked and the unmasked frames, lr, gradient norm, speed."""
+    mask, frame_lengths = result.mask, result.frame_lengths
+    correct = result.logits.detach().argmax(-1) == result.labels
+    unmasked = valid_mask(frame_lengths, mask.shape[1]) & ~mask
+    return {"step": step, "loss": result.loss.item(), "masked_accuracy": correct[mask].float().mean().item(),
+            "unmasked_accuracy": correct[unmasked].float().mean().item() if bool(unmasked.any()) else math.nan,
+            "masked_fraction": mask.sum().item() / frame_lengths.sum().item(), "lr": lr,
+            "grad_norm": float(result.grad_norm), "audio_seconds_per_second": audio_per_second}

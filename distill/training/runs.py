@@ -43,16 +43,32 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
         node = raw
         *parents, leaf = key.split(".")
         for part in parents:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise ValueError(f"override {override!r}: {part} is not a section")
-        node[leaf] = yaml.safe_load(value)
+        node[leaf] = _parse_yaml(value, f"override {override!r}")
     return raw
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    """YAML text; a syntax error is a ValueError naming `where`, the line and the column."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"{where}{at}: YAML syntax error: {problem}") from None
 
 
 def read_config(name_or_path: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The raw YAML mapping of a config file or shipped config, with overrides applied."""
-    raw = yaml.safe_load(resolve_config_path(name_or_path).read_text()) or {}
+    path = resolve_config_path(name_or_path)
+    raw = _parse_yaml(path.read_text(), str(path)) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping of sections (teacher, student, ...), got {type(raw).__name__}")
     return apply_overrides(raw, overrides)
 
 

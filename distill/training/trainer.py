@@ -6,10 +6,11 @@ Single process, or `torchrun --nproc_per_node N -m distill.cli distill ...` (DDP
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -20,26 +21,29 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from distill.io.configuration import from_dict
-from distill.models import (
-    Student,
-    StudentConfig,
-    TeacherFacts,
-    build_student,
-    resolve_student,
-    student_config_from_dict,
-)
+from distill.io.configuration import ConfigError
+from distill.io.run_folder import RunLock, RunStopped
+from distill.models import Student, StudentConfig, TeacherFacts, build_student, resolve_student
 from distill.models.student_checkpoint import CHECKPOINT_FORMAT, read_student_checkpoint
 from distill.nn.components import conv_output_lengths, valid_mask
 from distill.nn.ssl_encoder import model_input
 from distill.teachers import CheckpointTeacher, Teacher, TeacherOutput, load_teacher
 from distill.teachers.base import align_to_student
-from distill.training.config import DistillConfig, TrainingConfig, load_config  # noqa: F401  (load_config: with train)
-from distill.training.data import BucketBatchSampler, CropDataset, collate, index_corpus
+from distill.training.config import (  # noqa: F401  (load_config: with train)
+    DistillConfig,
+    TrainingConfig,
+    check_config,
+    check_data,
+    load_config,
+)
+from distill.training.data import BucketBatchSampler, CorpusIndex, CropDataset, collate, index_corpus
+from distill.training.guards import StepGuard, check_finite_state, step_is_finite, stop_on_signals
 from distill.training.loss import DistillLoss, compute_loss
+from distill.training.resumption import resumed_config
 from distill.training.runs import (
     MetricsLog,
     adamw_with_schedule,
+    latest_checkpoint,
     pick_device,
     resolve_autocast_dtype,
     restore,
@@ -141,12 +145,14 @@ class StepResult:
     losses: DistillLoss  # per_layer / l1 / cosine aligned with `layers`
     layers: list[int]  # teacher layer of each loss term (0 = the front-end output, with optim.layer0_loss)
     grad_norm: torch.Tensor  # global gradient norm before clipping
+    applied: bool = True  # False: the loss or gradient norm was not finite and the optimizer step was skipped
 
 
 def train_step(model: torch.nn.Module, student: Student, teacher: Teacher, optimizer: torch.optim.Optimizer,
                waveforms: torch.Tensor, lengths: torch.Tensor, config: DistillConfig, use_teacher: list[bool],
                autocast_dtype: Optional[torch.dtype], world_size: int = 1) -> StepResult:
-    """One optimisation step: teacher targets -> student -> masked loss -> backward -> clip -> optimizer step.
+    """One optimisation step: teacher targets -> student -> masked loss -> backward -> clip -> optimizer step, the
+    last only when the loss and gradient norm are finite (`StepResult.applied`).
 
     `model` is the student as called (possibly DDP-wrapped or compiled), `student` the bare module, whose resolved
     config gives the architecture; `config` gives the training schedule and the loss. The learning rate schedule is the
@@ -183,8 +189,10 @@ def train_step(model: torch.nn.Module, student: Student, teacher: Teacher, optim
     optimizer.zero_grad(set_to_none=True)
     losses.total.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), config.optim.clip_norm)
-    optimizer.step()
-    return StepResult(losses, layers, grad_norm)
+    applied = step_is_finite(losses.total, grad_norm, world_size)
+    if applied:  # a NaN or infinite step would poison every weight: it is not taken
+        optimizer.step()
+    return StepResult(losses, layers, grad_norm, applied)
 
 
 def _teacher_cnn(teacher: Teacher, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,17 +201,60 @@ def _teacher_cnn(teacher: Teacher, waveforms: torch.Tensor, lengths: torch.Tenso
     return model.feature_extractor(model_input(model.config, waveforms, lengths), lengths)
 
 
-def _as_trained(config: DistillConfig, saved: dict[str, Any]) -> DistillConfig:
-    """`config` for --resume: the architecture, the training schedule and the layer-0 term come from the checkpoint's
-    config (what its weights were trained with); the rest from `config`."""
-    return replace(config, student=student_config_from_dict(saved["student"]),
-                   training=from_dict(TrainingConfig, saved["training"], "training"),
-                   optim=replace(config.optim, layer0_loss=saved["optim"]["layer0_loss"]))
-
-
 def train(config: DistillConfig, resume: bool = False, teacher: Optional[Teacher] = None) -> Path:
     """Runs distillation; returns the path of the last checkpoint. `teacher`: a teacher built in Python (e.g.
-    `ModuleTeacher(my_model)`) instead of the one `config.teacher` names."""
+    `ModuleTeacher(my_model)`) instead of the one `config.teacher` names. Every config value is checked before any
+    work (`check_config`), and the run holds its output folder (`RunLock`: one run per folder) until it ends. On
+    SIGINT or SIGTERM the current step finishes, a checkpoint is written and `RunStopped` is raised."""
+    check_config(config, teacher_given=teacher is not None)
+    main_process = int(os.environ.get("RANK", 0)) == 0  # the one that writes: the folder is its to hold
+    with RunLock.folder(config.run.output_dir, "run.output_dir") if main_process else contextlib.nullcontext():
+        return _loop(_start(config, resume, teacher))
+
+
+@dataclass
+class _Run:
+    """A started run: what the loop reads and where it stands."""
+
+    config: DistillConfig
+    env: Distributed
+    device: torch.device
+    autocast_dtype: Optional[torch.dtype]
+    teacher: Teacher
+    student: Student
+    model: torch.nn.Module  # the student as called (DDP-wrapped on several processes)
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    sampler: BucketBatchSampler
+    loader: DataLoader
+    metrics: Optional[MetricsLog]  # the main process's
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    last_checkpoint: Optional[Path] = None  # the newest checkpoint of the run (written or resumed from)
+    data: dict[str, Any] = field(default_factory=dict)  # the training data's files and hours (a model card reports them)
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.config.run.output_dir)
+
+    def save(self) -> Path:
+        """A checkpoint of the current step (never of non-finite weights), then `latest` points to it."""
+        path = self.output_dir / "checkpoints" / f"step_{self.step:08d}.pt"
+        if self.env.is_main:
+            check_finite_state(self.student.state_dict(), self.step, self.last_checkpoint)
+            path = save_checkpoint(self.output_dir, self.step, {
+                "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "student": self.student.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "step": self.step,
+                "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "rng": rng_state(),
+                "teacher": self.teacher.identity(), "data": self.data,
+            }, self.config.run.keep_checkpoints)
+        self.last_checkpoint = path
+        return path
+
+
+def _start(config: DistillConfig, resume: bool, teacher: Optional[Teacher]) -> _Run:
+    """Device, processes, teacher, student, optimiser, data and the resumed state: a run ready for its first step."""
     output_dir = Path(config.run.output_dir)
     device = pick_device(config.run.device, int(os.environ.get("LOCAL_RANK", 0)))
     env = setup_distributed(device.type)
@@ -212,108 +263,154 @@ def train(config: DistillConfig, resume: bool = False, teacher: Optional[Teacher
     autocast_dtype = resolve_autocast_dtype(config.run.precision, device)
 
     checkpoint = start_run(output_dir, resume, read_student_checkpoint, config.run.seed)
+    teacher = _load_teacher(config.teacher, device) if teacher is None else teacher.to(device)
     if checkpoint is not None:
-        config = _as_trained(config, checkpoint["config"])
-
-    teacher = load_teacher(config.teacher, device) if teacher is None else teacher.to(device)
-    if checkpoint is not None and checkpoint["teacher"]["num_parameters"] != teacher.num_parameters():
-        raise ValueError(f"--resume: the checkpoint was distilled from {checkpoint['teacher']['spec']}, "
-                         f"which differs from the configured teacher {teacher.spec}")
+        config = resumed_config(config, checkpoint, teacher_facts(teacher), teacher.identity(), output_dir, env.is_main)
     student = prepare_student(config, teacher).to(device)
     config = replace(config, teacher=teacher.spec, student=student.config)  # what the run's files record
+    check_data(config.data, student.config.front_end_conv_layers())  # the resolved CNN: the teacher's may differ
     model: torch.nn.Module = student
     if env.world_size > 1:
         model = DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
 
     optimizer, scheduler = adamw_with_schedule((p for p in student.parameters() if p.requires_grad), config.optim)
-    total_steps = config.optim.total_steps
-
-    corpus = index_corpus(config.data.train)
+    corpus = _index(config.data.train)
     sampler = BucketBatchSampler(corpus.items, config.data.batch_size, config.data.crop_samples, config.run.seed,
                                  env.rank, env.world_size, config.data.bucket_batches)
     loader = DataLoader(CropDataset(corpus.items, config.data.crop_samples), batch_sampler=sampler, collate_fn=collate,
                         num_workers=config.data.num_workers, generator=torch.Generator().manual_seed(config.run.seed),
                         pin_memory=device.type == "cuda")
-
-    step, epoch, batch_in_epoch = 0, 0, 0
+    run = _Run(config, env, device, autocast_dtype, teacher, student, model, optimizer, scheduler, sampler, loader, None,
+               data={"files": len(corpus.items), "hours": corpus.hours})
     if checkpoint is not None:
-        step, epoch, batch_in_epoch = restore(checkpoint, "student", student, optimizer, scheduler)
+        run.step, run.epoch, run.batch_in_epoch = restore(checkpoint, "student", student, optimizer, scheduler)
+        run.last_checkpoint = latest_checkpoint(output_dir)
     elif config.student.target_standardization:  # a draw of its own (seed + 1): the training batches stay the same
         statistics_sampler = BucketBatchSampler(corpus.items, config.data.batch_size, config.data.crop_samples,
                                                 config.run.seed + 1, bucket_batches=config.data.bucket_batches)
         student.set_target_statistics(*measure_target_statistics(
             teacher, CropDataset(corpus.items, config.data.crop_samples), statistics_sampler,
             config.student.target_layers, device))
-
-    metrics: Optional[MetricsLog] = None
     if env.is_main:
-        (output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-        metrics = MetricsLog(output_dir, step)
-        print(f"[distill] teacher {teacher.spec}: {teacher.num_layers} layers, width {teacher.dim}")
-        print(f"[distill] student {config.student.kind}: {sum(p.numel() for p in student.parameters()):,} parameters")
-        print(f"[distill] data {config.data.train}: {len(corpus.items)} files, {corpus.hours:.2f} h; "
-              f"{len(corpus.problems)} files left out")
-        for problem in corpus.problems:
-            print(f"[distill] skipped {problem}")
+        _announce(run, corpus)
+    return run
 
-    def save() -> None:
-        if env.is_main:
-            save_checkpoint(output_dir, step, {
-                "format": CHECKPOINT_FORMAT, "config": config.to_dict(), "student": student.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
-                "batch_in_epoch": batch_in_epoch, "rng": rng_state(), "teacher": teacher.identity(),
-                "data": {"files": len(corpus.items), "hours": corpus.hours},  # what the model card reports
-            }, config.run.keep_checkpoints)
 
+def _load_teacher(spec: str, device: torch.device) -> Teacher:
+    """The configured teacher; a spec that names no usable teacher is an error of the `teacher` key."""
+    try:
+        return load_teacher(spec, device)
+    except (ValueError, OSError, ImportError) as error:
+        raise ConfigError("teacher", str(error)) from None
+
+
+def _index(source: str) -> CorpusIndex:
+    """The training corpus; one with no usable audio is an error of the `data.train` key."""
+    try:
+        return index_corpus(source)
+    except (ValueError, OSError) as error:
+        raise ConfigError("data.train", str(error)) from None
+
+
+def _announce(run: _Run, corpus: CorpusIndex) -> None:
+    """The run's config.yaml and metrics log, and what it trains on (the main process)."""
+    config, teacher = run.config, run.teacher
+    (run.output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (run.output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    run.metrics = MetricsLog(run.output_dir, run.step)
+    if run.last_checkpoint is not None:
+        print(f"[distill] resuming from step {run.step} of {config.optim.total_steps} ({run.last_checkpoint})")
+    print(f"[distill] teacher {teacher.spec}: {teacher.num_layers} layers, width {teacher.dim}")
+    print(f"[distill] student {config.student.kind}: {sum(p.numel() for p in run.student.parameters()):,} parameters")
+    print(f"[distill] data {config.data.train}: {len(corpus.items)} files, {corpus.hours:.2f} h; "
+          f"{len(corpus.problems)} files left out")
+    for problem in corpus.problems:
+        print(f"[distill] skipped {problem}")
+
+
+def _loop(run: _Run) -> Path:
+    """The training loop: batch -> step (applied only if finite) -> log -> checkpoint, until optim.total_steps; stops
+    after the current step on SIGINT / SIGTERM, with a checkpoint."""
+    config, env, total_steps = run.config, run.env, run.config.optim.total_steps
+    guard = StepGuard(config.run.max_nonfinite_steps, config.data.train, "distill", log=env.is_main)
     failed_reads: set[str] = set()
-    progress = tqdm(total=total_steps, initial=step, disable=not (env.is_main and config.run.progress), desc="distill",
+    progress = tqdm(total=total_steps, initial=run.step, disable=not (env.is_main and config.run.progress), desc="distill",
                     dynamic_ncols=True)
     last_log_time, audio_since_log = time.time(), 0.0
-    model.train()
-    while step < total_steps:
-        sampler.set_position(epoch, batch_in_epoch)
-        for batch in loader:
-            for message in batch["failed"]:
-                if message not in failed_reads and env.is_main:
-                    print(f"[distill] skipped {message}")
-                failed_reads.add(message)
-            batch_in_epoch += 1
-            if batch["waveforms"] is None:
-                continue
-            waveforms, lengths = batch["waveforms"].to(device, non_blocking=True), batch["lengths"].to(device)
-            use_teacher = teacher_history(config.training, len(config.student.target_layers), step, total_steps,
-                                          config.run.seed)
-            result = train_step(model, student, teacher, optimizer, waveforms, lengths, config, use_teacher, autocast_dtype,
-                                env.world_size)
-            losses, grad_norm = result.losses, result.grad_norm
-            scheduler.step()
-            step += 1
-            progress.update(1)
-            audio_since_log += float(batch["lengths"].sum()) * env.world_size / 16000  # host copy: no device sync
+    run.model.train()
+    with stop_on_signals() as stop:
+        while run.step < total_steps:
+            run.sampler.set_position(run.epoch, run.batch_in_epoch)
+            for batch in run.loader:
+                signum = stop.requested(env.world_size)
+                if signum:
+                    progress.close()
+                    saved = run.last_checkpoint if _saved_at(run.last_checkpoint, run.step) else run.save()
+                    raise RunStopped(run.step, signum, saved)
+                for message in batch["failed"]:
+                    if message not in failed_reads and env.is_main:
+                        print(f"[distill] skipped {message}")
+                    failed_reads.add(message)
+                run.batch_in_epoch += 1
+                if batch["waveforms"] is None:
+                    guard.skipped_batch(batch["failed"])
+                    continue
+                waveforms, lengths = batch["waveforms"].to(run.device, non_blocking=True), batch["lengths"].to(run.device)
+                use_teacher = teacher_history(config.training, len(config.student.target_layers), run.step, total_steps,
+                                              config.run.seed)
+                result = train_step(run.model, run.student, run.teacher, run.optimizer, waveforms, lengths, config,
+                                    use_teacher, run.autocast_dtype, env.world_size)
+                if not result.applied:
+                    guard.nonfinite_step(run.step, result.losses.total.item(), result.grad_norm.item(), batch["paths"],
+                                         run.last_checkpoint)
+                    continue
+                guard.applied_step()
+                run.scheduler.step()
+                run.step += 1
+                progress.update(1)
+                audio_since_log += float(batch["lengths"].sum()) * env.world_size / 16000  # host copy: no device sync
 
-            if env.is_main and (step % config.run.log_every == 0 or step in (1, total_steps)):
-                elapsed = time.time() - last_log_time
-                record = {"step": step, "loss": losses.total.item(), "lr": scheduler.get_last_lr()[0],
-                          "grad_norm": float(grad_norm), "audio_seconds_per_second": audio_since_log / max(elapsed, 1e-9)}
-                for layer, total, l1, cosine in zip(result.layers, losses.per_layer, losses.l1, losses.cosine):
-                    record.update({f"loss_layer_{layer}": total.item(), f"l1_layer_{layer}": l1.item(), f"cos_layer_{layer}": cosine.item()})
-                metrics.log(record)  # type: ignore[union-attr]
-                progress.set_postfix(loss=f"{record['loss']:.3f}", audio_s_per_s=f"{record['audio_seconds_per_second']:.1f}")
-                last_log_time, audio_since_log = time.time(), 0.0
-            if step % config.run.checkpoint_every == 0 or step == total_steps:
-                save()
-            if step >= total_steps:
-                break
-        else:
-            epoch, batch_in_epoch = epoch + 1, 0
+                if env.is_main and (run.step % config.run.log_every == 0 or run.step in (1, total_steps)):
+                    elapsed = time.time() - last_log_time
+                    record = _record(run, result, audio_since_log / max(elapsed, 1e-9), guard.nonfinite_total)
+                    run.metrics.log(record)  # type: ignore[union-attr]
+                    progress.set_postfix(loss=f"{record['loss']:.3f}",
+                                         audio_s_per_s=f"{record['audio_seconds_per_second']:.1f}")
+                    last_log_time, audio_since_log = time.time(), 0.0
+                if run.step % config.run.checkpoint_every == 0 or run.step == total_steps:
+                    run.save()
+                if run.step >= total_steps:
+                    break
+            else:
+                guard.end_of_epoch()
+                run.epoch, run.batch_in_epoch = run.epoch + 1, 0
     progress.close()
-    if env.is_main:
+    _finish(run, failed_reads)
+    return run.output_dir / "checkpoints" / f"step_{run.step:08d}.pt"
+
+
+def _saved_at(checkpoint: Optional[Path], step: int) -> bool:
+    return checkpoint is not None and checkpoint.name == f"step_{step:08d}.pt"
+
+
+def _record(run: _Run, result: StepResult, audio_per_second: float, nonfinite_steps: int) -> dict[str, float]:
+    """One metrics record of the step just made; `nonfinite_steps` (steps not applied so far) only when there were."""
+    losses = result.losses
+    record = {"step": run.step, "loss": losses.total.item(), "lr": run.scheduler.get_last_lr()[0],
+              "grad_norm": float(result.grad_norm), "audio_seconds_per_second": audio_per_second}
+    for layer, total, l1, cosine in zip(result.layers, losses.per_layer, losses.l1, losses.cosine):
+        record.update({f"loss_layer_{layer}": total.item(), f"l1_layer_{layer}": l1.item(),
+                       f"cos_layer_{layer}": cosine.item()})
+    if nonfinite_steps:
+        record["nonfinite_steps"] = nonfinite_steps
+    return record
+
+
+def _finish(run: _Run, failed_reads: set[str]) -> None:
+    if run.env.is_main:
         if failed_reads:
             print(f"[distill] {len(failed_reads)} files failed to read and were skipped")
-        metrics.close()  # type: ignore[union-attr]
-    if env.world_size > 1:
+        run.metrics.close()  # type: ignore[union-attr]
+    if run.env.world_size > 1:
         dist.barrier()
         dist.destroy_process_group()
-    return output_dir / "checkpoints" / f"step_{step:08d}.pt"
-
