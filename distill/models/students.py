@@ -327,16 +327,17 @@ class GenDistiller(Student):
         h0, key_padding = self.encoder.embed(features, frame_lengths)
         front = [features] if self.config.front_end_state else []
         last = _checked_layers(layers, len(front) + len(self.config.target_layers))
-        history, predicted = [h0], []
+        history, predicted, predictions = [h0], [], []
         for step in range(max(0, last - len(front))):
             prediction = self._generate(step, history, key_padding)
             predicted.append(prediction)
+            predictions.append(self._to_output(step, prediction))
             teacher_next = teacher_states is not None and use_teacher is not None and step < len(use_teacher) and use_teacher[step]
             own = prediction if history_gradient else prediction.detach()
             history.append(self._standardized(step, teacher_states[step].to(prediction.dtype))  # type: ignore[index]
                            if teacher_next else own)
-        h0, *front = _zero_padding([h0, *front], frame_lengths)
-        predictions = _zero_padding([self._to_output(step, z) for step, z in enumerate(predicted)], frame_lengths)
+        h0, *predictions = _zero_padding([h0, *predictions], frame_lengths)
+        front = _zero_padding(front, frame_lengths)
         generated = predictions if self.config.states_in_teacher_units else _zero_padding(predicted, frame_lengths)
         return StudentOutput([*front, h0, *generated][: last + 1], predictions, frame_lengths, h0)
 
