@@ -75,3 +75,21 @@ def test_legacy_checkpoint_resumes_with_its_training_settings(tmp_path):
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["step"] == 4 and "loss_layer_0" in record
     assert load_student(last)[0].config == load_student(FIXTURES / "gendistiller_pre_ln.pt")[0].config
+
+
+def test_training_is_bit_identical_to_the_code_before_the_regrouping(tmp_path):
+    """8 free-running steps of a pre-LN teacher's GenDistiller (narrowed front-end, step blocks, layer-0 term, one
+    thread): every weight equals the reference that the code before the regrouping wrote (fixtures README). The sums
+    autograd makes of a prediction's two gradients (its loss, the next step's history) follow the order of the forward,
+    which this checks too."""
+    corpus = write_tone_corpus(tmp_path / "corpus", num_files=4)
+    teacher = write_wavlm_checkpoint(tmp_path / "teacher.pt", {**LEGACY_TEACHER_CFG, "layer_norm_first": True})
+    config = load_config("tiny_gendistiller", [
+        f"teacher={teacher}", f"data.train={corpus}", f"run.output_dir={tmp_path / 'run'}", "optim.total_steps=8",
+        "run.progress=false", "training.history=free_running", "optim.layer0_loss=true",
+        "student.front_end_channels=8", "student.cnn_grad_mult=1.0", "student.step_ffn_dims=[24, 24, 0]"])
+    torch.manual_seed(0)
+    trained = read_student_checkpoint(train(config))["student"]
+    reference = torch.load(FIXTURES / "trained_free_running.pt")
+    assert list(trained) == list(reference)
+    assert [name for name in reference if not torch.equal(trained[name], reference[name])] == []
