@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 
@@ -14,14 +13,6 @@ def default_cache() -> Path:
     """$XDG_CACHE_HOME/gendistiller, else ~/.cache/gendistiller."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gendistiller"
 
-
-def require_tool(tool: str, package: str) -> str:
-    """The path of `tool`, or FetchError naming the Debian package that provides it."""
-    path = shutil.which(tool)
-    if path is None:
-        raise FetchError(f"`{tool}` was not found on PATH; install the `{package}` package "
-                         f"(Debian/Ubuntu: sudo apt-get install {package})")
-    return path
 
 
 def last_line(text: str) -> str:

@@ -39,7 +39,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from distill.corpora.fetching import FetchError, last_line, require_tool
+from distill.corpora.fetching import FetchError, last_line
 from distill.corpora.real_speech_layout import LAYOUT_VERSION, build_manifest, plan_layout, render_readme
 from distill.corpora.real_speech_voices import (
     CONTENT_TEST_VOICES,
@@ -52,6 +52,7 @@ from distill.corpora.real_speech_voices import (
     Voice,
 )
 from distill.corpora.synthetic_speaker import verification_trials  # the same VoxCeleb1 trials as the synthetic corpus
+from distill.corpora.system_tools import require_tool
 from distill.io.audio import SAMPLE_RATE
 
 MARKER = ".complete"  # written last; a folder without it is rebuilt
@@ -72,7 +73,7 @@ def _flat_name(prompt: str) -> str:
 
 def _apt_download(packages: Sequence[str], dest: Path) -> list[Path]:
     """`apt-get download` (no install, no root beyond fresh package lists) into dest; the .deb files."""
-    apt = require_tool("apt-get", "apt")
+    apt = require_tool("apt-get", "apt", FetchError)
     dest.mkdir(parents=True, exist_ok=True)
     result = subprocess.run([apt, "download", *packages], cwd=dest, capture_output=True, text=True)
     if result.returncode != 0:
@@ -84,7 +85,7 @@ def _apt_download(packages: Sequence[str], dest: Path) -> list[Path]:
 
 def download_asterisk(dest: Path, voices: Sequence[Voice] = VOICES) -> dict[str, str]:
     """Download the voices' packages and unpack each into dest/<package>/; returns {package: version}."""
-    dpkg_deb = require_tool("dpkg-deb", "dpkg")
+    dpkg_deb = require_tool("dpkg-deb", "dpkg", FetchError)
     packages = sorted({voice.package for voice in voices})
     debs = _apt_download(packages, dest / "debs")
     versions = {}
@@ -108,7 +109,7 @@ def fetch_asterisk_speech(cache: Path, *, workers: int = 2, progress: bool = Tru
     root = Path(cache) / "asterisk_speech"
     if is_complete(root):
         return root
-    require_tool("sox", "sox")
+    require_tool("sox", "sox", FetchError)
     Path(cache).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".asterisk-download-") as tmp:
         versions = download_asterisk(Path(tmp))
@@ -173,8 +174,9 @@ def _scan(unpacked: Path, voices: Sequence[Voice]) -> _Scan:
 def _convert(source: Path, target: Path) -> None:
     """8 kHz WAV or GSM -> 16 kHz mono 16-bit WAV (sox -D: no dither, so the same input gives the same bytes)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run([require_tool("sox", "sox"), "-D", "-V1", str(source), "-r", str(SAMPLE_RATE), "-c", "1",
-                             "-b", "16", "-e", "signed-integer", str(target)], capture_output=True, text=True)
+    sox = require_tool("sox", "sox", FetchError)
+    result = subprocess.run([sox, "-D", "-V1", str(source), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e",
+                             "signed-integer", str(target)], capture_output=True, text=True)
     if result.returncode != 0:
         raise FetchError(f"sox could not convert {source}: {last_line(result.stderr)}")
 
@@ -232,7 +234,7 @@ def build_asterisk_speech(unpacked: Path, root: Path, *, versions: Mapping[str, 
         return root
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    require_tool("sox", "sox")
+    require_tool("sox", "sox", FetchError)
     scan = _scan(unpacked, VOICES)  # check the input before touching the output
     if root.exists():
         if not (root / OWNER).exists() and any(root.iterdir()):

@@ -101,13 +101,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from distill.corpora.synthetic_audio import CorpusError, Mixture, Noise, Plan, Utterance, require_tool, write_audio
+from distill.corpora.synthetic_audio import CorpusError, Mixture, Noise, Plan, Utterance, write_audio
 from distill.corpora.synthetic_emotion import plan_iemocap
 from distill.corpora.synthetic_intents import plan_fluent_commands, plan_snips
 from distill.corpora.synthetic_keywords import plan_speech_commands
 from distill.corpora.synthetic_qbe import plan_quesst14
 from distill.corpora.synthetic_recognition import plan_librispeech
 from distill.corpora.synthetic_speaker import plan_librimix, plan_voxceleb1
+from distill.corpora.system_tools import require_tool
 
 PARTS = ("librispeech", "speech_commands", "voxceleb1", "fluent_commands", "iemocap", "snips", "librimix", "quesst14")
 MARKER = ".complete"  # written last: {"size", "seed", "version"}; a part without it is rebuilt
@@ -242,8 +243,8 @@ def build_corpus(root: Path, parts: Sequence[str] = PARTS, size: str = "default"
         raise ValueError(f"unknown corpus size {size!r}; expected one of {list(SIZES)}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    require_tool("espeak-ng", "espeak-ng")
-    require_tool("sox", "sox")
+    require_tool("espeak-ng", "espeak-ng", CorpusError)
+    require_tool("sox", "sox", CorpusError)
     paths = {}
     for name in parts:
         part_dir = root / name

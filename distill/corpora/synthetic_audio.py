@@ -8,7 +8,6 @@ generator a planner passes in, or from a clip's own seed, so the same seed gives
 from __future__ import annotations
 
 import itertools
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from distill.corpora.system_tools import require_tool
 from distill.io.audio import SAMPLE_RATE
 
 
@@ -30,15 +30,6 @@ _VOICES = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc",
 _VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2",
              "klatt3", "croak", "Andy", "Annie", "Alex", "aunty", "belinda", "benjamin", "edward", "iven",
              "john", "linda", "max", "michel", "paul", "quincy", "robert", "steph", "travis", "victor", "zac")
-
-
-def require_tool(name: str, package: str) -> str:
-    """The path of `name`, or CorpusError naming the Debian package that provides it."""
-    path = shutil.which(name)
-    if path is None:
-        raise CorpusError(f"`{name}` was not found on PATH; the corpus builder needs it. Install the "
-                          f"`{package}` package (Debian/Ubuntu: sudo apt-get install {package}).")
-    return path
 
 
 @dataclass(frozen=True)
@@ -115,13 +106,13 @@ class Utterance:
 def _synthesize(text: str, voice: str, pitch: int, rate: int, effects: Sequence[str] = (), word_gap: int = 0) -> np.ndarray:
     """espeak-ng -> sox -> float32 mono 16 kHz. sox runs with -D (no dither), so the result is repeatable."""
     gap = ["-g", str(word_gap)] if word_gap else []
-    espeak = subprocess.run([require_tool("espeak-ng", "espeak-ng"), "-v", voice, "-p", str(pitch), "-s", str(rate),
+    espeak = subprocess.run([require_tool("espeak-ng", "espeak-ng", CorpusError), "-v", voice, "-p", str(pitch), "-s", str(rate),
                              *gap, "--stdout", text], capture_output=True)
     if espeak.returncode != 0 or len(espeak.stdout) <= 44:
         raise CorpusError(f"espeak-ng failed for voice {voice!r} and text {text!r}: "
                           f"{espeak.stderr.decode(errors='replace').strip() or 'no audio'}")
     headroom = ("gain", "-n", "-10") if effects else ()  # so that boosting filters cannot clip
-    sox = subprocess.run([require_tool("sox", "sox"), "-D", "-V1", "-t", "wav", "-", "-t", "raw", "-e",
+    sox = subprocess.run([require_tool("sox", "sox", CorpusError), "-D", "-V1", "-t", "wav", "-", "-t", "raw", "-e",
                           "floating-point", "-b", "32", "-c", "1", "-r", str(SAMPLE_RATE), "-", *headroom, *effects,
                           "rate", str(SAMPLE_RATE)],
                          input=espeak.stdout, capture_output=True)
