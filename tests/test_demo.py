@@ -29,7 +29,7 @@ def test_reduced_main_job_writes_the_report(tmp_path):
                      result.stdout, re.MULTILINE)
 
     rows = read_results(work / "superb_results.csv")
-    upstreams = ("gendistiller", "distilhubert", "wavlm", "wavlm-untrained")
+    upstreams = ("gendistiller", "distilhubert", "distilhubert-ws", "wavlm", "wavlm-untrained")
     assert {(r["upstream"], r["task"], r["seed"]) for r in rows} == {(u, t, "1337") for u in upstreams for t in ("ks", "ic", "sid")}
     for row in rows:
         assert 0.0 <= float(row["test"]) <= 1.0 and int(row["params"]) > 0

@@ -5,7 +5,8 @@ Embedded default (offline, under 20 minutes on 2 CPU cores):
   2. pretrain a small WavLM teacher on the LibriSpeech-layout part, HuBERT-style (`gendistiller pretrain-teacher`; no
      weights can be downloaded), written in the official format, beside its untrained initialisation (the control);
   3. distil GenDistiller and the DistilHuBERT baseline from it on the LibriSpeech-layout corpus;
-  4. run KS, IC and SID with s3prl's runner for student, baseline, teacher and the untrained control;
+  4. run KS, IC and SID with s3prl's runner for student, baseline (on its last layer, SUPERB's `-s paper`, and on the
+     weighted sum of all its states, s3prl's default: `distilhubert-ws`), teacher and the untrained control;
   5. write report/: markdown tables (parameters; accuracy beside chance and the control; the share of the teacher's
      margin each student keeps; distillation loss and held-out fidelity per layer) and PNG plots.
 Paper scale: `gendistiller demo --teacher WavLM-Base+.pt --librispeech DIR --superb-data DIR` distils with the
@@ -220,6 +221,8 @@ def _run(args: argparse.Namespace) -> int:
                                         f"config.runner.save_step={args.superb_steps}",
                                         f"config.runner.log_step={args.superb_steps // 4}"]
     upstreams = [parse_upstream(f"{kind}:{path}") for kind, path in students.items()]
+    # DistilHuBERT both ways: on its last layer (SUPERB's convention) and on all its states (s3prl's default)
+    upstreams.append(parse_upstream(f"distilhubert-ws:{students['distilhubert']}"))
     upstreams.append(parse_upstream(f"{TEACHER_LABEL}:{teacher}"))
     if control is not None:
         upstreams.append(replace(parse_upstream(f"{TEACHER_LABEL}:{control}"), label=CONTROL_LABEL))
