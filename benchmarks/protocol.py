@@ -22,7 +22,7 @@ import argparse
 import statistics
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from distill.superb.sweep import Upstream, parse_upstream, sweep_seeds
 from distill.superb.tasks import load_tasks
 
 STEPS = 1000
+LRS = (1e-2, 1e-3, 1e-4)  # SUPERB's sweep
 
 
 def upstreams_of_seed(students: dict[str, str], options: dict[str, dict[str, Any]], out: Path) -> list[Upstream]:
@@ -106,13 +107,30 @@ def render(summary: dict[str, Any], setup: dict[str, Any]) -> str:
         ["task", "A - B", "points", "95% interval", "runs", "items", "better"], rows)
 
 
+def run(students_by_seed: dict[str, dict[str, str]], corpus: Path, tasks: Sequence[str], lrs: Sequence[float],
+        seeds: int, out: Path, options: Optional[dict[str, dict[str, Any]]] = None, jobs: int = 2
+        ) -> list[dict[str, Any]]:
+    """Every upstream of each distillation seed ({seed: {kind: checkpoint}}) through the tasks with SUPERB's
+    protocol, in out/distill_seed_S/ (finished runs reused); the results' rows, each with its "run" (seed:s3prl seed)."""
+    overrides = [f"config.runner.total_steps={STEPS}", f"config.runner.eval_step={STEPS}",
+                 f"config.runner.save_step={STEPS}", f"config.runner.log_step={STEPS // 4}"]
+    rows = []
+    for seed, students in students_by_seed.items():
+        folder = out / f"distill_seed_{seed}"
+        found = sweep_seeds(upstreams_of_seed(students, options or {}, folder), tasks, lrs, folder / "results.csv",
+                            folder / "superb", seeds, overrides=overrides, corpus=corpus, test_in_run=True,
+                            task_overrides=LOCAL_OVERRIDES, jobs=jobs)
+        rows += [{**row, "run": f"{seed}:{row['seed']}"} for row in found]
+    return rows
+
+
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, required=True, help="a corpus root in the tasks' layouts")
     parser.add_argument("--tasks", nargs="+", default=["sid", "ic"])
     parser.add_argument("--students", nargs="+", required=True, metavar="KIND@SEED=CHECKPOINT")
     parser.add_argument("--options", nargs="*", default=[], metavar="gendistiller-NAME=key:value,...")
-    parser.add_argument("--lrs", type=float, nargs="+", default=[1e-2, 1e-3, 1e-4])
+    parser.add_argument("--lrs", type=float, nargs="+", default=list(LRS))
     parser.add_argument("--seeds", type=int, default=3, help="s3prl seeds per upstream and task (default 3)")
     parser.add_argument("--jobs", type=int, default=2, help="s3prl runs at the same time")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/protocol"))
@@ -120,18 +138,12 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     options = parse_options(args.options)
     by_seed: dict[str, dict[str, str]] = {}
     for item in args.students:
-        label, _, path = item.partition("=")
+        label, sep, path = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--students item {item!r} must look like KIND@SEED=CHECKPOINT")
         kind, _, seed = label.partition("@")
         by_seed.setdefault(seed or "0", {})[kind] = path
-    overrides = [f"config.runner.total_steps={STEPS}", f"config.runner.eval_step={STEPS}",
-                 f"config.runner.save_step={STEPS}", f"config.runner.log_step={STEPS // 4}"]
-    rows = []
-    for seed, students in by_seed.items():
-        folder = args.out / f"distill_seed_{seed}"
-        found = sweep_seeds(upstreams_of_seed(students, options, folder), args.tasks, args.lrs, folder / "results.csv",
-                            folder / "superb", args.seeds, overrides=overrides, corpus=args.corpus, test_in_run=True,
-                            task_overrides=LOCAL_OVERRIDES, jobs=args.jobs)
-        rows += [{**row, "run": f"{seed}:{row['seed']}"} for row in found]
+    rows = run(by_seed, args.corpus, args.tasks, args.lrs, args.seeds, args.out, options, args.jobs)
     setup = {"corpus": str(args.corpus), "tasks": args.tasks, "students": args.students, "options": options,
              "lrs": args.lrs, "s3prl_seeds": args.seeds, "distillation_seeds": len(by_seed),
              "machine": machine_info(pick_device("cpu")),

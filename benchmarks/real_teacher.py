@@ -16,21 +16,21 @@ What it does, each stage resumable (finished runs are kept and reused):
    4 s crops (--batch-size, --crop-seconds), lr 1e-3, evaluated free running on the held-out voice's whole recordings;
    ablation variants beside the shipped students.
 4. SID (`sid`, s3prl's voxceleb1 expert) and the spoken numbers and letters (`ic`, s3prl's fluent_commands expert) for
-   the two shipped students, one s3prl run per (student, task, lr, seed) with s3prl's --seed, the demo's local
-   settings (1000 steps, lr 1e-2, dev and test evaluated at the end); mean and spread over seeds, and the paired
-   difference of the students on the same test items.
+   the two shipped students with the development protocol (`benchmarks/protocol.py`): DistilHuBERT scored on its last
+   layer and on the weighted sum of its states, s3prl's learning rates 1e-2 / 1e-3 / 1e-4 swept on the first s3prl
+   seed and the chosen one trained with the later seeds (--seeds, --lrs), the demo's local settings (1000 steps, dev
+   and test evaluated at the end); mean, spread and interval over seeds, every pair on the same test items.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 from benchmarks import fidelity
-from benchmarks.common import machine_info, markdown_table, pick_device, set_threads, write_outputs
+from benchmarks.common import machine_info, pick_device, set_threads, write_outputs
 from distill.io.audio import audio_files
 
 TARGET_LAYERS = (2, 4, 6)
@@ -72,79 +72,29 @@ def distil_and_compare(args: argparse.Namespace, teacher: str, speech: Path, out
         "--variants", *args.variants, "--threads", str(args.threads), "--out", str(out)])
 
 
-def downstream(checkpoints: dict[str, str], speech: Path, out: Path, seeds: list[int], lrs: list[float],
-               jobs: int) -> dict[str, dict[str, Any]]:
-    """{task: {student: {"test": [per seed], "mean", "spread", "lr": [per seed], "metric"}, "paired": {...}}}: test
-    accuracy per seed and its mean and spread; GenDistiller minus DistilHuBERT on the same test items with a paired
-    bootstrap interval, per seed and over the items of every seed together."""
-    from distill.commands.demo import LOCAL_OVERRIDES
-    from distill.superb.intervals import kept_correct, paired_difference
-    from distill.superb.sweep import parse_upstream, sweep
-    from distill.superb.tasks import load_tasks
+def downstream(checkpoints: dict[str, str], speech: Path, out: Path, seeds: int, lrs: list[float],
+               jobs: int) -> dict[str, Any]:
+    """SID and numbers/letters with the development protocol (`benchmarks/protocol.py`): each student as users run
+    it (DistilHuBERT on its last layer and on the weighted sum), the learning rates swept on the first s3prl seed and
+    the chosen one trained with the later seeds; scores with intervals, every pair on the same runs and test items."""
+    from benchmarks import protocol
 
-    steps = 1000  # the demo's schedule: dev and test evaluated once, at the end
-    overrides = [f"config.runner.total_steps={steps}", f"config.runner.eval_step={steps}",
-                 f"config.runner.save_step={steps}", f"config.runner.log_step={steps // 4}"]
-    upstreams = [parse_upstream(f"{kind}:{path}") for kind, path in checkpoints.items()]
-    tasks = load_tasks()
-    found: dict[str, dict[str, Any]] = {task: {} for task in TASKS}
-    items: dict[str, dict[str, dict[str, bool]]] = {task: {kind: {} for kind in STUDENTS} for task in TASKS}
-    paired: dict[str, list[dict[str, Any]]] = {task: [] for task in TASKS}
-    for seed in seeds:
-        rows = sweep(upstreams, TASKS, lrs, out / f"superb_seed{seed}.csv", out / "superb" / f"seed{seed}", overrides,
-                     speech, test_in_run=True, task_overrides=LOCAL_OVERRIDES, jobs=jobs, seed=seed)
-        correct = {}
-        for row in rows:
-            entry = found[row["task"]].setdefault(row["upstream"], {"test": [], "lr": [], "metric": row["metric"]})
-            entry["test"].append(100 * float(row["test"]))
-            entry["lr"].append(float(row["lr"]))
-            correct[row["task"], row["upstream"]] = kept_correct(tasks[row["task"]], Path(row["expdir"]))
-        for task in TASKS:
-            ours, theirs = (correct.get((task, kind)) for kind in STUDENTS)
-            if ours is None or theirs is None:
-                continue
-            comparison = paired_difference(ours, theirs)
-            paired[task].append({"seed": seed, **_points(comparison)})
-            for kind, results in zip(STUDENTS, (ours, theirs)):
-                items[task][kind].update({f"{seed}:{item}": right for item, right in results.items()})
-    for task, by_student in found.items():
-        for entry in by_student.values():
-            entry["mean"] = statistics.fmean(entry["test"])
-            entry["spread"] = statistics.stdev(entry["test"]) if len(entry["test"]) > 1 else 0.0
-        pooled = paired_difference(*items[task].values()) if all(items[task].values()) else None
-        by_student["paired"] = {"per_seed": paired[task], "all_seeds": _points(pooled) if pooled else None}
-    return found
-
-
-def _points(comparison: Any) -> dict[str, Any]:
-    """A paired comparison in accuracy points; verdict "A" (GenDistiller), "B" (DistilHuBERT) or "~" (a tie)."""
-    return {"difference": 100 * comparison.difference, "low": 100 * comparison.low, "high": 100 * comparison.high,
-            "items": comparison.items, "verdict": comparison.verdict}
+    return protocol.summarize(protocol.run({"0": checkpoints}, speech, TASKS, lrs, seeds, out / "downstream", jobs=jobs))
 
 
 def render(results: dict[str, Any]) -> str:
+    from benchmarks import protocol
+
     gap = results["padding_gap"]
     text = (f"Whisper base per utterance vs padded to 30 s, {gap['files']} held-out files, {gap['frames']} frames "
             "(mean cosine / relative L1 per layer): "
             + ", ".join(f"{m['layer']}: {m['cosine']:.3f} / {m['relative_l1']:.3f}" for m in gap["layers"]) + "\n\n")
     text += results["fidelity_markdown"]
     if results["downstream"]:
-        seeds = results["setup"]["seeds"]
-        rows = [[task, student, f"{e['mean']:.2f} ± {e['spread']:.2f}", " / ".join(f"{t:.2f}" for t in e["test"]),
-                 " / ".join(f"{lr:g}" for lr in e["lr"])]
-                for task, by_student in results["downstream"].items() for student, e in by_student.items()
-                if student != "paired"]
-        text += (f"\nDownstream on real speech (test accuracy %, s3prl seeds {seeds}, mean ± standard deviation over "
-                 "seeds; lr chosen on dev per seed):\n\n"
-                 + markdown_table(["task", "student", "mean ± sd", "per seed", "lr per seed"], rows))
-        verdicts = {"A": STUDENTS[0], "B": STUDENTS[1], "~": "~ (tie)"}
-        rows = [[task, str(c.get("seed", "all")), f"{c['difference']:+.2f}", f"[{c['low']:+.1f}, {c['high']:+.1f}]",
-                 c["items"], verdicts[c["verdict"]]]
-                for task, by_student in results["downstream"].items()
-                for c in [*by_student["paired"]["per_seed"], *filter(None, [by_student["paired"]["all_seeds"]])]]
-        text += ("\nGenDistiller minus DistilHuBERT on the same test items (points; 95% paired bootstrap interval, "
-                 "1000 resamples; 'all': the items of every seed together):\n\n"
-                 + markdown_table(["task", "seed", "difference", "95% interval", "items", "better"], rows))
+        setup = results["setup"]
+        text += "\n" + protocol.render(results["downstream"], {
+            "corpus": setup["speech"], "machine": results["machine"], "lrs": setup["lrs"],
+            "s3prl_seeds": setup["seeds"], "distillation_seeds": 1})
     return text
 
 
@@ -160,10 +110,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--variants", nargs="+", choices=list(fidelity.VARIANTS), default=list(STUDENTS),
                         help="fidelity variants (the downstream tasks run the shipped gendistiller and distilhubert)")
-    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="s3prl seeds of the downstream runs "
-                        "(none: fidelity only)")
-    parser.add_argument("--lrs", type=float, nargs="+", default=[1e-2], help="downstream learning rates (default: the "
-                        "demo's 1e-2; several are chosen among on dev, per seed)")
+    parser.add_argument("--seeds", type=int, default=3, help="s3prl seeds of the downstream runs (0: fidelity only)")
+    parser.add_argument("--lrs", type=float, nargs="+", default=[1e-2, 1e-3, 1e-4], help="downstream learning rates, "
+                        "swept on the first s3prl seed (default: SUPERB's)")
     parser.add_argument("--jobs", type=int, default=2, help="s3prl runs at the same time")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/real_teacher"))

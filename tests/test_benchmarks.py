@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -221,38 +222,132 @@ def test_fidelity_cli_on_a_whisper_teacher(tmp_path):
     assert "The teacher's layers on the held-out audio" in (out / "fidelity.md").read_text()
 
 
-def test_real_teacher_downstream_pairs_the_students_on_the_same_items(tmp_path, monkeypatch):
-    """benchmarks/real_teacher.py's downstream stage (the sweep faked: the real one needs the fetched speech): test
-    accuracy per seed, mean and spread, and GenDistiller minus DistilHuBERT on the same kept test items."""
-    import distill.superb.sweep
-    from benchmarks import real_teacher
+def test_real_teacher_downstream_runs_the_protocol_with_distilhubert_scored_both_ways(
+        tmp_path, monkeypatch, gendistiller_ckpt, distilhubert_ckpt):
+    """benchmarks/real_teacher.py's downstream stage is benchmarks/protocol.py's (the s3prl runs faked: the real ones
+    need the fetched speech): every upstream a user would run, the learned weights of the weighted sum, scores over
+    runs and every pair of upstreams on the same runs and test items."""
+    import yaml
+
+    from benchmarks import protocol, real_teacher
     from distill.superb.intervals import TEST_ITEMS
 
-    def fake_sweep(upstreams, tasks, lrs, results, expdir, *args, seed=None, **kwargs):
+    seen = []
+    right_of = {"gendistiller": 90, "distilhubert": 50, "distilhubert-ws": 70}
+
+    def fake_sweep_seeds(upstreams, tasks, lrs, results, expdir, seeds, **kwargs):
+        seen.append([(u.label, u.s3prl_name, u.feature, u.model_config) for u in upstreams])
         rows = []
-        for upstream in upstreams:
-            for task in tasks:
-                run = expdir / upstream.label / task
-                (run / TEST_ITEMS).mkdir(parents=True)
-                right = 90 if upstream.label == "gendistiller" else 50 + seed  # of 100 items
-                separator, suffix = (",", "csv") if task == "ic" else (" ", "txt")
-                (run / TEST_ITEMS / f"test_truth.{suffix}").write_text("".join(f"u{i}{separator}a\n" for i in range(100)))
-                (run / TEST_ITEMS / f"test_predict.{suffix}").write_text(
-                    "".join(f"u{i}{separator}{'a' if i < right else 'b'}\n" for i in range(100)))
-                rows.append({"upstream": upstream.label, "task": task, "metric": "acc", "test": right / 100, "lr": 0.01,
-                             "expdir": str(run)})
+        for seed in range(1337, 1337 + seeds):
+            for upstream in upstreams:
+                for task in tasks:
+                    run = expdir / f"seed_{seed}" / upstream.label / task
+                    (run / TEST_ITEMS).mkdir(parents=True)
+                    right = right_of.get(upstream.label, 60) + seed - 1337  # of 100 items
+                    separator, suffix = (",", "csv") if task == "ic" else (" ", "txt")
+                    (run / TEST_ITEMS / f"test_truth.{suffix}").write_text(
+                        "".join(f"u{i}{separator}a\n" for i in range(100)))
+                    (run / TEST_ITEMS / f"test_predict.{suffix}").write_text(
+                        "".join(f"u{i}{separator}{'a' if i < right else 'b'}\n" for i in range(100)))
+                    torch.save({"Featurizer": {"weights": torch.tensor([0.0, 0.0, 2.0])}}, run / "dev-best.ckpt")
+                    rows.append({"upstream": upstream.label, "task": task, "seed": str(seed), "test": right / 100,
+                                 "lr": "0.01", "expdir": str(run)})
         return rows
 
-    monkeypatch.setattr(distill.superb.sweep, "sweep", fake_sweep)
-    monkeypatch.setattr(distill.superb.sweep, "parse_upstream",
-                        lambda spec: distill.superb.sweep.Upstream(spec.split(":")[0], "x", "ckpt"))
-    found = real_teacher.downstream({"gendistiller": "g.pt", "distilhubert": "d.pt"}, tmp_path, tmp_path, [0, 2], [0.01], 1)
-    for task in ("sid", "ic"):
-        assert found[task]["gendistiller"]["test"] == [90.0, 90.0] and found[task]["distilhubert"]["test"] == [50.0, 52.0]
-        assert found[task]["distilhubert"]["mean"] == 51.0 and found[task]["distilhubert"]["spread"] == pytest.approx(2 ** 0.5)
-        paired = found[task]["paired"]
-        assert [c["seed"] for c in paired["per_seed"]] == [0, 2] and paired["per_seed"][0]["difference"] == pytest.approx(40)
-        assert paired["all_seeds"]["items"] == 200 and paired["all_seeds"]["verdict"] == "A"
+    monkeypatch.setattr(protocol, "sweep_seeds", fake_sweep_seeds)
+    checkpoints = {"gendistiller": str(gendistiller_ckpt), "distilhubert": str(distilhubert_ckpt)}
+    summary = real_teacher.downstream(checkpoints, tmp_path, tmp_path, 2, [0.01], 1)
+    assert [(label, feature) for label, _, feature, _ in seen[0]] == [
+        ("gendistiller", None), ("distilhubert", "paper"), ("distilhubert-ws", None)]
+    scores = {(s["task"], s["upstream"]): s for s in summary["scores"]}
+    assert scores["sid", "gendistiller"]["mean"] == pytest.approx(90.5) and scores["sid", "gendistiller"]["runs"] == 2
+    assert scores["ic", "distilhubert"]["sd"] == pytest.approx(0.5 ** 0.5)
+    assert scores["ic", "distilhubert-ws"]["weights"] == pytest.approx(torch.softmax(torch.tensor([0.0, 0.0, 2.0]), 0).tolist())
+    pairs = {(p["task"], p["a"], p["b"]): p for p in summary["pairs"]}
+    assert pairs["sid", "distilhubert", "gendistiller"]["difference"] == pytest.approx(-40)
+    assert pairs["sid", "distilhubert", "gendistiller"]["better"] == "gendistiller"
+    assert pairs["ic", "distilhubert-ws", "gendistiller"]["items"] == 200
+
+    protocol.run({"0": {"gendistiller": str(gendistiller_ckpt)}}, tmp_path, ["sid"], [0.01], 1, tmp_path / "options",
+                 {"gendistiller-std": {"states_in_teacher_units": False}})
+    label, name, _, model_config = seen[1][-1]
+    assert (label, name) == ("gendistiller-std", "gendistiller_local")
+    assert yaml.safe_load(Path(model_config).read_text()) == {"states_in_teacher_units": False}
+
     results = {"padding_gap": {"files": 1, "frames": 2, "layers": [{"layer": 0, "cosine": 1.0, "relative_l1": 0.0}]},
-               "fidelity_markdown": "", "downstream": found, "setup": {"seeds": [0, 2]}}
-    assert "| sid | all | +39.00 |" in real_teacher.render(results)
+               "fidelity_markdown": "", "downstream": summary, "machine": {"cpu": "cpu", "date": "today"},
+               "setup": {"speech": "speech", "seeds": 2, "lrs": [0.01]}}
+    assert "| sid | distilhubert - gendistiller | -40.00 |" in real_teacher.render(results)
+
+
+def write_probe_corpus(root: Path) -> Path:
+    """The SID and content layouts `benchmarks/probes.py` reads: two voices (a low and a high tone) and two words."""
+    import soundfile
+
+    def tone(path: Path, hertz: float, seconds: float) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        t = np.arange(int(16000 * seconds)) / 16000
+        soundfile.write(path, (0.1 * np.sin(2 * np.pi * hertz * t)).astype("float32"), 16000)
+
+    lines = []
+    for speaker, hertz in (("id0", 120.0), ("id1", 900.0)):
+        for take in range(6):
+            name = f"{speaker}/v/{take:05d}.wav"
+            tone(root / "voxceleb1" / "dev" / "wav" / name, hertz * (1 + 0.02 * take), 0.5 + 0.1 * take)
+            lines.append(f"{1 if take < 4 else 3} {name}")
+    (root / "voxceleb1" / "iden_split.txt").write_text("\n".join(lines) + "\n")
+    (root / "fluent_commands" / "data").mkdir(parents=True)
+    for split, takes in (("train", range(4)), ("test", range(4, 6))):
+        rows = ["path,speakerId,transcription,action,object,location"]
+        for word, hertz in (("one", 200.0), ("two", 2000.0)):
+            for take in takes:
+                path = f"wavs/{split}/{word}{take}.wav"
+                tone(root / "fluent_commands" / path, hertz + 10 * take, 0.4 + 0.1 * take)
+                rows.append(f"{path},s{take},{word},{word},none,none")
+        (root / "fluent_commands" / "data" / f"{split}_data.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_probes_cli(tmp_path, tiny_wavlm_path, gendistiller_ckpt, distilhubert_ckpt):
+    """Linear probes on every exposed state of the teacher and both students; two voices a low and a high tone apart
+    are told apart from the states of all of them."""
+    from benchmarks import probes
+
+    corpus = write_probe_corpus(tmp_path / "corpus")
+    summary = probes.main(["--corpus", str(corpus), "--teacher", str(tiny_wavlm_path), "--students",
+                           f"gendistiller@0={gendistiller_ckpt}", f"distilhubert@0={distilhubert_ckpt}",
+                           f"gendistiller-front@0={gendistiller_ckpt}", "--options",
+                           "gendistiller-front=front_end_state:true", "--out", str(tmp_path / "out")])
+    kinds = summary["kinds"]
+    assert list(kinds) == ["teacher", "gendistiller", "distilhubert", "gendistiller-front"]
+    assert kinds["gendistiller"]["names"][0] == "h0" and kinds["distilhubert"]["names"][0] == "front_end"
+    for kind in kinds.values():
+        assert kind["tasks"]["speaker"]["states"][probes.ALL]["accuracy"] == 100.0
+        assert len(kind["tasks"]["content"]["norms"]) == len(kind["names"])
+    # The option changes what s3prl sees, not the checkpoint: one more state, the others unchanged.
+    assert kinds["gendistiller-front"]["names"] == ["front_end", *kinds["gendistiller"]["names"]]
+    assert kinds["gendistiller-front"]["tasks"]["speaker"]["norms"][1:] == pytest.approx(
+        kinds["gendistiller"]["tasks"]["speaker"]["norms"])
+    assert {(p["a"], p["b"]) for p in summary["pairs"]} >= {("gendistiller", "distilhubert")}
+    markdown = (tmp_path / "out" / "probes.md").read_text()
+    assert "### speaker" in markdown and "| speaker | gendistiller - distilhubert | all states |" in markdown
+    assert len(list((tmp_path / "out" / "states").glob("*.npz"))) == 2 * len(kinds)  # kept for the next run
+
+
+def test_fidelity_intervals_cli(tmp_path, tiny_wavlm_path, gendistiller_ckpt, distilhubert_ckpt):
+    """Fidelity per layer with intervals over seeds and files, the two kinds paired on the same files."""
+    from benchmarks import fidelity_intervals
+
+    heldout = write_tone_corpus(tmp_path / "heldout", num_files=4, seed=3)
+    results = fidelity_intervals.main(["--teacher", str(tiny_wavlm_path), "--heldout", str(heldout), "--students",
+                                       f"gendistiller@0={gendistiller_ckpt}", f"gendistiller@1={gendistiller_ckpt}",
+                                       f"distilhubert@0={distilhubert_ckpt}", "--out", str(tmp_path / "out")])
+    assert set(results["kinds"]) == {"gendistiller", "distilhubert"}
+    for by_layer in results["kinds"].values():
+        for by_metric in by_layer.values():
+            for entry in by_metric.values():
+                assert entry["low"] <= entry["value"] <= entry["high"]
+    for by_metric in results["paired"].values():
+        for metric, entry in by_metric.items():
+            assert entry["verdict"] in ("ahead", "tie", "behind")
+    assert "paired on the same seeds and files" in (tmp_path / "out" / "fidelity_intervals.md").read_text()
