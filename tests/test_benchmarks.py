@@ -351,3 +351,15 @@ def test_fidelity_intervals_cli(tmp_path, tiny_wavlm_path, gendistiller_ckpt, di
         for metric, entry in by_metric.items():
             assert entry["verdict"] in ("ahead", "tie", "behind")
     assert "paired on the same seeds and files" in (tmp_path / "out" / "fidelity_intervals.md").read_text()
+
+
+def test_budget_cli(tmp_path):
+    """Every narrowed GenDistiller within the budget; the geometries over it named in the table's headline."""
+    from benchmarks import budget
+
+    rows = budget.main(["--out", str(tmp_path)])
+    assert len(rows) == 2 * len(budget.FRONT_ENDS) * len(budget.WIDTHS) * len(budget.DEPTHS)
+    assert all(row["share"] <= 0.67 for row in rows if row["front_end"] == 128)
+    over = [row for row in rows if row["share"] > 0.67]
+    assert over and all(row["front_end"] == "copied" and row["step_ffn_dims"] == [] for row in over)
+    assert f"{len(rows) - len(over)} of {len(rows)} geometries within it" in (tmp_path / "budget.md").read_text()

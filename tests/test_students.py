@@ -4,6 +4,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from benchmarks.budget import shares
 from distill.io.audio import pad_waveforms
 from distill.models import (
     DistilHuBERTConfig,
@@ -58,21 +59,6 @@ def test_early_step_blocks_fit_the_budget_only_with_a_narrowed_front_end():
         assert share(dim, num_layers, 0, "early") > 0.67 and share(dim, num_layers, 0, "auto") <= 0.67
 
 
-def _shares(dim: int, num_layers: int, front_end_channels: int, pre_ln: bool) -> tuple[float, float, list[int]]:
-    """GenDistiller's share of DistilHuBERT's parameters with step_ffn_dims auto, the same without any step blocks,
-    and auto's block sizes, for a teacher of this geometry (three targets spread over its depth, two for two layers)."""
-    geometry = {**gendistiller_base_config().geometry, "dim": dim, "ffn_dim": 4 * dim, "num_heads": max(1, dim // 64),
-                "num_layers": num_layers, "layer_norm_first": pre_ln}
-    targets = sorted({max(1, round(num_layers * k / 3)) for k in (1, 2, 3)})
-    options = dict(geometry=geometry, target_layers=targets, front_end_channels=front_end_channels,
-                   cnn_grad_mult=1.0 if front_end_channels else 0.1)
-    teacher = TeacherFacts("teacher", dim, num_layers, not pre_ln, 320, geometry)
-    theirs = count(resolve_student(DistilHuBERTConfig(**options), teacher))
-    ours = resolve_student(GenDistillerConfig(**options), teacher)
-    bare = resolve_student(GenDistillerConfig(step_ffn_dims=[], **options), teacher)
-    return count(ours) / theirs, count(bare) / theirs, ours.step_ffn_dims
-
-
 @pytest.mark.parametrize("pre_ln", [False, True])
 @pytest.mark.parametrize("dim", [256, 384, 512, 768, 1024])
 def test_auto_keeps_the_budget_at_every_width(dim, pre_ln):
@@ -81,10 +67,10 @@ def test_auto_keeps_the_budget_at_every_width(dim, pre_ln):
     With the teacher's CNN copied, auto adds no blocks: GenDistiller is then within 67% from 768 wide (three or more
     layers); narrower teachers' 512-channel CNN alone takes it past (the README says to narrow the front-end there)."""
     for num_layers in (2, 3, 4, 6, 12, 24):
-        narrowed, _, sizes = _shares(dim, num_layers, 128, pre_ln)
+        narrowed, _, sizes = shares(dim, num_layers, 128, pre_ln)
         assert narrowed <= 0.67, (dim, num_layers, narrowed)
         assert sizes[-1] == 0 and 0 < max(sizes) <= round(0.75 * dim), sizes
-        copied, copied_bare, copied_sizes = _shares(dim, num_layers, 0, pre_ln)
+        copied, copied_bare, copied_sizes = shares(dim, num_layers, 0, pre_ln)
         assert copied_sizes == [] and copied == copied_bare
         if dim >= 768 and num_layers >= 3:
             assert copied <= 0.67, (dim, num_layers, copied)
