@@ -42,7 +42,8 @@ class UpstreamExpert(UpstreamBase):
         ckpt: path of a student checkpoint (`runs/.../checkpoints/step_*.pt`). Anything else (a teacher
             checkpoint, an s3prl `distiller` file, a random pickle) raises `CheckpointError` naming what it found.
         model_config: s3prl's `-g` option: None, or a YAML file of inference options (`chunk_window_seconds`,
-            `chunk_context_seconds`, `layers`); the architecture always comes from the checkpoint.
+            `chunk_context_seconds`, `layers`, and for a GenDistiller the exposed states: `front_end_state`,
+            `states_in_teacher_units`); the architecture always comes from the checkpoint.
         **kwargs: passed to `UpstreamBase` (s3prl's runner also passes `refresh`, which is ignored).
     """
 
