@@ -51,9 +51,9 @@ def test_export_command(distilhubert_ckpt, gendistiller_ckpt, tiny_wavlm_path, t
     out = tmp_path / "exported" / "distilhubert.ckpt"
     assert main(["export", "--to", "s3prl-distiller", str(distilhubert_ckpt), str(out)]) == 0
     assert out.is_file() and "distiller_local" in capsys.readouterr().out
-    assert main(["export", "--to", "s3prl-distiller", str(gendistiller_ckpt), str(tmp_path / "g.ckpt")]) == 1
+    assert main(["export", "--to", "s3prl-distiller", str(gendistiller_ckpt), str(tmp_path / "g.ckpt")]) == 2
     assert "only the DistilHuBERT baseline" in capsys.readouterr().err
-    assert main(["export", "--to", "s3prl-distiller", str(tiny_wavlm_path), str(tmp_path / "t.ckpt")]) == 1
+    assert main(["export", "--to", "s3prl-distiller", str(tiny_wavlm_path), str(tmp_path / "t.ckpt")]) == 2
     assert "not a GenDistiller student checkpoint" in capsys.readouterr().err
 
 

@@ -196,7 +196,7 @@ def test_embed_writes_features_per_file(exported, tmp_path, capsys):
 
 def test_clear_errors(exported, tiny_wavlm_path, tmp_path, capsys):
     checkpoint, fp32, _ = exported
-    assert cli(["export", "--to", "onnx", str(tiny_wavlm_path), str(tmp_path / "t.onnx")]) == 1
+    assert cli(["export", "--to", "onnx", str(tiny_wavlm_path), str(tmp_path / "t.onnx")]) == 2
     assert "not a GenDistiller student checkpoint" in capsys.readouterr().err
     for output, problem in ((tmp_path / "missing" / "s.onnx", "does not exist"), (tmp_path, "is a directory")):
         assert cli(["export", "--to", "onnx", str(checkpoint), str(output)]) == 2

@@ -2,21 +2,20 @@
 
 s3prl-distiller: the baseline as s3prl's own DistilHuBERT checkpoint (`-u distiller_local`). onnx: either student as
 an ONNX graph for onnxruntime (`distill.deploy.runtime.OnnxStudent`, `gendistiller embed`), optionally quantized. hf:
-either student as a transformers folder with a model card (`distill.deploy.hf_export`); its errors (a file that is not
-a student checkpoint, a folder that holds other files) end as the CLI's one-line error, exit status 2.
+either student as a transformers folder with a model card (`distill.deploy.hf_export`). Errors (a file that is not a
+student checkpoint, a student the format cannot hold, an output that cannot be written) end as the CLI's one-line
+error, exit status 2.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 from distill.deploy.hf_export import export_hf
 from distill.deploy.onnx_export import QUANTIZATIONS, export_onnx
-from distill.deploy.s3prl_distiller import ExportError, export_s3prl_distiller
+from distill.deploy.s3prl_distiller import export_s3prl_distiller
 from distill.io.audio import audio_files, read_audio
-from distill.io.checkpoint_files import CheckpointError
 
 FORMATS = ("s3prl-distiller", "onnx", "hf")
 CALIBRATION_FILES = 8
@@ -50,18 +49,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--license applies to --to hf only")
     if (args.quantize == "int8-cnn") != (args.calibration is not None):
         raise ValueError("--quantize int8-cnn needs --calibration DIR (audio for the CNN's ranges), and only it uses one")
-    try:
-        if args.to == "onnx":
-            path = _export_onnx(args)
-            what = f"{args.quantize}: {QUANTIZATIONS[args.quantize]}" if args.quantize else "fp32"
-            print(f"[export] wrote {path} (onnx, {what}); run it with distill.deploy.runtime.OnnxStudent or "
-                  f"`gendistiller embed --model {path} AUDIO...`")
-        else:
-            path = export_s3prl_distiller(args.checkpoint, args.output)
-            print(f"[export] wrote {path} ({args.to}); use it with s3prl: -u distiller_local -k {path}")
-    except (ExportError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    if args.to == "onnx":
+        path = _export_onnx(args)
+        what = f"{args.quantize}: {QUANTIZATIONS[args.quantize]}" if args.quantize else "fp32"
+        print(f"[export] wrote {path} (onnx, {what}); run it with distill.deploy.runtime.OnnxStudent or "
+              f"`gendistiller embed --model {path} AUDIO...`")
+    else:
+        path = export_s3prl_distiller(args.checkpoint, args.output)
+        print(f"[export] wrote {path} ({args.to}); use it with s3prl: -u distiller_local -k {path}")
     return 0
 
 
