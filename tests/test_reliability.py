@@ -168,6 +168,22 @@ def test_a_checkpoint_with_nonfinite_weights_is_refused_by_name(tmp_path, gendis
     assert "non-finite weights" in one_line(capsys.readouterr().err)
 
 
+def test_a_teacher_with_nonfinite_weights_is_refused_by_name(tmp_path, tiny_wavlm_path, capsys):
+    """A teacher whose weights hold NaN gives only NaN targets: refused on load, before any training step."""
+    from distill.teachers import load_teacher
+
+    checkpoint = torch.load(tiny_wavlm_path, weights_only=False)
+    weights = checkpoint["model"]
+    name = next(key for key, value in weights.items() if value.is_floating_point() and "layers.1." in key)
+    weights[name] = torch.full_like(weights[name], float("inf"))
+    poisoned = tmp_path / "poisoned_teacher.pt"
+    torch.save(checkpoint, poisoned)
+    with pytest.raises(CheckpointError, match="poisoned_teacher.pt: non-finite weights .* in "):
+        load_teacher(str(poisoned))
+    assert cli(["teacher-info", str(poisoned)]) == 2
+    assert "non-finite weights" in one_line(capsys.readouterr().err)
+
+
 def test_pretraining_and_fidelity_skip_nan_files(tmp_path, tiny_wavlm_path, gendistiller_ckpt, nan_corpus, capsys):
     from distill.teachers import load_teacher
     from distill.training.fidelity import heldout_fidelity

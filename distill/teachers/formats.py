@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import torch
 
-from distill.io.checkpoint_files import CheckpointError, read_checkpoint
+from distill.io.checkpoint_files import CheckpointError, check_finite_weights, read_checkpoint
 from distill.teachers import (
     ctranslate2_format,
     fairseq_format,
@@ -65,9 +65,12 @@ LOADERS: dict[str, Callable[[Source], Teacher]] = {
 
 
 def load_teacher(spec: str, device: str | torch.device = "cpu") -> Teacher:
-    """The frozen, eval-mode teacher a spec names, on `device`."""
+    """The frozen, eval-mode teacher a spec names, on `device`. CheckpointError if any of its weights is not finite
+    (such a teacher gives only NaN targets)."""
     source = sniff(spec)
-    return LOADERS[source.format](source).to(device)
+    teacher = LOADERS[source.format](source)
+    check_finite_weights(dict(teacher.named_parameters()), source.location)
+    return teacher.to(device)
 
 
 def sniff(spec: str) -> Source:
