@@ -90,6 +90,10 @@ def test_resume_is_exact(tmp_path, corpus, monkeypatch):
     a, b = torch.load(straight, weights_only=True)["model"], torch.load(resumed, weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [r["loss"] for r in records(default_run_dir(stopped))] == [r["loss"] for r in records(default_run_dir(straight))]
+    with pytest.raises(ValueError, match=r"changes the run in .*model.encoder_layers: 3 \(checkpoint: 2\)"):
+        pretrain(config(corpus, *common, "model.encoder_layers=3"), stopped, resume=True)
+    with pytest.raises(ValueError, match=r"units.num_clusters: 8 \(checkpoint: 12\)"):
+        pretrain(config(corpus, *common, "units.num_clusters=8"), stopped, resume=True)
 
 
 def test_a_fresh_run_never_overwrites_an_earlier_one(pretrained, corpus):

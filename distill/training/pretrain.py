@@ -41,6 +41,7 @@ from distill.teachers.tiny import TINY_WAVLM_CFG
 from distill.training.config import DataConfig, RunConfig, check_data, check_run
 from distill.training.data import BucketBatchSampler, CorpusIndex, CropDataset, collate, index_corpus
 from distill.training.guards import StepGuard, check_finite_state, step_is_finite, stop_on_signals
+from distill.training.resumption import check_same_sections
 from distill.training.runs import (
     MetricsLog,
     adamw_with_schedule,
@@ -105,6 +106,8 @@ class PretrainConfig:
         return asdict(self)
 
 
+# What a run fixes when it starts: --resume refuses a config that changes it.
+RESUMED_AS_STARTED = ("model", "units", "objective")
 _SECTIONS = {"units": UnitsConfig, "objective": ObjectiveConfig, "data": DataConfig, "optim": PretrainOptimConfig,
              "run": RunConfig}
 
@@ -292,7 +295,7 @@ def _pretrain(config: PretrainConfig, out: Path, run_dir: Path, resume: bool) ->
 
     checkpoint = start_run(run_dir, resume, _read_pretraining_checkpoint, config.run.seed)
     if checkpoint is not None:
-        config.model = checkpoint["config"]["model"]  # architecture from the checkpoint
+        check_same_sections(config.to_dict(), checkpoint["config"], RESUMED_AS_STARTED, run_dir)
         print(f"[pretrain] resuming from step {checkpoint['step']} of {config.optim.total_steps}")
 
     corpus = _check_corpus(config.data.train)

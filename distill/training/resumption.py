@@ -51,6 +51,18 @@ def check_same_teacher(saved: dict[str, Any], identity: dict[str, Any], output_d
               "(the same family, layers, width and parameter count)")
 
 
+def check_same_sections(given: dict[str, Any], saved: dict[str, Any], sections: tuple[str, ...], output_dir: Path
+                        ) -> None:
+    """ValueError naming every key of `sections` whose value in the config given differs from the checkpoint's (for
+    runs whose model and targets are fixed when they start: teacher pretraining's architecture, units and objective)."""
+    changed = [item for section in sections for item in _changed_keys(given[section], saved[section], section)]
+    if changed:
+        shown = "; ".join(f"{key}: {value!r} (checkpoint: {before!r})" for key, value, before in changed[:4])
+        more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+        raise ValueError(f"--resume: the config changes the run in {output_dir}: {shown}{more}; resume with the run's "
+                         f"own settings ({output_dir / 'config.yaml'}) or start a new run in another run.output_dir")
+
+
 def _changed_keys(given: dict[str, Any], trained: dict[str, Any], where: str) -> list[tuple[str, Any, Any]]:
     """(key, given value, checkpoint value) for every key whose values differ, nested mappings key by key."""
     changed = []
