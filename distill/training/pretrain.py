@@ -45,6 +45,7 @@ from distill.training.resumption import check_same_sections
 from distill.training.runs import (
     MetricsLog,
     adamw_with_schedule,
+    checkpoint_path,
     latest_checkpoint,
     pick_device,
     read_config,
@@ -345,8 +346,7 @@ def _pretrain(config: PretrainConfig, out: Path, run_dir: Path, resume: bool) ->
             for batch in loader:
                 if stop.signum:
                     progress.close()
-                    raise RunStopped(step, stop.signum, last if last is not None and last.stem == f"step_{step:08d}"
-                                     else save())
+                    raise RunStopped(step, stop.signum, last if last == checkpoint_path(run_dir, step) else save())
                 batch_in_epoch += 1
                 for message in sorted(set(batch["failed"]) - failed_reads):
                     print(f"[pretrain] skipped {message}")

@@ -25,13 +25,8 @@ def resumed_config(config: DistillConfig, checkpoint: dict[str, Any], facts: Tea
         trained = resolve_student(trained, facts)
     # What the config leaves to `auto` was decided when the run started (the rule may have changed since): it stands.
     given = replace(config.student, **{name: getattr(trained, name) for name in config.student.unresolved()})
-    changed = _changed_keys(resolve_student(given, facts).to_dict(), trained.to_dict(), "student")
-    if changed:
-        shown = "; ".join(f"{key}: {value!r} (checkpoint: {before!r})" for key, value, before in changed[:4])
-        more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
-        raise ValueError(f"--resume: the config changes the student of the run in {output_dir}: {shown}{more}; resume "
-                         f"with the run's own settings ({output_dir / 'config.yaml'}) or start a new run in another "
-                         "run.output_dir")
+    _refuse_changes(_changed_keys(resolve_student(given, facts).to_dict(), trained.to_dict(), "student"),
+                    f"the student of the run in {output_dir}", output_dir)
     saved = checkpoint["config"]
     return replace(config, student=trained, training=from_dict(TrainingConfig, saved["training"], "training"),
                    optim=replace(config.optim, layer0_loss=saved["optim"]["layer0_loss"]))
@@ -55,12 +50,17 @@ def check_same_sections(given: dict[str, Any], saved: dict[str, Any], sections: 
                         ) -> None:
     """ValueError naming every key of `sections` whose value in the config given differs from the checkpoint's (for
     runs whose model and targets are fixed when they start: teacher pretraining's architecture, units and objective)."""
-    changed = [item for section in sections for item in _changed_keys(given[section], saved[section], section)]
+    _refuse_changes([item for section in sections for item in _changed_keys(given[section], saved[section], section)],
+                    f"the run in {output_dir}", output_dir)
+
+
+def _refuse_changes(changed: list[tuple[str, Any, Any]], what: str, output_dir: Path) -> None:
+    """ValueError naming the first changed keys with both values, if any."""
     if changed:
         shown = "; ".join(f"{key}: {value!r} (checkpoint: {before!r})" for key, value, before in changed[:4])
         more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
-        raise ValueError(f"--resume: the config changes the run in {output_dir}: {shown}{more}; resume with the run's "
-                         f"own settings ({output_dir / 'config.yaml'}) or start a new run in another run.output_dir")
+        raise ValueError(f"--resume: the config changes {what}: {shown}{more}; resume with the run's own settings "
+                         f"({output_dir / 'config.yaml'}) or start a new run in another run.output_dir")
 
 
 def _changed_keys(given: dict[str, Any], trained: dict[str, Any], where: str) -> list[tuple[str, Any, Any]]:

@@ -160,10 +160,15 @@ def restore(checkpoint: dict[str, Any], weights_key: str, module: torch.nn.Modul
     return checkpoint["step"], checkpoint["epoch"], checkpoint["batch_in_epoch"]
 
 
+def checkpoint_path(output_dir: Path, step: int) -> Path:
+    """Where a run's checkpoint of `step` is written: checkpoints/step_NNNNNNNN.pt."""
+    return output_dir / "checkpoints" / f"step_{step:08d}.pt"
+
+
 def save_checkpoint(output_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:
-    """checkpoints/step_NNNNNNNN.pt written atomically, then the `latest` pointer; only the newest `keep` stay."""
-    folder = output_dir / "checkpoints"
-    path = folder / f"step_{step:08d}.pt"
+    """`checkpoint_path` written atomically, then the `latest` pointer; only the newest `keep` stay."""
+    path = checkpoint_path(output_dir, step)
+    folder = path.parent
     save_atomically(state, path)
     (folder / ".latest.tmp").write_text(path.name)
     os.replace(folder / ".latest.tmp", folder / "latest")

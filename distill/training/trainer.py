@@ -43,6 +43,7 @@ from distill.training.resumption import resumed_config
 from distill.training.runs import (
     MetricsLog,
     adamw_with_schedule,
+    checkpoint_path,
     latest_checkpoint,
     pick_device,
     resolve_autocast_dtype,
@@ -240,7 +241,7 @@ class _Run:
 
     def save(self) -> Path:
         """A checkpoint of the current step (never of non-finite weights), then `latest` points to it."""
-        path = self.output_dir / "checkpoints" / f"step_{self.step:08d}.pt"
+        path = checkpoint_path(self.output_dir, self.step)
         if self.env.is_main:
             check_finite_state(self.student.state_dict(), self.step, self.last_checkpoint)
             path = save_checkpoint(self.output_dir, self.step, {
@@ -345,7 +346,8 @@ def _loop(run: _Run) -> Path:
                 signum = stop.requested(env.world_size)
                 if signum:
                     progress.close()
-                    saved = run.last_checkpoint if _saved_at(run.last_checkpoint, run.step) else run.save()
+                    at_this_step = checkpoint_path(run.output_dir, run.step)
+                    saved = run.last_checkpoint if run.last_checkpoint == at_this_step else run.save()
                     raise RunStopped(run.step, signum, saved)
                 for message in batch["failed"]:
                     if message not in failed_reads and env.is_main:
@@ -386,11 +388,7 @@ def _loop(run: _Run) -> Path:
                 run.epoch, run.batch_in_epoch = run.epoch + 1, 0
     progress.close()
     _finish(run, failed_reads)
-    return run.output_dir / "checkpoints" / f"step_{run.step:08d}.pt"
-
-
-def _saved_at(checkpoint: Optional[Path], step: int) -> bool:
-    return checkpoint is not None and checkpoint.name == f"step_{step:08d}.pt"
+    return checkpoint_path(run.output_dir, run.step)
 
 
 def _record(run: _Run, result: StepResult, audio_per_second: float, nonfinite_steps: int) -> dict[str, float]:
