@@ -6,14 +6,15 @@ equal shape; `get_downsample_rates(key)` gives the hop in samples (320 for the w
 
 Exposed features, by student kind:
 - gendistiller: `hidden_states` = [projected front-end (with `front_end_state`), front-end output h0, generated layer
-  1, ..., K] (`last_hidden_state` = generated layer K), as the student's config says;
+  1, ..., K, each after its step's update with `generator_states`] (`last_hidden_state` = generated layer K), as
+  the student's config says;
 - distilhubert (the baseline): `hidden_states` = [projected front-end, transformer layer 1..n, head 1..K],
   exactly as s3prl's `distiller` expert, plus `"paper"` = the last transformer layer (SUPERB's `-s paper`).
 Padded frames are zeroed; s3prl's `Featurizer` trims each utterance to round(samples / 320) frames.
 
 Utterances are run whole, as SUPERB does. For long recordings, s3prl's `-g` may name a YAML file with
 `chunk_window_seconds` and `chunk_context_seconds` (distill.nn.chunking's windows) and `layers` (hidden states 0..k only:
-GenDistiller stops generating there); for a GenDistiller, also `front_end_state` and `states_in_teacher_units`, which
+GenDistiller stops generating there); for a GenDistiller, also `front_end_state`, `states_in_teacher_units` and `generator_states`, which
 replace the checkpoint's choice of exposed states (distill.models.student_config).
 """
 from __future__ import annotations
@@ -32,7 +33,7 @@ from distill.models.student_checkpoint import load_student
 from distill.nn.chunking import Chunking
 
 # GenDistiller's choice of exposed hidden states (distill.models.student_config), which -g may set for a checkpoint.
-EXPOSURE_OPTIONS = ("front_end_state", "states_in_teacher_units")
+EXPOSURE_OPTIONS = ("front_end_state", "states_in_teacher_units", "generator_states")
 
 
 class UpstreamExpert(UpstreamBase):
@@ -43,7 +44,7 @@ class UpstreamExpert(UpstreamBase):
             checkpoint, an s3prl `distiller` file, a random pickle) raises `CheckpointError` naming what it found.
         model_config: s3prl's `-g` option: None, or a YAML file of inference options (`chunk_window_seconds`,
             `chunk_context_seconds`, `layers`, and for a GenDistiller the exposed states: `front_end_state`,
-            `states_in_teacher_units`); the architecture always comes from the checkpoint.
+            `states_in_teacher_units`, `generator_states`); the architecture always comes from the checkpoint.
         **kwargs: passed to `UpstreamBase` (s3prl's runner also passes `refresh`, which is ignored).
     """
 

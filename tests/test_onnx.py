@@ -78,9 +78,10 @@ TINY_GEOMETRY = dict(family="hubert", conv_layers=((32, 10, 5),) + ((32, 3, 2),)
      dict(normalize=True, extractor_mode="layer_norm")),
     ("distilhubert", dict(encoder_layers=1), dict(conv_bias=True, layer_norm_first=True)),
     ("gendistiller", dict(target_standardization=True), {}),
-    ("gendistiller", dict(target_standardization=True, front_end_state=True, states_in_teacher_units=False), {}),
+    ("gendistiller", dict(target_standardization=True, front_end_state=True, states_in_teacher_units=False,
+                          generator_states=True), {}),
 ], ids=["gendistiller-2d-normalize", "distilhubert-pre-ln", "gendistiller-standardized-targets",
-        "gendistiller-front-end-standardized-states"])
+        "gendistiller-every-exposed-state"])
 def test_fp32_equals_pytorch_with_other_options(tmp_path, kind, student_options, geometry_options):
     """Options whose code the trained fixtures do not run: waveform normalisation (its loop-free export form),
     2-D attention over every earlier layer, repeated generator steps, a LayerNorm CNN, pre-LN layers, standardised

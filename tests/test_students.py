@@ -311,3 +311,38 @@ def test_exposed_states_options():
     assert [state.shape for state in windowed.hidden_states] == [state[2:3].shape for state in ours.hidden_states]
     assert len(windowed.predictions) == 3
     assert torch.allclose(windowed.hidden_states[0], ours.hidden_states[0][2:3], atol=1e-5)  # the CNN sees the same
+
+
+def test_generator_states_expose_each_steps_update():
+    """generator_states: each generated state follows its step's update, G's output after the step's own block and
+    before the residual (captured here from the modules themselves); the generated states and the predictions are
+    unchanged, `layers` counts the exposed states, windows keep the layout."""
+    from distill.nn.chunking import Chunking
+
+    geometry = {**gendistiller_base_config().geometry, "conv_layers": ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2,
+                "dim": 32, "ffn_dim": 64, "num_layers": 4, "num_heads": 2, "conv_pos": 16, "conv_pos_groups": 4}
+    options = dict(target_layers=[2, 3, 4], dropout=0.0, geometry=geometry, step_ffn_dims=[16, 0, 0])
+    torch.manual_seed(0)
+    plain = build_student(GenDistillerConfig(**options)).eval()
+    exposed = build_student(GenDistillerConfig(**options, generator_states=True)).eval()
+    exposed.load_state_dict(plain.state_dict())
+    g_outputs, block_outputs = [], []
+    exposed.generator[0][-1].register_forward_hook(lambda module, args, out: g_outputs.append(out[0]))
+    exposed.step_ffn["0"].register_forward_hook(lambda module, args, out: block_outputs.append(out))
+    wavs = random_waveforms((16000, 9000, 23456), seed=2)
+    ours, theirs = exposed.infer(wavs, chunking=None), plain.infer(wavs, chunking=None)
+    assert exposed.state_names() == ["h0", "update_2", "generated_layer_2", "update_3", "generated_layer_3",
+                                     "update_4", "generated_layer_4"]
+    assert len(ours.hidden_states) == 7
+    for index, reference in zip((0, 2, 4, 6), theirs.hidden_states):
+        assert torch.equal(ours.hidden_states[index], reference)
+    for mine, reference in zip(ours.predictions, theirs.predictions):
+        assert torch.equal(mine, reference)
+    mask = (torch.arange(ours.hidden_states[0].shape[1])[None] < ours.lengths[:, None])[..., None]
+    for index, update in zip((1, 3, 5), [block_outputs[0], g_outputs[1], g_outputs[2]]):
+        assert torch.equal(ours.hidden_states[index], update * mask)
+    assert not torch.allclose(ours.hidden_states[1], g_outputs[0] * mask)  # the step's own block came after G
+    early = exposed.infer(wavs, chunking=None, layers=3)
+    assert len(early.hidden_states) == 4 and torch.equal(early.hidden_states[3], ours.hidden_states[3])
+    windowed = exposed.infer([wavs[2]], chunking=Chunking(0.4, 0.1))
+    assert [state.shape for state in windowed.hidden_states] == [state[2:3].shape for state in ours.hidden_states]

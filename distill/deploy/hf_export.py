@@ -88,6 +88,7 @@ CARRIED_AS: dict[str, tuple[str, ...]] = {
     "attention_2d": ("attention_2d",),
     "front_end_state": ("front_end_state",),
     "states_in_teacher_units": ("states_in_teacher_units",),
+    "generator_states": ("generator_states",),
     "geometry": (),  # field by field: GEOMETRY_CARRIED_AS
 }
 TRAINING_ONLY = frozenset({"init_from_teacher", "cnn_grad_mult", "generator_init_layer"})
@@ -128,6 +129,7 @@ def gendistiller_hf_config(student: GenDistiller) -> dict[str, Any]:
         "step_ffn_dims": list(config.step_ffn_dims), "attention_2d": config.attention_2d,  # type: ignore[arg-type]
         "target_standardization": bool(config.target_standardization), "dropout": config.dropout,
         "front_end_state": config.front_end_state, "states_in_teacher_units": config.states_in_teacher_units,
+        "generator_states": config.generator_states,
         "architectures": ["GenDistillerModel"], "auto_map": dict(AUTO_MAP),
     }
 

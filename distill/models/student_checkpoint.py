@@ -17,7 +17,7 @@ CHECKPOINT_FORMAT = "gendistiller-checkpoint-1"
 # own fields: the training schedule (now the `training` section) and the layer-0 loss term (now in `optim`).
 _TRAINING_KEYS = ("history", "history_gradient", "teacher_forcing_start", "teacher_forcing_end")
 # What GenDistiller checkpoints written before these options exposed: h0, then the generated layers in the teacher's units.
-_EXPOSED_BEFORE = {"front_end_state": False, "states_in_teacher_units": True}
+_EXPOSED_BEFORE = {"front_end_state": False, "states_in_teacher_units": True, "generator_states": False}
 
 
 def read_student_checkpoint(path: str | Path) -> dict[str, Any]:

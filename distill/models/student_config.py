@@ -113,9 +113,12 @@ class GenDistillerConfig(StudentConfig):
     # The hidden states exposed (to s3prl's weighted sum, ONNX, transformers): [front-end, h0, generated layers].
     # front_end_state: begin with the projected CNN output before the positional convolution, as DistilHuBERT's do
     # (false: h0 first). states_in_teacher_units: the generated layers in the teacher's units (false: as predicted,
-    # standardised per dimension when target_standardization is on; the same otherwise).
+    # standardised per dimension when target_standardization is on; the same otherwise). generator_states: before each
+    # generated layer, the step's update (G's output, after the step's own block, before the residual): a state no
+    # loss pulls toward a teacher layer, as DistilHuBERT's transformer layers.
     front_end_state: bool = False
     states_in_teacher_units: bool = True
+    generator_states: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

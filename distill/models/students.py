@@ -282,16 +282,20 @@ class GenDistiller(Student):
                 _load_matching(layer, teacher.encoder.layers[source_index])
 
     def state_names(self) -> list[str]:
-        """[front_end (front_end_state)], h0, then the teacher layers generated."""
+        """[front_end (front_end_state)], h0, then per step [the step's update (generator_states)] and the teacher
+        layer generated."""
         front = ["front_end"] if self.config.front_end_state else []
-        return front + ["h0"] + [f"generated_layer_{layer}" for layer in self.config.target_layers]
+        updates = self.config.generator_states
+        return front + ["h0"] + [name for layer in self.config.target_layers
+                                 for name in ([f"update_{layer}"] if updates else []) + [f"generated_layer_{layer}"]]
 
     def _embed_step(self, x: Tensor, step: int) -> Tensor:
         if self.step_embedding is None:
             return x
         return x + self.step_embedding.weight[step].to(x.dtype)
 
-    def _generate(self, step: int, history: list[Tensor], key_padding: Optional[Tensor]) -> Tensor:
+    def _generate(self, step: int, history: list[Tensor], key_padding: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        """(the step's update x = G(h_{k-1} + e_k), its prediction Norm_k(Out_k(h_{k-1} + x)))."""
         block = self.generator[0 if self.config.share_generator else step]
         previous = history[-1]
         x = self._embed_step(previous, step)
@@ -310,7 +314,7 @@ class GenDistiller(Student):
         y = previous + x
         if self.projection_of_step[step] >= 0:
             y = self.output_projection[self.projection_of_step[step]](y)
-        return self.output_norm[step](y) if self.output_norm is not None else y
+        return x, self.output_norm[step](y) if self.output_norm is not None else y
 
     def forward(
         self,
@@ -326,10 +330,12 @@ class GenDistiller(Student):
         features, frame_lengths = self._features(waveforms, lengths, cnn_features, moments)
         h0, key_padding = self.encoder.embed(features, frame_lengths)
         front = [features] if self.config.front_end_state else []
-        last = _checked_layers(layers, len(front) + len(self.config.target_layers))
-        history, predicted, predictions = [h0], [], []
-        for step in range(max(0, last - len(front))):
-            prediction = self._generate(step, history, key_padding)
+        per_step = 2 if self.config.generator_states else 1
+        last = _checked_layers(layers, len(front) + per_step * len(self.config.target_layers))
+        history, updates, predicted, predictions = [h0], [], [], []
+        for step in range(-(-max(0, last - len(front)) // per_step)):
+            update, prediction = self._generate(step, history, key_padding)
+            updates.append(update)
             predicted.append(prediction)
             predictions.append(self._to_output(step, prediction))
             teacher_next = teacher_states is not None and use_teacher is not None and step < len(use_teacher) and use_teacher[step]
@@ -339,6 +345,8 @@ class GenDistiller(Student):
         h0, *predictions = _zero_padding([h0, *predictions], frame_lengths)
         front = _zero_padding(front, frame_lengths)
         generated = predictions if self.config.states_in_teacher_units else _zero_padding(predicted, frame_lengths)
+        if self.config.generator_states:
+            generated = [state for pair in zip(_zero_padding(updates, frame_lengths), generated) for state in pair]
         return StudentOutput([*front, h0, *generated][: last + 1], predictions, frame_lengths, h0)
 
 

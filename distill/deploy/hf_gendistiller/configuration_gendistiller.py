@@ -43,6 +43,7 @@ class GenDistillerConfig(PretrainedConfig):
         dropout=0.0,  # dropout inside the transformer layers (training only)
         front_end_state=False,  # hidden_states begin with the projected CNN output, before the positional convolution
         states_in_teacher_units=True,  # generated states in the teacher's units (False: standardised, as predicted)
+        generator_states=False,  # each generated state follows its step's update (G's output before the residual)
         **kwargs,
     ):
         steps = len(target_layers)
@@ -79,4 +80,5 @@ class GenDistillerConfig(PretrainedConfig):
         self.dropout = float(dropout)
         self.front_end_state = bool(front_end_state)
         self.states_in_teacher_units = bool(states_in_teacher_units)
+        self.generator_states = bool(generator_states)
         super().__init__(**kwargs)

@@ -7,7 +7,8 @@ with a learned step embedding e_k, an output projection Out_k (`output_projectio
 (`output_norm`). `hidden_states` = (h_0, h_1, ..., h_K): h_0 is the front-end output after the positional
 convolution and the encoder LayerNorm (transformers' hidden_states[0] of HuBERT); h_k approximates the teacher's layer
 `target_layers[k-1]` (standardised per dimension instead with `states_in_teacher_units` false); `last_hidden_state` is
-h_K. With `front_end_state`, the projected CNN output before the positional convolution comes first.
+h_K. With `front_end_state`, the projected CNN output before the positional convolution comes first; with
+`generator_states`, each generated state follows its step's update (G's output before the residual).
 
 `attention_mask` (batch, samples; 1 on samples, 0 on right padding) makes a padded batch give each utterance what it
 gets alone: the CNN's GroupNorm and the waveform normalisation use each utterance's valid part only, and attention
@@ -282,9 +283,9 @@ class GenDistillerModel(GenDistillerPreTrainedModel):
     def _embed_step(self, x: Tensor, step: int) -> Tensor:
         return x if self.step_embedding is None else x + self.step_embedding.weight[step].to(x.dtype)
 
-    def _generate(self, step: int, history: list[Tensor], key_padding: Optional[Tensor]) -> Tensor:
-        """One step: the next state from the history h_0..h_{k-1} (with `attention_2d`, G's first layer attends over
-        all of it; else over h_{k-1} alone)."""
+    def _generate(self, step: int, history: list[Tensor], key_padding: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        """One step: (its update x, the next state) from the history h_0..h_{k-1} (with `attention_2d`, G's first
+        layer attends over all of it; else over h_{k-1} alone)."""
         config = self.config
         block = self.generator[0 if config.share_generator else step]
         previous = history[-1]
@@ -304,7 +305,7 @@ class GenDistillerModel(GenDistillerPreTrainedModel):
         group = config.output_projection_groups[step]
         if group >= 0:
             y = self.output_projection[group](y)
-        return self.output_norm[step](y) if self.output_norm is not None else y
+        return x, self.output_norm[step](y) if self.output_norm is not None else y
 
     def _to_output(self, step: int, z: Tensor) -> Tensor:
         """A step's state in the teacher's units (`target_standardization` undone)."""
@@ -330,7 +331,9 @@ class GenDistillerModel(GenDistillerPreTrainedModel):
         h0, key_padding = self.encoder.embed(projected, frame_lengths)
         history, outputs = [h0], []
         for step in range(len(self.config.target_layers)):
-            prediction = self._generate(step, history, key_padding)
+            update, prediction = self._generate(step, history, key_padding)
+            if self.config.generator_states:
+                outputs.append(update)
             outputs.append(self._to_output(step, prediction) if self.config.states_in_teacher_units else prediction)
             history.append(prediction)
         mask = valid_mask(frame_lengths, h0.shape[1])[..., None]
