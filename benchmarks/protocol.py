@@ -39,14 +39,15 @@ LRS = (1e-2, 1e-3, 1e-4)  # SUPERB's sweep
 
 
 def upstreams_of_seed(students: dict[str, str], options: dict[str, dict[str, Any]], out: Path) -> list[Upstream]:
-    """The upstreams of one distillation seed: each student as users run it, and the option variants."""
+    """The upstreams of one distillation seed: each student as users run it, and the option variants of its
+    GenDistiller (none for a seed without one)."""
     found = []
     for kind, checkpoint in students.items():
         if kind == "distilhubert":
             found += [parse_upstream(f"distilhubert:{checkpoint}"), parse_upstream(f"distilhubert-ws:{checkpoint}")]
         else:
             found.append(parse_upstream(f"{kind}:{checkpoint}"))
-    for label, values in options.items():
+    for label, values in options.items() if "gendistiller" in students else ():
         path = out / f"{label}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(values))
