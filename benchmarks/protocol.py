@@ -38,13 +38,17 @@ STEPS = 1000
 LRS = (1e-2, 1e-3, 1e-4)  # SUPERB's sweep
 
 
-def upstreams_of_seed(students: dict[str, str], options: dict[str, dict[str, Any]], out: Path) -> list[Upstream]:
-    """The upstreams of one distillation seed: each student as users run it, and the option variants of its
-    GenDistiller (none for a seed without one)."""
+BASELINE_READOUTS = ("distilhubert", "distilhubert-ws")  # DistilHuBERT's last layer (-s paper), its weighted sum
+
+
+def upstreams_of_seed(students: dict[str, str], options: dict[str, dict[str, Any]], out: Path,
+                      readouts: Sequence[str] = BASELINE_READOUTS) -> list[Upstream]:
+    """The upstreams of one distillation seed: each student as users run it (DistilHuBERT as `readouts` say), and
+    the option variants of its GenDistiller (none for a seed without one)."""
     found = []
     for kind, checkpoint in students.items():
         if kind == "distilhubert":
-            found += [parse_upstream(f"distilhubert:{checkpoint}"), parse_upstream(f"distilhubert-ws:{checkpoint}")]
+            found += [parse_upstream(f"{readout}:{checkpoint}") for readout in readouts]
         else:
             found.append(parse_upstream(f"{kind}:{checkpoint}"))
     for label, values in options.items() if "gendistiller" in students else ():
@@ -109,8 +113,8 @@ def render(summary: dict[str, Any], setup: dict[str, Any]) -> str:
 
 
 def run(students_by_seed: dict[str, dict[str, str]], corpus: Path, tasks: Sequence[str], lrs: Sequence[float],
-        seeds: int, out: Path, options: Optional[dict[str, dict[str, Any]]] = None, jobs: int = 2
-        ) -> list[dict[str, Any]]:
+        seeds: int, out: Path, options: Optional[dict[str, dict[str, Any]]] = None, jobs: int = 2,
+        readouts: Sequence[str] = BASELINE_READOUTS) -> list[dict[str, Any]]:
     """Every upstream of each distillation seed ({seed: {kind: checkpoint}}) through the tasks with SUPERB's
     protocol, in out/distill_seed_S/ (finished runs reused); the results' rows, each with its "run" (seed:s3prl seed)."""
     overrides = [f"config.runner.total_steps={STEPS}", f"config.runner.eval_step={STEPS}",
@@ -118,7 +122,7 @@ def run(students_by_seed: dict[str, dict[str, str]], corpus: Path, tasks: Sequen
     rows = []
     for seed, students in students_by_seed.items():
         folder = out / f"distill_seed_{seed}"
-        found = sweep_seeds(upstreams_of_seed(students, options or {}, folder), tasks, lrs, folder / "results.csv",
+        found = sweep_seeds(upstreams_of_seed(students, options or {}, folder, readouts), tasks, lrs, folder / "results.csv",
                             folder / "superb", seeds, overrides=overrides, corpus=corpus, test_in_run=True,
                             task_overrides=LOCAL_OVERRIDES, jobs=jobs)
         rows += [{**row, "run": f"{seed}:{row['seed']}"} for row in found]
@@ -134,6 +138,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser.add_argument("--lrs", type=float, nargs="+", default=list(LRS))
     parser.add_argument("--seeds", type=int, default=3, help="s3prl seeds per upstream and task (default 3)")
     parser.add_argument("--jobs", type=int, default=2, help="s3prl runs at the same time")
+    parser.add_argument("--distilhubert-readouts", nargs="+", choices=BASELINE_READOUTS, default=list(BASELINE_READOUTS),
+                        help="how DistilHuBERT is scored: its last layer, the weighted sum of its states (default both)")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/protocol"))
     args = parser.parse_args(argv)
     options = parse_options(args.options)
@@ -144,7 +150,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             raise SystemExit(f"--students item {item!r} must look like KIND@SEED=CHECKPOINT")
         kind, _, seed = label.partition("@")
         by_seed.setdefault(seed or "0", {})[kind] = path
-    rows = run(by_seed, args.corpus, args.tasks, args.lrs, args.seeds, args.out, options, args.jobs)
+    rows = run(by_seed, args.corpus, args.tasks, args.lrs, args.seeds, args.out, options, args.jobs,
+               args.distilhubert_readouts)
     setup = {"corpus": str(args.corpus), "tasks": args.tasks, "students": args.students, "options": options,
              "lrs": args.lrs, "s3prl_seeds": args.seeds, "distillation_seeds": len(by_seed),
              "machine": machine_info(pick_device("cpu")),

@@ -276,6 +276,9 @@ def test_real_teacher_downstream_runs_the_protocol_with_distilhubert_scored_both
     protocol.run({"1": {"distilhubert": str(distilhubert_ckpt)}}, tmp_path, ["sid"], [0.01], 1, tmp_path / "options",
                  {"gendistiller-std": {"states_in_teacher_units": False}})
     assert [label for label, *_ in seen[2]] == ["distilhubert", "distilhubert-ws"]  # a seed without a GenDistiller
+    protocol.run({"1": {"distilhubert": str(distilhubert_ckpt)}}, tmp_path, ["sid"], [0.01], 1, tmp_path / "ws",
+                 readouts=["distilhubert-ws"])
+    assert [label for label, *_ in seen[3]] == ["distilhubert-ws"]
 
     results = {"padding_gap": {"files": 1, "frames": 2, "layers": [{"layer": 0, "cosine": 1.0, "relative_l1": 0.0}]},
                "fidelity_markdown": "", "downstream": summary, "machine": {"cpu": "cpu", "date": "today"},
