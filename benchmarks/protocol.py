@@ -122,9 +122,9 @@ def run(students_by_seed: dict[str, dict[str, str]], corpus: Path, tasks: Sequen
     rows = []
     for seed, students in students_by_seed.items():
         folder = out / f"distill_seed_{seed}"
-        found = sweep_seeds(upstreams_of_seed(students, options or {}, folder, readouts), tasks, lrs, folder / "results.csv",
-                            folder / "superb", seeds, overrides=overrides, corpus=corpus, test_in_run=True,
-                            task_overrides=LOCAL_OVERRIDES, jobs=jobs)
+        upstreams = upstreams_of_seed(students, options or {}, folder, readouts)
+        found = sweep_seeds(upstreams, tasks, lrs, folder / "results.csv", folder / "superb", seeds, overrides=overrides,
+                            corpus=corpus, test_in_run=True, task_overrides=LOCAL_OVERRIDES, jobs=jobs)
         rows += [{**row, "run": f"{seed}:{row['seed']}"} for row in found]
     return rows
 

@@ -295,7 +295,7 @@ class GenDistiller(Student):
         return x + self.step_embedding.weight[step].to(x.dtype)
 
     def _generate(self, step: int, history: list[Tensor], key_padding: Optional[Tensor]) -> tuple[Tensor, Tensor]:
-        """(the step's update x = G(h_{k-1} + e_k), its prediction Norm_k(Out_k(h_{k-1} + x)))."""
+        """(the step's update x: G(h_{k-1} + e_k), then the step's own block; its prediction Norm_k(Out_k(h_{k-1} + x)))."""
         block = self.generator[0 if self.config.share_generator else step]
         previous = history[-1]
         x = self._embed_step(previous, step)
