@@ -14,8 +14,8 @@ Padded frames are zeroed; s3prl's `Featurizer` trims each utterance to round(sam
 
 Utterances are run whole, as SUPERB does. For long recordings, s3prl's `-g` may name a YAML file with
 `chunk_window_seconds` and `chunk_context_seconds` (distill.nn.chunking's windows) and `layers` (hidden states 0..k only:
-GenDistiller stops generating there); for a GenDistiller, also `front_end_state`, `states_in_teacher_units` and `generator_states`, which
-replace the checkpoint's choice of exposed states (distill.models.student_config).
+GenDistiller stops generating there); for a GenDistiller, also `front_end_state`, `states_in_teacher_units` and
+`generator_states`, which replace the checkpoint's choice of exposed states (distill.models.student_config).
 """
 from __future__ import annotations
 

@@ -277,15 +277,19 @@ def test_auto_options_follow_the_teachers_layer_norms(tmp_path):
         GenDistillerConfig(output_norm="yes")
 
 
+def _tiny_geometry() -> dict:
+    """A 32-wide, 4-layer teacher geometry for the exposed-state tests."""
+    return {**gendistiller_base_config().geometry, "conv_layers": ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2,
+            "dim": 32, "ffn_dim": 64, "num_layers": 4, "num_heads": 2, "conv_pos": 16, "conv_pos_groups": 4}
+
+
 def test_exposed_states_options():
     """front_end_state: the projected CNN output (before the positional convolution) comes first, as DistilHuBERT's
     does; states_in_teacher_units=false: the generated states as predicted, standardised per dimension. The predictions
     (loss, fidelity) stay in the teacher's units; `layers` counts the exposed states; windows keep the layout."""
     from distill.nn.chunking import Chunking
 
-    geometry = {**gendistiller_base_config().geometry, "conv_layers": ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2,
-                "dim": 32, "ffn_dim": 64, "num_layers": 4, "num_heads": 2, "conv_pos": 16, "conv_pos_groups": 4}
-    options = dict(target_layers=[2, 3, 4], dropout=0.0, geometry=geometry, target_standardization=True)
+    options = dict(target_layers=[2, 3, 4], dropout=0.0, geometry=_tiny_geometry(), target_standardization=True)
     torch.manual_seed(0)
     plain = build_student(GenDistillerConfig(**options)).eval()
     plain.set_target_statistics(3 * torch.randn(3, 32), torch.rand(3, 32) + 0.5)
@@ -319,9 +323,7 @@ def test_generator_states_expose_each_steps_update():
     unchanged, `layers` counts the exposed states, windows keep the layout."""
     from distill.nn.chunking import Chunking
 
-    geometry = {**gendistiller_base_config().geometry, "conv_layers": ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2,
-                "dim": 32, "ffn_dim": 64, "num_layers": 4, "num_heads": 2, "conv_pos": 16, "conv_pos_groups": 4}
-    options = dict(target_layers=[2, 3, 4], dropout=0.0, geometry=geometry, step_ffn_dims=[16, 0, 0])
+    options = dict(target_layers=[2, 3, 4], dropout=0.0, geometry=_tiny_geometry(), step_ffn_dims=[16, 0, 0])
     torch.manual_seed(0)
     plain = build_student(GenDistillerConfig(**options)).eval()
     exposed = build_student(GenDistillerConfig(**options, generator_states=True)).eval()

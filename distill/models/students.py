@@ -335,7 +335,8 @@ class GenDistiller(Student):
         history, updates, predicted, predictions = [h0], [], [], []
         for step in range(-(-max(0, last - len(front)) // per_step)):
             update, prediction = self._generate(step, history, key_padding)
-            updates.append(update)
+            if self.config.generator_states:
+                updates.append(update)
             predicted.append(prediction)
             predictions.append(self._to_output(step, prediction))
             teacher_next = teacher_states is not None and use_teacher is not None and step < len(use_teacher) and use_teacher[step]
