@@ -18,8 +18,8 @@ from typing import Any, Optional
 import torch
 
 from benchmarks.common import machine_info, markdown_table, pick_device, write_outputs
-from distill.models import DistilHuBERTConfig, GenDistillerConfig, StudentConfig, build_student, gendistiller_base_config
-from distill.models.resolve import PARAMETER_BUDGET, TeacherFacts, resolve_student
+from distill.models import GenDistillerConfig, StudentConfig, build_student, gendistiller_base_config
+from distill.models.resolve import PARAMETER_BUDGET, TeacherFacts, resolve_student, share_of_distilhubert
 
 WIDTHS = (256, 384, 512, 768, 1024)
 DEPTHS = (2, 3, 4, 6, 12, 24)
@@ -40,10 +40,9 @@ def shares(dim: int, num_layers: int, front_end_channels: int, pre_ln: bool) -> 
     options = dict(geometry=geometry, target_layers=targets, front_end_channels=front_end_channels,
                    cnn_grad_mult=1.0 if front_end_channels else 0.1)
     teacher = TeacherFacts("teacher", dim, num_layers, not pre_ln, 320, geometry)
-    theirs = count(resolve_student(DistilHuBERTConfig(**options), teacher))
-    ours = resolve_student(GenDistillerConfig(**options), teacher)
-    bare = resolve_student(GenDistillerConfig(step_ffn_dims=[], **options), teacher)
-    return count(ours) / theirs, count(bare) / theirs, ours.step_ffn_dims
+    ours, bare = GenDistillerConfig(**options), GenDistillerConfig(step_ffn_dims=[], **options)
+    sizes = resolve_student(ours, teacher).step_ffn_dims
+    return share_of_distilhubert(ours, teacher), share_of_distilhubert(bare, teacher), sizes  # type: ignore[return-value]
 
 
 def measure() -> list[dict[str, Any]]:

@@ -70,6 +70,25 @@ def test_auto_keeps_the_budget_at_every_width(dim, pre_ln):
             assert copied <= 0.67, (dim, num_layers, copied)
 
 
+def test_training_states_the_share_and_warns_over_the_budget(tiny_wavlm_path):
+    """The run's announcement gives GenDistiller's share of the matching DistilHuBERT (the students built and
+    counted) and, over the budget, a warning that names what to change."""
+    from distill.models.resolve import share_of_distilhubert
+    from distill.training.trainer import _budget_note, load_config, teacher_facts
+
+    teacher = load_teacher(str(tiny_wavlm_path))
+    student = load_config("tiny_gendistiller", [f"teacher={tiny_wavlm_path}", "data.train=unused"]).student
+    built = {config.kind: count(resolve_student(config, teacher_facts(teacher)))
+             for config in (student, DistilHuBERTConfig(target_layers=student.target_layers, geometry=student.geometry))}
+    share = share_of_distilhubert(student, teacher_facts(teacher))
+    assert share == built["gendistiller"] / built["distilhubert"] and share < 0.67
+    assert _budget_note(student, teacher) == f" ({100 * share:.1f}% of the DistilHuBERT of this teacher and front-end)"
+    wide_blocks = replace(student, step_ffn_dims=[4 * 96, 4 * 96, 0])
+    assert share_of_distilhubert(wide_blocks, teacher_facts(teacher)) > 0.67
+    assert "warning: over the 67% budget" in _budget_note(wide_blocks, teacher)
+    assert "student.front_end_channels" in _budget_note(wide_blocks, teacher)
+
+
 def test_baseline_count_matches_s3prl_distiller_model():
     from s3prl.upstream.distiller.model import DistillerConfig, DistillerModel
 

@@ -101,19 +101,29 @@ def _widest_within_budget(config: GenDistillerConfig, teacher: TeacherFacts, ear
     of the same teacher and front-end; 0 when none fits."""
     if early_steps == 0:
         return 0
-    shared = {name: getattr(config, name) for name in ("target_layers", "init_from_teacher", "cnn_grad_mult",
-                                                       "front_end_channels", "dropout", "geometry")}
-    baseline = resolve_student(DistilHuBERTConfig(**shared), teacher)
     without_blocks = resolve_student(replace(config, step_ffn_dims=[]), teacher)
-    with torch.device("meta"):  # counted, not initialised: no memory, no draw from the random generator
-        spare = PARAMETER_BUDGET * _parameters(DistilHuBERT(baseline)) - _parameters(GenDistiller(without_blocks))
+    spare = PARAMETER_BUDGET * _baseline_parameters(config, teacher) - _parameters(GenDistiller, without_blocks)
     dim = config.geometry_config().dim
     per_width, fixed = 2 * dim + 1, 3 * dim  # a block of width h: LayerNorm 2D, fc1 D·h + h, fc2 h·D + D
     return max(0, int((spare / early_steps - fixed) // per_width))
 
 
-def _parameters(student: torch.nn.Module) -> int:
-    return sum(p.numel() for p in student.parameters())
+def share_of_distilhubert(config: GenDistillerConfig, teacher: TeacherFacts) -> float:
+    """GenDistiller's parameters (`config` resolved for `teacher`) over those of the DistilHuBERT of the same teacher
+    and front-end: what PARAMETER_BUDGET bounds."""
+    return _parameters(GenDistiller, resolve_student(config, teacher)) / _baseline_parameters(config, teacher)
+
+
+def _baseline_parameters(config: GenDistillerConfig, teacher: TeacherFacts) -> int:
+    """The parameters of the DistilHuBERT of the same teacher, target layers and front-end."""
+    shared = {name: getattr(config, name) for name in ("target_layers", "init_from_teacher", "cnn_grad_mult",
+                                                       "front_end_channels", "dropout", "geometry")}
+    return _parameters(DistilHuBERT, resolve_student(DistilHuBERTConfig(**shared), teacher))
+
+
+def _parameters(kind: type[GenDistiller] | type[DistilHuBERT], config: StudentConfig) -> int:
+    with torch.device("meta"):  # counted, not initialised: no memory, no draw from the random generator
+        return sum(p.numel() for p in kind(config).parameters())  # type: ignore[arg-type]
 
 
 def _check_compatible(config: StudentConfig, teacher: TeacherFacts) -> None:

@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from distill.io.configuration import ConfigError
 from distill.io.run_folder import RunLock, RunStopped
-from distill.models import Student, StudentConfig, TeacherFacts, build_student, resolve_student
+from distill.models import GenDistillerConfig, Student, StudentConfig, TeacherFacts, build_student, resolve_student
+from distill.models.resolve import PARAMETER_BUDGET, share_of_distilhubert
 from distill.models.student_checkpoint import CHECKPOINT_FORMAT, read_student_checkpoint
 from distill.nn.components import conv_output_lengths, valid_mask
 from distill.nn.ssl_encoder import model_input
@@ -322,11 +323,26 @@ def _announce(run: _Run, corpus: CorpusIndex) -> None:
     if run.last_checkpoint is not None:
         print(f"[distill] resuming from step {run.step} of {config.optim.total_steps} ({run.last_checkpoint})")
     print(f"[distill] teacher {teacher.spec}: {teacher.num_layers} layers, width {teacher.dim}")
-    print(f"[distill] student {config.student.kind}: {sum(p.numel() for p in run.student.parameters()):,} parameters")
+    print(f"[distill] student {config.student.kind}: {sum(p.numel() for p in run.student.parameters()):,} parameters"
+          f"{_budget_note(run.student.config, teacher)}")
     print(f"[distill] data {config.data.train}: {len(corpus.items)} files, {corpus.hours:.2f} h; "
           f"{len(corpus.problems)} files left out")
     for problem in corpus.problems:
         print(f"[distill] skipped {problem}")
+
+
+def _budget_note(student: StudentConfig, teacher: Teacher) -> str:
+    """A GenDistiller's share of the parameters of the DistilHuBERT of the same teacher and front-end, and what to do
+    when it is over PARAMETER_BUDGET."""
+    if not isinstance(student, GenDistillerConfig):
+        return ""
+    share = share_of_distilhubert(student, teacher_facts(teacher))
+    note = f" ({100 * share:.1f}% of the DistilHuBERT of this teacher and front-end)"
+    if share <= PARAMETER_BUDGET:
+        return note
+    return (f"{note}\n[distill] warning: over the {100 * PARAMETER_BUDGET:.0f}% budget: let student.step_ffn_dims=auto "
+            "size the step blocks, or narrow the front-end (student.front_end_channels, e.g. 128; below 768 wide a "
+            "copied 512-channel CNN is most of both students)")
 
 
 def _loop(run: _Run) -> Path:
