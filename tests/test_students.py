@@ -87,6 +87,8 @@ def test_training_states_the_share_and_warns_over_the_budget(tiny_wavlm_path):
     assert share_of_distilhubert(wide_blocks, teacher_facts(teacher)) > 0.67
     assert "warning: over the 67% budget" in _budget_note(wide_blocks, teacher)
     assert "student.front_end_channels" in _budget_note(wide_blocks, teacher)
+    one_layer = GenDistillerConfig(geometry={**student.geometry, "num_layers": 1}, target_layers=[1])
+    assert 0 < share_of_distilhubert(one_layer, TeacherFacts.implied_by(one_layer)) < 1  # DistilHuBERT copies 2 layers
 
 
 def test_baseline_count_matches_s3prl_distiller_model():

@@ -115,10 +115,11 @@ def share_of_distilhubert(config: GenDistillerConfig, teacher: TeacherFacts) -> 
 
 
 def _baseline_parameters(config: GenDistillerConfig, teacher: TeacherFacts) -> int:
-    """The parameters of the DistilHuBERT of the same teacher, target layers and front-end."""
-    shared = {name: getattr(config, name) for name in ("target_layers", "init_from_teacher", "cnn_grad_mult",
-                                                       "front_end_channels", "dropout", "geometry")}
-    return _parameters(DistilHuBERT, resolve_student(DistilHuBERTConfig(**shared), teacher))
+    """The parameters of the DistilHuBERT of the same teacher, target layers and front-end (counted without copying
+    weights, so a teacher with fewer layers than it copies still has a count)."""
+    shared = {name: getattr(config, name) for name in ("target_layers", "cnn_grad_mult", "front_end_channels", "dropout",
+                                                       "geometry")}
+    return _parameters(DistilHuBERT, resolve_student(DistilHuBERTConfig(init_from_teacher=False, **shared), teacher))
 
 
 def _parameters(kind: type[GenDistiller] | type[DistilHuBERT], config: StudentConfig) -> int:
