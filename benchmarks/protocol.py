@@ -14,7 +14,8 @@ default); `--options LABEL=key:value,...` adds a GenDistiller whose exposed stat
 the end. Reported per upstream and task: the test score's mean and standard deviation over every (distillation seed,
 s3prl seed) run with a 95% interval (two-stage bootstrap: the runs, then the test items), the learning rates chosen,
 the weights each run's weighted sum learned (mean over runs), and every pair of upstreams paired on the same runs and
-test items. Finished runs are kept in DIR and reused.
+test items. Finished runs are kept in DIR and reused; `--finished-only` reports them without starting any (a protocol
+cut short: its table then says how many runs each score has).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import yaml
 from benchmarks.common import machine_info, markdown_table, parse_options, pick_device, write_outputs
 from distill.commands.demo import LOCAL_OVERRIDES
 from distill.superb.intervals import kept_correct, paired_runs_difference, runs_interval
-from distill.superb.sweep import Upstream, parse_upstream, sweep_seeds
+from distill.superb.sweep import Upstream, parse_upstream, read_results, sweep_seeds
 from distill.superb.tasks import load_tasks
 
 STEPS = 1000
@@ -114,14 +115,19 @@ def render(summary: dict[str, Any], setup: dict[str, Any]) -> str:
 
 def run(students_by_seed: dict[str, dict[str, str]], corpus: Path, tasks: Sequence[str], lrs: Sequence[float],
         seeds: int, out: Path, options: Optional[dict[str, dict[str, Any]]] = None, jobs: int = 2,
-        readouts: Sequence[str] = BASELINE_READOUTS) -> list[dict[str, Any]]:
+        readouts: Sequence[str] = BASELINE_READOUTS, finished_only: bool = False) -> list[dict[str, Any]]:
     """Every upstream of each distillation seed ({seed: {kind: checkpoint}}) through the tasks with SUPERB's
-    protocol, in out/distill_seed_S/ (finished runs reused); the results' rows, each with its "run" (seed:s3prl seed)."""
+    protocol, in out/distill_seed_S/ (finished runs reused); the results' rows, each with its "run" (seed:s3prl seed).
+    `finished_only`: the rows of the runs already finished there, none started."""
     overrides = [f"config.runner.total_steps={STEPS}", f"config.runner.eval_step={STEPS}",
                  f"config.runner.save_step={STEPS}", f"config.runner.log_step={STEPS // 4}"]
     rows = []
     for seed, students in students_by_seed.items():
         folder = out / f"distill_seed_{seed}"
+        if finished_only:
+            rows += [{**row, "run": f"{seed}:{row['seed']}"} for row in read_results(folder / "results.csv")
+                     if row["task"] in tasks]
+            continue
         upstreams = upstreams_of_seed(students, options or {}, folder, readouts)
         found = sweep_seeds(upstreams, tasks, lrs, folder / "results.csv", folder / "superb", seeds, overrides=overrides,
                             corpus=corpus, test_in_run=True, task_overrides=LOCAL_OVERRIDES, jobs=jobs)
@@ -141,6 +147,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser.add_argument("--distilhubert-readouts", nargs="+", choices=BASELINE_READOUTS, default=list(BASELINE_READOUTS),
                         help="how DistilHuBERT is scored: its last layer, the weighted sum of its states (default both)")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/protocol"))
+    parser.add_argument("--finished-only", action="store_true",
+                        help="report the runs already finished in --out without starting any")
     args = parser.parse_args(argv)
     options = parse_options(args.options)
     by_seed: dict[str, dict[str, str]] = {}
@@ -151,9 +159,12 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         kind, _, seed = label.partition("@")
         by_seed.setdefault(seed or "0", {})[kind] = path
     rows = run(by_seed, args.corpus, args.tasks, args.lrs, args.seeds, args.out, options, args.jobs,
-               args.distilhubert_readouts)
+               args.distilhubert_readouts, args.finished_only)
+    if not rows:
+        raise SystemExit(f"no finished runs of {args.tasks} in {args.out}")
     setup = {"corpus": str(args.corpus), "tasks": args.tasks, "students": args.students, "options": options,
              "lrs": args.lrs, "s3prl_seeds": args.seeds, "distillation_seeds": len(by_seed),
+             "finished_only": args.finished_only,
              "machine": machine_info(pick_device("cpu")),
              "command": " ".join(["python -m benchmarks.protocol"] + (argv if argv is not None else sys.argv[1:]))}
     summary = summarize(rows)

@@ -231,6 +231,7 @@ def test_real_teacher_downstream_runs_the_protocol_with_distilhubert_scored_both
 
     from benchmarks import protocol, real_teacher
     from distill.superb.intervals import TEST_ITEMS
+    from distill.superb.sweep import append_result
 
     seen = []
     right_of = {"gendistiller": 90, "distilhubert": 50, "distilhubert-ws": 70}
@@ -252,6 +253,7 @@ def test_real_teacher_downstream_runs_the_protocol_with_distilhubert_scored_both
                     torch.save({"Featurizer": {"weights": torch.tensor([0.0, 0.0, 2.0])}}, run / "dev-best.ckpt")
                     rows.append({"upstream": upstream.label, "task": task, "seed": str(seed), "test": right / 100,
                                  "lr": "0.01", "expdir": str(run)})
+                    append_result(results, rows[-1])
         return rows
 
     monkeypatch.setattr(protocol, "sweep_seeds", fake_sweep_seeds)
@@ -276,9 +278,19 @@ def test_real_teacher_downstream_runs_the_protocol_with_distilhubert_scored_both
     protocol.run({"1": {"distilhubert": str(distilhubert_ckpt)}}, tmp_path, ["sid"], [0.01], 1, tmp_path / "options",
                  {"gendistiller-std": {"states_in_teacher_units": False}})
     assert [label for label, *_ in seen[2]] == ["distilhubert", "distilhubert-ws"]  # a seed without a GenDistiller
-    protocol.run({"1": {"distilhubert": str(distilhubert_ckpt)}}, tmp_path, ["sid"], [0.01], 1, tmp_path / "ws",
-                 readouts=["distilhubert-ws"])
+    ran = protocol.run({"1": {"distilhubert": str(distilhubert_ckpt)}}, tmp_path, ["sid"], [0.01], 1, tmp_path / "ws",
+                       readouts=["distilhubert-ws"])
     assert [label for label, *_ in seen[3]] == ["distilhubert-ws"]
+
+    def no_runs(*args, **kwargs):
+        raise AssertionError("--finished-only started s3prl runs")
+
+    monkeypatch.setattr(protocol, "sweep_seeds", no_runs)  # a protocol cut short: what finished, reported as it is
+    finished_only = ["--students", f"distilhubert@1={distilhubert_ckpt}", "--finished-only", "--out", str(tmp_path / "ws")]
+    finished = protocol.main(["--corpus", str(tmp_path), "--tasks", "sid", *finished_only])
+    assert finished == protocol.summarize(ran) and finished["scores"][0]["runs"] == 1
+    with pytest.raises(SystemExit, match="no finished runs"):
+        protocol.main(["--corpus", str(tmp_path), "--tasks", "ic", *finished_only])
 
     results = {"padding_gap": {"files": 1, "frames": 2, "layers": [{"layer": 0, "cosine": 1.0, "relative_l1": 0.0}]},
                "fidelity_markdown": "", "downstream": summary, "machine": {"cpu": "cpu", "date": "today"},
