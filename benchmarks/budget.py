@@ -15,20 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
-
 from benchmarks.common import machine_info, markdown_table, pick_device, write_outputs
-from distill.models import GenDistillerConfig, StudentConfig, build_student, gendistiller_base_config
+from distill.models import GenDistillerConfig, gendistiller_base_config
 from distill.models.resolve import PARAMETER_BUDGET, TeacherFacts, resolve_student, share_of_distilhubert
 
 WIDTHS = (256, 384, 512, 768, 1024)
 DEPTHS = (2, 3, 4, 6, 12, 24)
 FRONT_ENDS = (128, 0)  # narrowed channels; 0: the teacher's CNN copied
-
-
-def count(config: StudentConfig) -> int:
-    with torch.device("meta"):
-        return sum(p.numel() for p in build_student(config).parameters())
 
 
 def shares(dim: int, num_layers: int, front_end_channels: int, pre_ln: bool) -> tuple[float, float, list[int]]:

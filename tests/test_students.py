@@ -4,11 +4,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from benchmarks.budget import count, shares
+from benchmarks.budget import shares
 from distill.io.audio import pad_waveforms
 from distill.models import (
     DistilHuBERTConfig,
     GenDistillerConfig,
+    StudentConfig,
     TeacherFacts,
     build_student,
     distilhubert_base_config,
@@ -22,6 +23,12 @@ from distill.training.trainer import DistillConfig, prepare_student
 from tests.conftest import random_waveforms
 
 WAVLM_BASE_PLUS_PARAMS = 94.70e6
+
+
+def count(config: StudentConfig) -> int:
+    """The student's parameters, built and counted (on the meta device: no memory)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in build_student(config).parameters())
 
 
 def test_parameter_budgets_for_768_wide_teacher():
