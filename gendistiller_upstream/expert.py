@@ -89,5 +89,5 @@ def _inference_options(model_config: Optional[str]) -> tuple[Optional[Chunking],
     chunking = Chunking(float(options.get("chunk_window_seconds", default.window_seconds)),
                         float(options.get("chunk_context_seconds", default.context_seconds)))
     use_chunks = "chunk_window_seconds" in options or "chunk_context_seconds" in options
-    exposed = {name: bool(options[name]) for name in EXPOSURE_OPTIONS if name in options}
+    exposed = {name: options[name] for name in EXPOSURE_OPTIONS if name in options}  # the config checks the values
     return chunking if use_chunks else None, options.get("layers"), exposed

@@ -56,6 +56,8 @@ def test_reduced_main_job_writes_the_report(tmp_path):
 def test_upstream_specs(tmp_path):
     assert parse_upstream("wavlm:/x/WavLM-Base+.pt").runner_flags() == ["-u", "wavlm_local", "-k", "/x/WavLM-Base+.pt"]
     assert parse_upstream("s3prl:hubert_local:/h.pt").runner_flags() == ["-u", "hubert_local", "-k", "/h.pt"]
+    ablation = parse_upstream("gendistiller-noln:/g.pt")  # a GenDistiller trained otherwise, under its own label
+    assert ablation.label == "gendistiller-noln" and ablation.runner_flags() == ["-u", "gendistiller_local", "-k", "/g.pt"]
     with pytest.raises(ValueError, match="LABEL:CKPT"):
         parse_upstream("gendistiller")
     with pytest.raises(ValueError, match="unknown upstream label"):

@@ -56,9 +56,9 @@ GENDISTILLER_OPTIONS = {
     "2d-unshared": (dict(extractor_mode="layer_norm", conv_bias=True, normalize=True),
                     dict(attention_2d=True, share_generator=False, generator_layers=2, step_embedding=False,
                          output_projection_groups=[0, 1, 2])),
-    # The other choice of exposed states: the projected front-end first, the generated states standardised, each
-    # after its step's update.
-    "exposed": (dict(layer_norm_first=True), dict(front_end_state=True, states_in_teacher_units=False,
+    # The other choice of exposed states: the projected front-end first (without its LayerNorm), the generated states
+    # standardised, each after its step's update.
+    "exposed": (dict(layer_norm_first=True), dict(front_end_state="unnormalized", states_in_teacher_units=False,
                                                   generator_states=True)),
 }
 # A baseline whose CNN normalises per frame (a padded batch then matches with the attention mask), pre-LN layers,

@@ -78,7 +78,7 @@ TINY_GEOMETRY = dict(family="hubert", conv_layers=((32, 10, 5),) + ((32, 3, 2),)
      dict(normalize=True, extractor_mode="layer_norm")),
     ("distilhubert", dict(encoder_layers=1), dict(conv_bias=True, layer_norm_first=True)),
     ("gendistiller", dict(target_standardization=True), {}),
-    ("gendistiller", dict(target_standardization=True, front_end_state=True, states_in_teacher_units=False,
+    ("gendistiller", dict(target_standardization=True, front_end_state="unnormalized", states_in_teacher_units=False,
                           generator_states=True), {}),
 ], ids=["gendistiller-2d-normalize", "distilhubert-pre-ln", "gendistiller-standardized-targets",
         "gendistiller-every-exposed-state"])

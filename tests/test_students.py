@@ -311,6 +311,28 @@ def _tiny_geometry() -> dict:
             "dim": 32, "ffn_dim": 64, "num_layers": 4, "num_heads": 2, "conv_pos": 16, "conv_pos_groups": 4}
 
 
+def test_unnormalized_front_end_state_skips_the_feature_layer_norm():
+    """front_end_state "unnormalized": the CNN output through the projection's Linear alone (DistilHuBERT's front-end
+    has no LayerNorm, which removes each frame's mean and scale over channels); every other state is unchanged."""
+    geometry = {**_tiny_geometry(), "conv_layers": ((48, 10, 5),) + ((48, 3, 2),) * 4 + ((48, 2, 2),) * 2}
+    options = dict(target_layers=[2, 3, 4], dropout=0.0, geometry=geometry, feature_layer_norm=True)
+    torch.manual_seed(0)
+    plain = build_student(GenDistillerConfig(**options, front_end_state=True)).eval()
+    unnormalized = build_student(GenDistillerConfig(**options, front_end_state="unnormalized")).eval()
+    unnormalized.load_state_dict(plain.state_dict())
+    wavs = random_waveforms((16000, 9000), seed=2)
+    ours, theirs = unnormalized.infer(wavs, chunking=None), plain.infer(wavs, chunking=None)
+    with torch.no_grad():
+        cnn, _ = plain._features(*pad_waveforms(wavs))
+    linear = plain.projection.projection
+    mask = (torch.arange(cnn.shape[1])[None] < ours.lengths[:, None])[..., None]
+    assert torch.allclose(ours.hidden_states[0], (cnn @ linear.weight.T + linear.bias) * mask, atol=1e-5)
+    assert not torch.allclose(ours.hidden_states[0], theirs.hidden_states[0], atol=1e-2)
+    assert all(torch.equal(a, b) for a, b in zip(ours.hidden_states[1:], theirs.hidden_states[1:]))
+    with pytest.raises(ValueError, match="front_end_state must be true, false or unnormalized"):
+        GenDistillerConfig(**options, front_end_state="raw")
+
+
 def test_exposed_states_options():
     """front_end_state: the projected CNN output (before the positional convolution) comes first, as DistilHuBERT's
     does; states_in_teacher_units=false: the generated states as predicted, standardised per dimension. The predictions
@@ -334,7 +356,7 @@ def test_exposed_states_options():
         expected = (theirs.predictions[step] - plain.target_mean[step]) / plain.target_std[step] * mask
         assert torch.allclose(state, expected, atol=1e-5)
     with torch.no_grad():
-        features, _ = exposed._features(*pad_waveforms(wavs))
+        features = exposed.projection(exposed._features(*pad_waveforms(wavs))[0])
     assert torch.allclose(ours.hidden_states[0], features * mask, atol=1e-6)
     early = exposed.infer(wavs, chunking=None, layers=2)
     assert len(early.hidden_states) == 3 and torch.equal(early.hidden_states[2], ours.hidden_states[2])

@@ -137,8 +137,8 @@ def test_checkpoints_that_are_not_students_fail_clearly(registered, tiny_wavlm_p
 
 
 def test_model_config_chooses_gendistillers_exposed_states(registered, gendistiller_ckpt, distilhubert_ckpt, tmp_path):
-    """-g front_end_state / states_in_teacher_units / generator_states replace the checkpoint's choice of exposed
-    states (GenDistiller)."""
+    """-g front_end_state (true or unnormalized) / states_in_teacher_units / generator_states replace the checkpoint's
+    choice of exposed states (GenDistiller); a value the config does not know is refused."""
     options = tmp_path / "exposed.yaml"
     options.write_text("front_end_state: true\n")
     wavs = random_waveforms((16000, 9000))
@@ -147,6 +147,12 @@ def test_model_config_chooses_gendistillers_exposed_states(registered, gendistil
     assert len(exposed) == len(default) + 1
     for ours, theirs in zip(exposed[1:], default):
         assert torch.equal(ours, theirs)
+    options.write_text("front_end_state: unnormalized\n")
+    unnormalized = registered.gendistiller_local(ckpt=str(gendistiller_ckpt), model_config=str(options))(wavs)["hidden_states"]
+    assert len(unnormalized) == len(exposed) and all(torch.equal(a, b) for a, b in zip(unnormalized[1:], default))
+    options.write_text("front_end_state: yes please\n")
+    with pytest.raises(ValueError, match="front_end_state must be true, false or unnormalized"):
+        registered.gendistiller_local(ckpt=str(gendistiller_ckpt), model_config=str(options))
     options.write_text("generator_states: true\n")
     updates = registered.gendistiller_local(ckpt=str(gendistiller_ckpt), model_config=str(options))(wavs)["hidden_states"]
     assert len(updates) == 2 * len(default) - 1 and all(torch.equal(a, b) for a, b in zip(updates[::2], default))

@@ -12,6 +12,7 @@ from distill.nn.ssl_encoder import SSLModelConfig
 
 AUTO = "auto"
 STEP_FFN_RULES = (AUTO, "early")
+UNNORMALIZED = "unnormalized"
 
 
 @dataclass(frozen=True)
@@ -112,11 +113,13 @@ class GenDistillerConfig(StudentConfig):
     attention_2d: bool = False  # 2-D attention: step k attends over all earlier layers x all frames
     # The hidden states exposed (to s3prl's weighted sum, ONNX, transformers): [front-end, h0, generated layers].
     # front_end_state: begin with the projected CNN output before the positional convolution, as DistilHuBERT's do
-    # (false: h0 first). states_in_teacher_units: the generated layers in the teacher's units (false: as predicted,
-    # standardised per dimension when target_standardization is on; the same otherwise). generator_states: before each
+    # (false: h0 first); "unnormalized": the CNN output through the projection's Linear alone, without the LayerNorm
+    # over channels that removes each frame's mean and scale, and with them speaker cues (DistilHuBERT has none).
+    # states_in_teacher_units: the generated layers in the teacher's units (false: as predicted, standardised per
+    # dimension when target_standardization is on; the same otherwise). generator_states: before each
     # generated layer, the step's update (G's output, after the step's own block, before the residual): a state no
     # loss pulls toward a teacher layer, as DistilHuBERT's transformer layers.
-    front_end_state: bool = False
+    front_end_state: bool | str = False
     states_in_teacher_units: bool = True
     generator_states: bool = False
 
@@ -140,6 +143,8 @@ class GenDistillerConfig(StudentConfig):
                 raise ValueError(f"student.output_projection_groups must number the projection of each of the {steps} "
                                  f"target layers as 0, 1, ... without gaps, got {groups}")
         _check_switch(self, "output_norm")
+        if self.front_end_state not in (True, False, UNNORMALIZED):
+            raise ValueError(f"student.front_end_state must be true, false or {UNNORMALIZED}, got {self.front_end_state!r}")
 
     def unresolved(self) -> list[str]:
         pending = super().unresolved()

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from distill.io.audio import check_waveforms, pad_waveforms
-from distill.models.student_config import DistilHuBERTConfig, GenDistillerConfig, StudentConfig
+from distill.models.student_config import UNNORMALIZED, DistilHuBERTConfig, GenDistillerConfig, StudentConfig
 from distill.nn.chunking import Chunking, FrameGrid, Moments, RecordingNorm, Samples, Window, run_in_windows, runs_whole
 from distill.nn.components import (
     ChannelMoments,
@@ -86,15 +86,14 @@ class Student(nn.Module):
         self, waveforms: Tensor, lengths: Tensor, cnn_features: Optional[tuple[Tensor, Tensor]] = None,
         moments: Optional[ChannelMoments] = None,
     ) -> tuple[Tensor, Tensor]:
-        """`cnn_features`: (CNN output (B, T, C), frame lengths) already computed by an identical frozen CNN (the
-        teacher's, when the config freezes a CNN copied from it); the student's own CNN is then skipped. `moments`:
-        what the CNN's first-layer GroupNorm normalises with (see `forward`)."""
+        """The CNN output (B, T, C) and frame lengths. `cnn_features`: the same, already computed by an identical frozen
+        CNN (the teacher's, when the config freezes a CNN copied from it); the student's own CNN is then skipped.
+        `moments`: what the CNN's first-layer GroupNorm normalises with (see `forward`)."""
         if cnn_features is not None:
             if self.config.cnn_grad_mult != 0:
                 raise ValueError("cnn_features can stand in for a frozen CNN only (student.cnn_grad_mult=0), "
                                  f"got cnn_grad_mult={self.config.cnn_grad_mult}")
-            features, frame_lengths = cnn_features
-            return self.projection(features), frame_lengths
+            return cnn_features
         waveforms = model_input(self.geometry, waveforms, lengths)
         mult = self.config.cnn_grad_mult
         if mult == 0:
@@ -103,7 +102,7 @@ class Student(nn.Module):
         else:
             features, frame_lengths = self.feature_extractor(waveforms, lengths, moments)
             features = scale_gradient(features, mult)
-        return self.projection(features), frame_lengths
+        return features, frame_lengths
 
     def forward(
         self,
@@ -289,6 +288,10 @@ class GenDistiller(Student):
         return front + ["h0"] + [name for layer in self.config.target_layers
                                  for name in ([f"update_{layer}"] if updates else []) + [f"generated_layer_{layer}"]]
 
+    def _front_end_state(self, cnn: Tensor, projected: Tensor) -> Tensor:
+        """The projected CNN output; with front_end_state "unnormalized", without the per-frame LayerNorm."""
+        return self.projection.without_layer_norm(cnn) if self.config.front_end_state == UNNORMALIZED else projected
+
     def _embed_step(self, x: Tensor, step: int) -> Tensor:
         if self.step_embedding is None:
             return x
@@ -327,9 +330,10 @@ class GenDistiller(Student):
         moments: Optional[ChannelMoments] = None,
         history_gradient: bool = True,
     ) -> StudentOutput:
-        features, frame_lengths = self._features(waveforms, lengths, cnn_features, moments)
-        h0, key_padding = self.encoder.embed(features, frame_lengths)
-        front = [features] if self.config.front_end_state else []
+        cnn, frame_lengths = self._features(waveforms, lengths, cnn_features, moments)
+        projected = self.projection(cnn)
+        h0, key_padding = self.encoder.embed(projected, frame_lengths)
+        front = [self._front_end_state(cnn, projected)] if self.config.front_end_state else []
         per_step = 2 if self.config.generator_states else 1
         last = _checked_layers(layers, len(front) + per_step * len(self.config.target_layers))
         history, updates, predicted, predictions = [h0], [], [], []
@@ -415,7 +419,8 @@ class DistilHuBERT(Student):
         history_gradient: bool = True,
     ) -> StudentOutput:
         last = _checked_layers(layers, self.config.encoder_layers + len(self.config.target_layers))
-        features, frame_lengths = self._features(waveforms, lengths, cnn_features, moments)
+        cnn, frame_lengths = self._features(waveforms, lengths, cnn_features, moments)
+        features = self.projection(cnn)
         layer_states = self.encoder(features, frame_lengths)
         predictions = [self._to_output(step, z) for step, z in enumerate(self.heads(layer_states[-1]))]
         states = [features] + layer_states[1:] + predictions

@@ -239,6 +239,10 @@ class FeatureProjection(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.layer_norm is not None:
             x = self.layer_norm(x)
+        return self.without_layer_norm(x)
+
+    def without_layer_norm(self, x: Tensor) -> Tensor:
+        """The projection alone, skipping the LayerNorm (which removes each frame's mean and scale over channels)."""
         return self.projection(x) if self.projection is not None else x
 
 

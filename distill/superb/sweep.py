@@ -61,8 +61,9 @@ class Upstream:
 
 
 def parse_upstream(spec: str) -> Upstream:
-    """`gendistiller:CKPT`, `distilhubert:CKPT` (ours, or an s3prl distiller file), `wavlm:CKPT`, `hubert:CKPT`,
-    or `s3prl:NAME:CKPT` (any s3prl upstream). `distilhubert` is scored on its last layer (SUPERB's `-s paper`, as its
+    """`gendistiller:CKPT` (or `gendistiller-NAME:CKPT`, a GenDistiller trained otherwise, e.g. an ablation),
+    `distilhubert:CKPT` (ours, or an s3prl distiller file), `wavlm:CKPT`, `hubert:CKPT`, or `s3prl:NAME:CKPT` (any s3prl
+    upstream). `distilhubert` is scored on its last layer (SUPERB's `-s paper`, as its
     authors benchmark it); `distilhubert-ws` on the learned weighted sum of all its hidden states, s3prl's default and
     what every other upstream here gets."""
     label, sep, rest = spec.partition(":")
@@ -71,7 +72,7 @@ def parse_upstream(spec: str) -> Upstream:
     if label == "s3prl":
         name, _, ckpt = rest.partition(":")
         return Upstream(name, name, ckpt)
-    if label == "gendistiller":
+    if label == "gendistiller" or label.startswith("gendistiller-"):
         return Upstream(label, "gendistiller_local", rest)
     if label in ("distilhubert", "distilhubert-ws"):
         from distill.io.checkpoint_files import read_checkpoint
@@ -82,8 +83,8 @@ def parse_upstream(spec: str) -> Upstream:
                         "paper" if label == "distilhubert" else None)
     if label in ("wavlm", "hubert", "wav2vec2"):
         return Upstream(label, f"{label}_local", rest)
-    raise ValueError(f"unknown upstream label {label!r} in {spec!r}; use gendistiller, distilhubert, distilhubert-ws, "
-                     "wavlm, hubert, wav2vec2 or s3prl:NAME:CKPT")
+    raise ValueError(f"unknown upstream label {label!r} in {spec!r}; use gendistiller, gendistiller-NAME, distilhubert, "
+                     "distilhubert-ws, wavlm, hubert, wav2vec2 or s3prl:NAME:CKPT")
 
 
 def count_parameters(upstream: Upstream) -> int:

@@ -42,6 +42,7 @@ class GenDistillerConfig(PretrainedConfig):
         target_standardization=False,  # steps predict standardised states; target_mean / target_std undo it
         dropout=0.0,  # dropout inside the transformer layers (training only)
         front_end_state=False,  # hidden_states begin with the projected CNN output, before the positional convolution
+        # (True), or with the CNN output through the projection's Linear alone, without the LayerNorm ("unnormalized")
         states_in_teacher_units=True,  # generated states in the teacher's units (False: standardised, as predicted)
         generator_states=False,  # each generated state follows its step's update (G's output before the residual)
         **kwargs,
@@ -78,7 +79,9 @@ class GenDistillerConfig(PretrainedConfig):
         self.attention_2d = bool(attention_2d)
         self.target_standardization = bool(target_standardization)
         self.dropout = float(dropout)
-        self.front_end_state = bool(front_end_state)
+        if front_end_state not in (True, False, "unnormalized"):
+            raise ValueError(f"front_end_state must be True, False or 'unnormalized', got {front_end_state!r}")
+        self.front_end_state = front_end_state
         self.states_in_teacher_units = bool(states_in_teacher_units)
         self.generator_states = bool(generator_states)
         super().__init__(**kwargs)

@@ -7,8 +7,9 @@ with a learned step embedding e_k, an output projection Out_k (`output_projectio
 (`output_norm`). `hidden_states` = (h_0, h_1, ..., h_K): h_0 is the front-end output after the positional
 convolution and the encoder LayerNorm (transformers' hidden_states[0] of HuBERT); h_k approximates the teacher's layer
 `target_layers[k-1]` (standardised per dimension instead with `states_in_teacher_units` false); `last_hidden_state` is
-h_K. With `front_end_state`, the projected CNN output before the positional convolution comes first; with
-`generator_states`, each generated state follows its step's update (G's output before the residual).
+h_K. With `front_end_state`, the projected CNN output before the positional convolution comes first ("unnormalized":
+without the LayerNorm over the CNN's channels); with `generator_states`, each generated state follows its step's
+update (G's output before the residual).
 
 `attention_mask` (batch, samples; 1 on samples, 0 on right padding) makes a padded batch give each utterance what it
 gets alone: the CNN's GroupNorm and the waveform normalisation use each utterance's valid part only, and attention
@@ -111,6 +112,9 @@ class FeatureProjection(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.layer_norm is not None:
             x = self.layer_norm(x)
+        return self.without_layer_norm(x)
+
+    def without_layer_norm(self, x: Tensor) -> Tensor:
         return self.projection(x) if self.projection is not None else x
 
 
@@ -307,6 +311,12 @@ class GenDistillerModel(GenDistillerPreTrainedModel):
             y = self.output_projection[group](y)
         return x, self.output_norm[step](y) if self.output_norm is not None else y
 
+    def _front_end_state(self, features: Tensor, projected: Tensor) -> Tensor:
+        """The projected CNN output; with front_end_state "unnormalized", without the per-frame LayerNorm."""
+        if self.config.front_end_state == "unnormalized":
+            return self.projection.without_layer_norm(features)
+        return projected
+
     def _to_output(self, step: int, z: Tensor) -> Tensor:
         """A step's state in the teacher's units (`target_standardization` undone)."""
         if not self.config.target_standardization:
@@ -337,7 +347,7 @@ class GenDistillerModel(GenDistillerPreTrainedModel):
             outputs.append(self._to_output(step, prediction) if self.config.states_in_teacher_units else prediction)
             history.append(prediction)
         mask = valid_mask(frame_lengths, h0.shape[1])[..., None]
-        front = [projected] if self.config.front_end_state else []
+        front = [self._front_end_state(features, projected)] if self.config.front_end_state else []
         states = tuple(state * mask.to(state.dtype) for state in [*front, h0, *outputs])
         hidden_states = states if output_hidden_states else None
         if not return_dict:
