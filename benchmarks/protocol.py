@@ -10,8 +10,8 @@ later s3prl seeds (--seeds in all), as SUPERB tunes the downstream per upstream 
 ways a user runs it: GenDistiller on the weighted sum of its hidden states; DistilHuBERT on its last layer
 (`distilhubert`, SUPERB's `-s paper`) and on the weighted sum of all its hidden states (`distilhubert-ws`, s3prl's
 default); `--options LABEL=key:value,...` adds a GenDistiller whose exposed states are chosen by the upstream's `-g`
-(no retraining), and a KIND `gendistiller-NAME` a GenDistiller trained otherwise (an ablation's checkpoint). The local settings of the main job (`gendistiller demo`): 1000 downstream steps, dev and test taken at
-the end. Reported per upstream and task: the test score's mean and standard deviation over every (distillation seed,
+(no retraining), and a KIND `gendistiller-NAME` a GenDistiller trained otherwise (an ablation's checkpoint). The
+local settings of the main job (`gendistiller demo`): 1000 downstream steps, dev and test taken at the end. Reported per upstream and task: the test score's mean and standard deviation over every (distillation seed,
 s3prl seed) run with a 95% interval (two-stage bootstrap: the runs, then the test items), the learning rates chosen,
 the weights each run's weighted sum learned (mean over runs), and every pair of upstreams paired on the same runs and
 test items. Finished runs are kept in DIR and reused; `--finished-only` reports them without starting any (a protocol
@@ -158,6 +158,9 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             raise SystemExit(f"--students item {item!r} must look like KIND@SEED=CHECKPOINT")
         kind, _, seed = label.partition("@")
         by_seed.setdefault(seed or "0", {})[kind] = path
+    shared = set(options) & {kind for students in by_seed.values() for kind in students}
+    if shared:  # one label would name two upstreams, and their runs would mix in one results file
+        raise SystemExit(f"--options labels {sorted(shared)} are also --students kinds; give the variant another name")
     rows = run(by_seed, args.corpus, args.tasks, args.lrs, args.seeds, args.out, options, args.jobs,
                args.distilhubert_readouts, args.finished_only)
     if not rows:

@@ -291,6 +291,9 @@ def test_real_teacher_downstream_runs_the_protocol_with_distilhubert_scored_both
     assert finished == protocol.summarize(ran) and finished["scores"][0]["runs"] == 1
     with pytest.raises(SystemExit, match="no finished runs"):
         protocol.main(["--corpus", str(tmp_path), "--tasks", "ic", *finished_only])
+    with pytest.raises(SystemExit, match=r"--options labels \['gendistiller-x'\] are also --students kinds"):
+        protocol.main(["--corpus", str(tmp_path), "--students", f"gendistiller-x@0={distilhubert_ckpt}",
+                       "--options", "gendistiller-x=front_end_state:true", "--out", str(tmp_path / "clash")])
 
     results = {"padding_gap": {"files": 1, "frames": 2, "layers": [{"layer": 0, "cosine": 1.0, "relative_l1": 0.0}]},
                "fidelity_markdown": "", "downstream": summary, "machine": {"cpu": "cpu", "date": "today"},
