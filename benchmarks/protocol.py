@@ -10,12 +10,13 @@ later s3prl seeds (--seeds in all), as SUPERB tunes the downstream per upstream 
 ways a user runs it: GenDistiller on the weighted sum of its hidden states; DistilHuBERT on its last layer
 (`distilhubert`, SUPERB's `-s paper`) and on the weighted sum of all its hidden states (`distilhubert-ws`, s3prl's
 default); `--options LABEL=key:value,...` adds a GenDistiller whose exposed states are chosen by the upstream's `-g`
-(no retraining), and a KIND `gendistiller-NAME` a GenDistiller trained otherwise (an ablation's checkpoint). The
-local settings of the main job (`gendistiller demo`): 1000 downstream steps, dev and test taken at the end. Reported per upstream and task: the test score's mean and standard deviation over every (distillation seed,
-s3prl seed) run with a 95% interval (two-stage bootstrap: the runs, then the test items), the learning rates chosen,
-the weights each run's weighted sum learned (mean over runs), and every pair of upstreams paired on the same runs and
-test items. Finished runs are kept in DIR and reused; `--finished-only` reports them without starting any (a protocol
-cut short: its table then says how many runs each score has).
+(no retraining), and a KIND `gendistiller-NAME` a GenDistiller trained otherwise (an ablation's checkpoint). The local
+settings of the main job (`gendistiller demo`): 1000 downstream steps, dev and test taken at the end. Reported per
+upstream and task: the test score's mean and standard deviation over every (distillation seed, s3prl seed) run with a
+95% interval (two-stage bootstrap: the runs, then the test items), the learning rates chosen, the weights each run's
+weighted sum learned (mean over runs), and every pair of upstreams paired on the same runs and test items. Finished
+runs are kept in DIR and reused; `--finished-only` reports them without starting any (a protocol cut short: its table
+then says how many runs each score has).
 """
 from __future__ import annotations
 

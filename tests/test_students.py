@@ -18,6 +18,7 @@ from distill.models import (
     student_config,
 )
 from distill.models.resolve import EARLY_STEP_FFN_RATIO
+from distill.nn.components import valid_mask
 from distill.teachers import load_teacher
 from distill.training.trainer import DistillConfig, prepare_student
 from tests.conftest import random_waveforms
@@ -325,7 +326,7 @@ def test_unnormalized_front_end_state_skips_the_feature_layer_norm():
     with torch.no_grad():
         cnn, _ = plain._features(*pad_waveforms(wavs))
     linear = plain.projection.projection
-    mask = (torch.arange(cnn.shape[1])[None] < ours.lengths[:, None])[..., None]
+    mask = valid_mask(ours.lengths, cnn.shape[1])[..., None]
     assert torch.allclose(ours.hidden_states[0], (cnn @ linear.weight.T + linear.bias) * mask, atol=1e-5)
     assert not torch.allclose(ours.hidden_states[0], theirs.hidden_states[0], atol=1e-2)
     assert all(torch.equal(a, b) for a, b in zip(ours.hidden_states[1:], theirs.hidden_states[1:]))
@@ -351,7 +352,7 @@ def test_exposed_states_options():
     assert len(ours.hidden_states) == 5 and torch.equal(ours.hidden_states[1], theirs.hidden_states[0])
     for mine, reference in zip(ours.predictions, theirs.predictions):
         assert torch.equal(mine, reference)
-    mask = (torch.arange(ours.hidden_states[0].shape[1])[None] < ours.lengths[:, None])[..., None]
+    mask = valid_mask(ours.lengths, ours.hidden_states[0].shape[1])[..., None]
     for step, state in enumerate(ours.hidden_states[2:]):
         expected = (theirs.predictions[step] - plain.target_mean[step]) / plain.target_std[step] * mask
         assert torch.allclose(state, expected, atol=1e-5)
@@ -390,7 +391,7 @@ def test_generator_states_expose_each_steps_update():
         assert torch.equal(ours.hidden_states[index], reference)
     for mine, reference in zip(ours.predictions, theirs.predictions):
         assert torch.equal(mine, reference)
-    mask = (torch.arange(ours.hidden_states[0].shape[1])[None] < ours.lengths[:, None])[..., None]
+    mask = valid_mask(ours.lengths, ours.hidden_states[0].shape[1])[..., None]
     for index, update in zip((1, 3, 5), [block_outputs[0], g_outputs[1], g_outputs[2]]):
         assert torch.equal(ours.hidden_states[index], update * mask)
     assert not torch.allclose(ours.hidden_states[1], g_outputs[0] * mask)  # the step's own block came after G
