@@ -10,12 +10,12 @@ and the result is written in the official WavLM checkpoint format (`{"cfg": ...,
 `load_teacher`, s3prl's `wavlm_local` and `student.init_from_teacher` read unchanged. The run folder also keeps
 `untrained_teacher.pt`: the same architecture at its initialisation, in the same format (the random-weight control).
 
-Reads top to bottom like `distill/training/trainer.py`: config, model, data, units, optimiser, checkpoints, one loop.
+Reads top to bottom like `distill/training/trainer.py`: config, model, data, units, optimiser, checkpoints, and the
+step that the shared loop (`distill.training.loop`) runs.
 """
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -28,10 +28,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from distill.io.audio import SAMPLE_RATE, AudioError, read_audio
+from distill.io.audio import AudioError, read_audio
 from distill.io.checkpoint_files import CheckpointError, check_finite_weights, read_checkpoint, save_atomically
 from distill.io.configuration import ConfigError, above, at_least, between, check_fields, from_dict
-from distill.io.run_folder import RunLock, RunStopped, blocking_file
+from distill.io.run_folder import RunLock, blocking_file
 from distill.io.weight_names import map_state_dict
 from distill.nn.components import valid_mask
 from distill.nn.fairseq_names import OURS_TO_WAVLM_EXTRAS, ours_to_fairseq
@@ -40,12 +40,12 @@ from distill.teachers.fairseq_format import wavlm_config_from_checkpoint
 from distill.teachers.tiny import TINY_WAVLM_CFG
 from distill.training.config import DataConfig, RunConfig, check_data, check_run
 from distill.training.data import BucketBatchSampler, CorpusIndex, CropDataset, collate, index_corpus
-from distill.training.guards import StepGuard, check_finite_state, step_is_finite, stop_on_signals
+from distill.training.guards import check_finite_state, step_is_finite
+from distill.training.loop import LoopSettings, Position, run_loop
 from distill.training.resumption import check_same_sections
 from distill.training.runs import (
     MetricsLog,
     adamw_with_schedule,
-    checkpoint_path,
     latest_checkpoint,
     pick_device,
     read_config,
@@ -309,75 +309,41 @@ def _pretrain(config: PretrainConfig, out: Path, run_dir: Path, resume: bool) ->
         save_atomically(wavlm_checkpoint(model, config.model), untrained)
 
     optimizer, scheduler = adamw_with_schedule(model.parameters(), config.optim)
-    total_steps = config.optim.total_steps
     sampler = BucketBatchSampler(corpus.items, config.data.batch_size, config.data.crop_samples, config.run.seed,
                                  bucket_batches=config.data.bucket_batches)
     loader = DataLoader(CropDataset(corpus.items, config.data.crop_samples), batch_sampler=sampler, collate_fn=collate,
                         num_workers=config.data.num_workers, pin_memory=device.type == "cuda")
 
-    step, epoch, batch_in_epoch = 0, 0, 0
-    last: Optional[Path] = None  # the newest checkpoint
+    position = Position()
     if checkpoint is not None:
-        step, epoch, batch_in_epoch = restore(checkpoint, "model", model, optimizer, scheduler)
-        last = latest_checkpoint(run_dir)
+        position = Position(*restore(checkpoint, "model", model, optimizer, scheduler), latest_checkpoint(run_dir))
 
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    metrics = MetricsLog(run_dir, step)
+    metrics = MetricsLog(run_dir, position.step)
     print(f"[pretrain] {sum(p.numel() for p in backbone.parameters()):,} encoder parameters; data {config.data.train}: "
           f"{len(corpus.items)} files, {corpus.hours:.2f} h; {codebook.num_units} units "
           f"(most frequent: {100 * codebook.chance_accuracy:.1f}% of frames)")
 
     def save() -> Path:
-        check_finite_state(model.state_dict(), step, last)
-        return save_checkpoint(run_dir, step, {
+        check_finite_state(model.state_dict(), position.step, position.last_checkpoint)
+        return save_checkpoint(run_dir, position.step, {
             "format": PRETRAIN_FORMAT, "config": config.to_dict(), "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch, "rng": rng_state()}, config.run.keep_checkpoints)
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": position.step,
+            "epoch": position.epoch, "batch_in_epoch": position.batch_in_epoch, "rng": rng_state()},
+            config.run.keep_checkpoints)
 
-    guard = StepGuard(config.run.max_nonfinite_steps, config.data.train, "pretrain")
-    failed_reads: set[str] = set()
-    progress = tqdm(total=total_steps, initial=step, disable=not config.run.progress, desc="pretrain", dynamic_ncols=True)
-    last_log_time, audio_since_log = time.time(), 0.0
+    def take_step(batch: dict[str, Any]) -> PretrainStep:
+        return pretrain_step(model, codebook, optimizer, batch, config, position.step, device, autocast_dtype)
+
+    def record(result: PretrainStep, audio_per_second: float) -> dict[str, float]:
+        return _record(result, position.step, scheduler.get_last_lr()[0], audio_per_second)
+
+    settings = LoopSettings("pretrain", config.optim.total_steps, config.run.log_every, config.run.checkpoint_every,
+                            run_dir, config.data.train, config.run.max_nonfinite_steps, config.run.progress,
+                            {"loss": "loss", "acc": "masked_accuracy"})
     model.train()
-    with stop_on_signals() as stop:
-        while step < total_steps:
-            sampler.set_position(epoch, batch_in_epoch)
-            for batch in loader:
-                if stop.signum:
-                    progress.close()
-                    raise RunStopped(step, stop.signum, last if last == checkpoint_path(run_dir, step) else save())
-                batch_in_epoch += 1
-                for message in sorted(set(batch["failed"]) - failed_reads):
-                    print(f"[pretrain] skipped {message}")
-                failed_reads.update(batch["failed"])
-                if batch["waveforms"] is None:
-                    guard.skipped_batch(batch["failed"])
-                    continue
-                result = pretrain_step(model, codebook, optimizer, batch, config, step, device, autocast_dtype)
-                if not result.applied:
-                    guard.nonfinite_step(step, result.loss.item(), result.grad_norm.item(), batch["paths"], last)
-                    continue
-                guard.applied_step()
-                scheduler.step()
-                step += 1
-                progress.update(1)
-                audio_since_log += float(batch["lengths"].sum()) / SAMPLE_RATE
-
-                if step % config.run.log_every == 0 or step in (1, total_steps):
-                    elapsed = time.time() - last_log_time
-                    record = _record(result, step, scheduler.get_last_lr()[0], audio_since_log / max(elapsed, 1e-9))
-                    metrics.log(record)
-                    progress.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['masked_accuracy']:.3f}")
-                    last_log_time, audio_since_log = time.time(), 0.0
-                if step % config.run.checkpoint_every == 0 or step == total_steps:
-                    last = save()
-                if step >= total_steps:
-                    break
-            else:
-                guard.end_of_epoch()
-                epoch, batch_in_epoch = epoch + 1, 0
-    progress.close()
+    run_loop(settings, position, sampler, loader, scheduler, take_step, record, save, metrics)
     metrics.close()
     out.parent.mkdir(parents=True, exist_ok=True)
     save_atomically(wavlm_checkpoint(model, config.model), out)

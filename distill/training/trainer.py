@@ -1,7 +1,7 @@
 """Distillation training: `gendistiller distill --config FILE.yaml [key.sub=value ...] [--resume]`.
 
-Reads top to bottom: distributed setup, teacher/student/data, optimiser and schedule, checkpoints, then one loop
-(lr -> batch -> teacher -> student -> loss -> clip -> step -> log -> checkpoint). The config is distill.training.config.
+Reads top to bottom: distributed setup, teacher/student/data, optimiser and schedule, checkpoints, then the step
+(teacher -> student -> loss -> clip -> optimizer step) that the shared loop (`distill.training.loop`) runs. The config is distill.training.config.
 Single process, or `torchrun --nproc_per_node N -m distill.cli distill ...` (DDP; gloo on CPU, nccl on GPU).
 """
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -19,10 +18,9 @@ import torch.distributed as dist
 import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from distill.io.configuration import ConfigError
-from distill.io.run_folder import RunLock, RunStopped
+from distill.io.run_folder import RunLock
 from distill.models import GenDistillerConfig, Student, StudentConfig, TeacherFacts, build_student, resolve_student
 from distill.models.resolve import PARAMETER_BUDGET, share_of_distilhubert
 from distill.models.student_checkpoint import CHECKPOINT_FORMAT, read_student_checkpoint
@@ -38,7 +36,8 @@ from distill.training.config import (  # noqa: F401  (load_config: with train)
     load_config,
 )
 from distill.training.data import BucketBatchSampler, CorpusIndex, CropDataset, collate, index_corpus
-from distill.training.guards import StepGuard, check_finite_state, step_is_finite, stop_on_signals
+from distill.training.guards import check_finite_state, step_is_finite
+from distill.training.loop import LoopSettings, Position, run_loop
 from distill.training.loss import DistillLoss, compute_loss
 from distill.training.resumption import resumed_config
 from distill.training.runs import (
@@ -149,6 +148,10 @@ class StepResult:
     grad_norm: torch.Tensor  # global gradient norm before clipping
     applied: bool = True  # False: the loss or gradient norm was not finite and the optimizer step was skipped
 
+    @property
+    def loss(self) -> torch.Tensor:
+        return self.losses.total
+
 
 def train_step(model: torch.nn.Module, student: Student, teacher: Teacher, optimizer: torch.optim.Optimizer,
                waveforms: torch.Tensor, lengths: torch.Tensor, config: DistillConfig, use_teacher: list[bool],
@@ -230,10 +233,7 @@ class _Run:
     sampler: BucketBatchSampler
     loader: DataLoader
     metrics: Optional[MetricsLog]  # the main process's
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    last_checkpoint: Optional[Path] = None  # the newest checkpoint of the run (written or resumed from)
+    position: Position = field(default_factory=Position)
     data: dict[str, Any] = field(default_factory=dict)  # the training data's files and hours (a model card reports them)
 
     @property
@@ -241,18 +241,18 @@ class _Run:
         return Path(self.config.run.output_dir)
 
     def save(self) -> Path:
-        """A checkpoint of the current step (never of non-finite weights), then `latest` points to it."""
-        path = checkpoint_path(self.output_dir, self.step)
-        if self.env.is_main:
-            check_finite_state(self.student.state_dict(), self.step, self.last_checkpoint)
-            path = save_checkpoint(self.output_dir, self.step, {
-                "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "student": self.student.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "step": self.step,
-                "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "rng": rng_state(),
-                "teacher": self.teacher.identity(), "data": self.data,
-            }, self.config.run.keep_checkpoints)
-        self.last_checkpoint = path
-        return path
+        """A checkpoint of the current step (never of non-finite weights), then `latest` points to it; the main
+        process writes it, every process returns its path."""
+        at = self.position
+        if not self.env.is_main:
+            return checkpoint_path(self.output_dir, at.step)
+        check_finite_state(self.student.state_dict(), at.step, at.last_checkpoint)
+        return save_checkpoint(self.output_dir, at.step, {
+            "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "student": self.student.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "step": at.step,
+            "epoch": at.epoch, "batch_in_epoch": at.batch_in_epoch, "rng": rng_state(),
+            "teacher": self.teacher.identity(), "data": self.data,
+        }, self.config.run.keep_checkpoints)
 
 
 def _start(config: DistillConfig, resume: bool, teacher: Optional[Teacher]) -> _Run:
@@ -285,8 +285,8 @@ def _start(config: DistillConfig, resume: bool, teacher: Optional[Teacher]) -> _
     run = _Run(config, env, device, autocast_dtype, teacher, student, model, optimizer, scheduler, sampler, loader, None,
                data={"files": len(corpus.items), "hours": corpus.hours})
     if checkpoint is not None:
-        run.step, run.epoch, run.batch_in_epoch = restore(checkpoint, "student", student, optimizer, scheduler)
-        run.last_checkpoint = latest_checkpoint(output_dir)
+        step, epoch, batch_in_epoch = restore(checkpoint, "student", student, optimizer, scheduler)
+        run.position = Position(step, epoch, batch_in_epoch, latest_checkpoint(output_dir))
     elif config.student.target_standardization:  # a draw of its own (seed + 1): the training batches stay the same
         statistics_sampler = BucketBatchSampler(corpus.items, config.data.batch_size, config.data.crop_samples,
                                                 config.run.seed + 1, bucket_batches=config.data.bucket_batches)
@@ -319,9 +319,10 @@ def _announce(run: _Run, corpus: CorpusIndex) -> None:
     config, teacher = run.config, run.teacher
     (run.output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run.output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    run.metrics = MetricsLog(run.output_dir, run.step)
-    if run.last_checkpoint is not None:
-        print(f"[distill] resuming from step {run.step} of {config.optim.total_steps} ({run.last_checkpoint})")
+    at = run.position
+    run.metrics = MetricsLog(run.output_dir, at.step)
+    if at.last_checkpoint is not None:
+        print(f"[distill] resuming from step {at.step} of {config.optim.total_steps} ({at.last_checkpoint})")
     print(f"[distill] teacher {teacher.spec}: {teacher.num_layers} layers, width {teacher.dim}")
     print(f"[distill] student {config.student.kind}: {sum(p.numel() for p in run.student.parameters()):,} parameters"
           f"{_budget_note(run.student.config, teacher)}")
@@ -346,77 +347,36 @@ def _budget_note(student: StudentConfig, teacher: Teacher) -> str:
 
 
 def _loop(run: _Run) -> Path:
-    """The training loop: batch -> step (applied only if finite) -> log -> checkpoint, until optim.total_steps; stops
-    after the current step on SIGINT / SIGTERM, with a checkpoint."""
-    config, env, total_steps = run.config, run.env, run.config.optim.total_steps
-    guard = StepGuard(config.run.max_nonfinite_steps, config.data.train, "distill", log=env.is_main)
-    failed_reads: set[str] = set()
-    progress = tqdm(total=total_steps, initial=run.step, disable=not (env.is_main and config.run.progress), desc="distill",
-                    dynamic_ncols=True)
-    last_log_time, audio_since_log = time.time(), 0.0
+    """Trains to optim.total_steps (`distill.training.loop`: a step is applied only if finite; SIGINT / SIGTERM stop
+    after the current step, with a checkpoint); returns the last checkpoint's path."""
+    config, env = run.config, run.env
+    settings = LoopSettings("distill", config.optim.total_steps, config.run.log_every, config.run.checkpoint_every,
+                            run.output_dir, config.data.train, config.run.max_nonfinite_steps, config.run.progress,
+                            {"loss": "loss", "audio_s_per_s": "audio_seconds_per_second"}, env.is_main, env.world_size)
+
+    def take_step(batch: dict[str, Any]) -> StepResult:
+        waveforms, lengths = batch["waveforms"].to(run.device, non_blocking=True), batch["lengths"].to(run.device)
+        use_teacher = teacher_history(config.training, len(config.student.target_layers), run.position.step,
+                                      config.optim.total_steps, config.run.seed)
+        return train_step(run.model, run.student, run.teacher, run.optimizer, waveforms, lengths, config, use_teacher,
+                          run.autocast_dtype, env.world_size)
+
     run.model.train()
-    with stop_on_signals() as stop:
-        while run.step < total_steps:
-            run.sampler.set_position(run.epoch, run.batch_in_epoch)
-            for batch in run.loader:
-                signum = stop.requested(env.world_size)
-                if signum:
-                    progress.close()
-                    at_this_step = checkpoint_path(run.output_dir, run.step)
-                    saved = run.last_checkpoint if run.last_checkpoint == at_this_step else run.save()
-                    raise RunStopped(run.step, signum, saved)
-                for message in batch["failed"]:
-                    if message not in failed_reads and env.is_main:
-                        print(f"[distill] skipped {message}")
-                    failed_reads.add(message)
-                run.batch_in_epoch += 1
-                if batch["waveforms"] is None:
-                    guard.skipped_batch(batch["failed"])
-                    continue
-                waveforms, lengths = batch["waveforms"].to(run.device, non_blocking=True), batch["lengths"].to(run.device)
-                use_teacher = teacher_history(config.training, len(config.student.target_layers), run.step, total_steps,
-                                              config.run.seed)
-                result = train_step(run.model, run.student, run.teacher, run.optimizer, waveforms, lengths, config,
-                                    use_teacher, run.autocast_dtype, env.world_size)
-                if not result.applied:
-                    guard.nonfinite_step(run.step, result.losses.total.item(), result.grad_norm.item(), batch["paths"],
-                                         run.last_checkpoint)
-                    continue
-                guard.applied_step()
-                run.scheduler.step()
-                run.step += 1
-                progress.update(1)
-                audio_since_log += float(batch["lengths"].sum()) * env.world_size / 16000  # host copy: no device sync
-
-                if env.is_main and (run.step % config.run.log_every == 0 or run.step in (1, total_steps)):
-                    elapsed = time.time() - last_log_time
-                    record = _record(run, result, audio_since_log / max(elapsed, 1e-9), guard.nonfinite_total)
-                    run.metrics.log(record)  # type: ignore[union-attr]
-                    progress.set_postfix(loss=f"{record['loss']:.3f}",
-                                         audio_s_per_s=f"{record['audio_seconds_per_second']:.1f}")
-                    last_log_time, audio_since_log = time.time(), 0.0
-                if run.step % config.run.checkpoint_every == 0 or run.step == total_steps:
-                    run.save()
-                if run.step >= total_steps:
-                    break
-            else:
-                guard.end_of_epoch()
-                run.epoch, run.batch_in_epoch = run.epoch + 1, 0
-    progress.close()
+    failed_reads = run_loop(settings, run.position, run.sampler, run.loader, run.scheduler, take_step,
+                            lambda result, audio_per_second: _record(run, result, audio_per_second), run.save,
+                            run.metrics)
     _finish(run, failed_reads)
-    return checkpoint_path(run.output_dir, run.step)
+    return checkpoint_path(run.output_dir, run.position.step)
 
 
-def _record(run: _Run, result: StepResult, audio_per_second: float, nonfinite_steps: int) -> dict[str, float]:
-    """One metrics record of the step just made; `nonfinite_steps` (steps not applied so far) only when there were."""
+def _record(run: _Run, result: StepResult, audio_per_second: float) -> dict[str, float]:
+    """One metrics record of the step just made."""
     losses = result.losses
-    record = {"step": run.step, "loss": losses.total.item(), "lr": run.scheduler.get_last_lr()[0],
+    record = {"step": run.position.step, "loss": losses.total.item(), "lr": run.scheduler.get_last_lr()[0],
               "grad_norm": float(result.grad_norm), "audio_seconds_per_second": audio_per_second}
     for layer, total, l1, cosine in zip(result.layers, losses.per_layer, losses.l1, losses.cosine):
         record.update({f"loss_layer_{layer}": total.item(), f"l1_layer_{layer}": l1.item(),
                        f"cos_layer_{layer}": cosine.item()})
-    if nonfinite_steps:
-        record["nonfinite_steps"] = nonfinite_steps
     return record
 
 
