@@ -1,7 +1,8 @@
 """Distillation training: `gendistiller distill --config FILE.yaml [key.sub=value ...] [--resume]`.
 
 Reads top to bottom: distributed setup, teacher/student/data, optimiser and schedule, checkpoints, then the step
-(teacher -> student -> loss -> clip -> optimizer step) that the shared loop (`distill.training.loop`) runs. The config is distill.training.config.
+(teacher -> student -> loss -> clip -> optimizer step) that the shared loop (`distill.training.loop`) runs. The config
+is distill.training.config.
 Single process, or `torchrun --nproc_per_node N -m distill.cli distill ...` (DDP; gloo on CPU, nccl on GPU).
 """
 from __future__ import annotations
