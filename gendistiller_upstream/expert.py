@@ -30,10 +30,9 @@ from torch import Tensor
 
 from distill.models import DistilHuBERT, GenDistiller
 from distill.models.student_checkpoint import load_student
+from distill.models.student_config import EXPOSURE_OPTIONS
 from distill.nn.chunking import Chunking
 
-# GenDistiller's choice of exposed hidden states (distill.models.student_config), which -g may set for a checkpoint.
-EXPOSURE_OPTIONS = ("front_end_state", "states_in_teacher_units", "generator_states")
 
 
 class UpstreamExpert(UpstreamBase):

@@ -19,6 +19,7 @@ from distill.cli import main as cli
 from distill.io.checkpoint_files import CheckpointError
 from distill.io.run_folder import RunLock, RunLockError
 from distill.models.student_checkpoint import load_student, read_student_checkpoint
+from distill.models.student_config import EXPOSURE_OPTIONS
 from distill.training.guards import NoProgressError, StepGuard
 from distill.training.runs import latest_checkpoint
 from distill.training.trainer import load_config, train
@@ -464,3 +465,18 @@ def test_resume_refuses_another_student_and_says_where_it_continues(tmp_path, ti
     assert "student.generator_layers: 2 (checkpoint: 1)" in one_line(capsys.readouterr().err)
     assert cli([*distill(tiny_wavlm_path, corpus, tmp_path, "optim.total_steps=3"), "--resume"]) == 0
     assert "[distill] resuming from step 2 of 3" in capsys.readouterr().out
+
+
+def test_resume_takes_the_exposed_states_from_the_config(tmp_path, tiny_wavlm_path, corpus):
+    """Which states a GenDistiller exposes changes no weight: a run resumes with the config's choice, and its next
+    checkpoint keeps the trained weights and exposes what the config says."""
+    assert cli(distill(tiny_wavlm_path, corpus, tmp_path, "optim.total_steps=2", "student.generator_states=false")) == 0
+    before = read_student_checkpoint(latest_checkpoint(tmp_path))
+    assert cli([*distill(tiny_wavlm_path, corpus, tmp_path, "optim.total_steps=3", "student.generator_states=true",
+                         "student.front_end_state=true"), "--resume"]) == 0
+    after = read_student_checkpoint(latest_checkpoint(tmp_path))
+    assert after["step"] == 3 and before["config"]["student"]["generator_states"] is False
+    assert after["config"]["student"]["generator_states"] is True and after["config"]["student"]["front_end_state"] is True
+    assert after["student"].keys() == before["student"].keys()
+    assert {key: value for key, value in after["config"]["student"].items() if key not in EXPOSURE_OPTIONS} == \
+           {key: value for key, value in before["config"]["student"].items() if key not in EXPOSURE_OPTIONS}

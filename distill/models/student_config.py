@@ -83,6 +83,11 @@ class StudentConfig:
         return {"kind": self.kind, **asdict(self)}
 
 
+# GenDistiller's choice of exposed hidden states: read at inference only (s3prl's `-g` YAML may set them for a
+# checkpoint), so neither the weights nor `--resume` depend on them.
+EXPOSURE_OPTIONS = ("front_end_state", "states_in_teacher_units", "generator_states")
+
+
 @dataclass(frozen=True)
 class GenDistillerConfig(StudentConfig):
     """GenDistiller: a generator block G that produces the target layers one after another (distill.models.students)."""

@@ -1,7 +1,7 @@
 """What `--resume` keeps and what it refuses: a run continues with the student and the teacher its checkpoint was
 trained with, and the config given must name the same ones (the student compared once resolved for the teacher,
-key by key); the training schedule and the layer-0 term come from the checkpoint; the rest (steps, data, logging)
-from the config given."""
+key by key); the training schedule and the layer-0 term come from the checkpoint; the rest (steps, data, logging, and
+which states a GenDistiller exposes) from the config given."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -10,6 +10,7 @@ from typing import Any
 
 from distill.io.configuration import from_dict
 from distill.models import TeacherFacts, resolve_student, student_config_from_dict
+from distill.models.student_config import EXPOSURE_OPTIONS
 from distill.training.config import DistillConfig, TrainingConfig
 
 TEACHER_KEYS = ("family", "num_layers", "dim", "num_parameters")  # of Teacher.identity(): what makes it the same
@@ -25,6 +26,9 @@ def resumed_config(config: DistillConfig, checkpoint: dict[str, Any], facts: Tea
         trained = resolve_student(trained, facts)
     # What the config leaves to `auto` was decided when the run started (the rule may have changed since): it stands.
     given = replace(config.student, **{name: getattr(trained, name) for name in config.student.unresolved()})
+    # Which states are exposed is the config's to choose (no weight depends on it), the rest must be the run's.
+    exposure = {name: getattr(given, name) for name in EXPOSURE_OPTIONS if trained.kind == given.kind == "gendistiller"}
+    trained = replace(trained, **exposure)
     _refuse_changes(_changed_keys(resolve_student(given, facts).to_dict(), trained.to_dict(), "student"),
                     f"the student of the run in {output_dir}", output_dir)
     saved = checkpoint["config"]
