@@ -6,8 +6,8 @@ equal shape; `get_downsample_rates(key)` gives the hop in samples (320 for the w
 
 Exposed features, by student kind:
 - gendistiller: `hidden_states` = [projected front-end (with `front_end_state`), front-end output h0, generated layer
-  1, ..., K, each after its step's update with `generator_states`] (`last_hidden_state` = generated layer K), as
-  the student's config says;
+  1, ..., K, each after its step's update (with `generator_states`, on by default)]
+  (`last_hidden_state` = generated layer K), as the student's config says;
 - distilhubert (the baseline): `hidden_states` = [projected front-end, transformer layer 1..n, head 1..K],
   exactly as s3prl's `distiller` expert, plus `"paper"` = the last transformer layer (SUPERB's `-s paper`).
 Padded frames are zeroed; s3prl's `Featurizer` trims each utterance to round(samples / 320) frames.

@@ -399,7 +399,7 @@ def readme_snippet() -> str:
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-@pytest.mark.parametrize("name, num_states", [("gendistiller", 4), ("distilhubert", 3)])
+@pytest.mark.parametrize("name, num_states", [("gendistiller", 7), ("distilhubert", 3)])
 def test_readme_snippet_runs_as_written(exports, tmp_path, name, num_states):
     snippet = readme_snippet()
     assert len(snippet.strip().splitlines()) == 3

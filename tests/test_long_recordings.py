@@ -157,8 +157,8 @@ def test_early_stopping_equals_the_full_run(gendistiller_ckpt, distilhubert_ckpt
         stopped = model(wavs)
         assert model.names == full_model.names[: layers + 1] and len(model.session.get_outputs()) == layers + 2 <= nodes
         assert all(np.array_equal(a, b) for a, b in zip(stopped.hidden_states, full.hidden_states))
-    with pytest.raises(DeployError, match="hidden states 0 to 3"):
-        OnnxStudent(exported[1], layers=4)
+    with pytest.raises(DeployError, match="hidden states 0 to 6"):  # h0, then each step's update and layer
+        OnnxStudent(exported[1], layers=7)
 
 
 def test_early_stopping_prunes_the_generator_steps(exported):
@@ -168,8 +168,8 @@ def test_early_stopping_prunes_the_generator_steps(exported):
     from distill.deploy.runtime import _pruned
 
     full = onnx.load(str(exported[0])).graph
-    sizes = [len(onnx.load_from_string(_pruned(exported[0], layers)).graph.node) for layers in range(4)]
-    assert sizes == sorted(sizes) and len(set(sizes)) == 4 and sizes[-1] == len(full.node)
+    sizes = [len(onnx.load_from_string(_pruned(exported[0], layers)).graph.node) for layers in range(7)]
+    assert sizes == sorted(sizes) and len(set(sizes)) == 7 and sizes[-1] == len(full.node)
 
 
 def test_heldout_fidelity_says_what_it_did_to_long_files(gendistiller_ckpt, tiny_wavlm_path, tmp_path, capsys):
@@ -213,7 +213,7 @@ def test_embed_long_files_window_by_window_with_one_line_errors(exported, tmp_pa
     assert written == ["long.npy", "utt000.npy", "utt001.npy"]  # no .partial left behind
     expected = OnnxStudent(fp32, chunking=SMALL)([read_audio(audio / "long.flac")])  # as FLAC stores it: 16-bit
     states = np.load(tmp_path / "all" / "long.npy")
-    assert states.shape == (4, FrameGrid().frames(len(long)), expected.hidden_states[0].shape[-1]) and states.dtype == np.float32
+    assert states.shape == (7, FrameGrid().frames(len(long)), expected.hidden_states[0].shape[-1]) and states.dtype == np.float32
     assert all(np.array_equal(ours, theirs[0]) for ours, theirs in zip(states, expected.hidden_states))
 
     assert cli(args + ["--out", str(tmp_path / "one"), "--layer", "2", "--float16"]) == 1
@@ -235,7 +235,7 @@ def test_s3prl_upstream_chunks_and_stops_early_when_its_config_asks(gendistiller
         whole = UpstreamExpert(str(gendistiller_ckpt))(wavs)["hidden_states"]
     reference = student.infer(wavs, SMALL, layers=2).hidden_states
     assert len(states) == 3 and all(torch.equal(a, b) for a, b in zip(states, reference))
-    assert len(whole) == 4 and all(torch.equal(a, b) for a, b in zip(whole, student.infer(wavs, None).hidden_states))
+    assert len(whole) == 7 and all(torch.equal(a, b) for a, b in zip(whole, student.infer(wavs, None).hidden_states))
     config.write_text("window: 2\n")
     with pytest.raises(ValueError, match="may set"):
         UpstreamExpert(str(gendistiller_ckpt), str(config))

@@ -46,8 +46,9 @@ def test_featurizer_over_padded_batch(registered, request, kind):
     with torch.no_grad():
         out = expert(wavs)
     states = out["hidden_states"]
+    per_target = 1 if kind == "distilhubert" else 2  # GenDistiller: each step's update, then its layer
     extra = config.encoder_layers if kind == "distilhubert" else 0
-    assert len(states) == 1 + extra + len(config.target_layers)
+    assert len(states) == 1 + extra + per_target * len(config.target_layers)
     assert len({tuple(s.shape) for s in states}) == 1
     assert states[0].shape[0] == len(LENGTHS)
     assert out["last_hidden_state"] is states[-1]
@@ -98,7 +99,7 @@ def test_s3prl_upstream_wrapper(registered, gendistiller_ckpt):
     with torch.no_grad():
         all_hs, all_lens = upstream(padded, torch.tensor(LENGTHS))
     target_layers = upstream.upstream.model.config.target_layers
-    assert upstream.num_layers == len(all_hs) == 1 + len(target_layers)
+    assert upstream.num_layers == len(all_hs) == 1 + 2 * len(target_layers)  # h0, then each step's update and layer
     assert upstream.downsample_rates == [320] * upstream.num_layers
     for hs, lens in zip(all_hs, all_lens):
         assert hs.shape == (len(LENGTHS), int(lens.max()), upstream.hidden_sizes[0])
@@ -153,8 +154,8 @@ def test_model_config_chooses_gendistillers_exposed_states(registered, gendistil
     options.write_text("front_end_state: yes please\n")
     with pytest.raises(ValueError, match="front_end_state must be true, false or unnormalized"):
         registered.gendistiller_local(ckpt=str(gendistiller_ckpt), model_config=str(options))
-    options.write_text("generator_states: true\n")
-    updates = registered.gendistiller_local(ckpt=str(gendistiller_ckpt), model_config=str(options))(wavs)["hidden_states"]
-    assert len(updates) == 2 * len(default) - 1 and all(torch.equal(a, b) for a, b in zip(updates[::2], default))
+    options.write_text("generator_states: false\n")  # the default exposes them: h0 and the generated layers alone
+    plain = registered.gendistiller_local(ckpt=str(gendistiller_ckpt), model_config=str(options))(wavs)["hidden_states"]
+    assert len(default) == 2 * len(plain) - 1 and all(torch.equal(a, b) for a, b in zip(default[::2], plain))
     with pytest.raises(ValueError, match="options of a GenDistiller student"):
         registered.gendistiller_local(ckpt=str(distilhubert_ckpt), model_config=str(options))

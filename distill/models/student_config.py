@@ -123,10 +123,11 @@ class GenDistillerConfig(StudentConfig):
     # states_in_teacher_units: the generated layers in the teacher's units (false: as predicted, standardised per
     # dimension when target_standardization is on; the same otherwise). generator_states: before each
     # generated layer, the step's update (G's output, after the step's own block, before the residual): a state no
-    # loss pulls toward a teacher layer, as DistilHuBERT's transformer layers.
+    # loss pulls toward a teacher layer, as DistilHuBERT's transformer layers; s3prl's weighted sum finds more of what
+    # the states hold with them (BENCHMARKS.md, "Downstream transfer"); false: h0 and the generated layers alone.
     front_end_state: bool | str = False
     states_in_teacher_units: bool = True
-    generator_states: bool = False
+    generator_states: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
