@@ -34,7 +34,6 @@ from distill.models.student_config import EXPOSURE_OPTIONS
 from distill.nn.chunking import Chunking
 
 
-
 class UpstreamExpert(UpstreamBase):
     """A GenDistiller or DistilHuBERT student as an s3prl upstream.
 

@@ -132,7 +132,8 @@ def test_inference_is_teacher_free_and_padding_invariant(tiny_students, kind):
     student = students[kind]
     wavs = random_waveforms((16000, 9000, 4000), seed=4)
     batch = student.infer(wavs)
-    expected_states = 1 + 2 * 3 if kind.startswith("gendistiller") else 1 + 2 + 3  # GenDistiller: h0, (update, layer) per step
+    # GenDistiller: h0, then (update, layer) per step; DistilHuBERT: front-end, 2 layers, 3 heads
+    expected_states = 1 + 2 * 3 if kind.startswith("gendistiller") else 1 + 2 + 3
     assert len(batch.hidden_states) == expected_states and len(batch.predictions) == 3
     for i, wav in enumerate(wavs):
         alone = student.infer([wav])
