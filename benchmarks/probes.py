@@ -14,6 +14,13 @@ together (concatenated):
 With a 95% bootstrap interval over test utterances (and over distillation seeds, when several), and each student kind
 paired against the other on the same test items. The scale of a state is the mean L2 norm of its frames.
 Probes are standardised logistic regressions (scikit-learn); the pooled states are kept in DIR/states/ and reused.
+
+"weighted sum" is s3prl's utterance-level head instead, as the main job trains it: a learned softmax-weighted sum of
+the states, Linear(D, 256), Linear(256, classes) (linear, so pooling first changes nothing), Adam at lr 1e-2, batch
+8, the gradient norm clipped to 1, 1000 steps, the states as they come (three seeds, each test item scored once per
+seed). It asks what a standardised probe does not: how fast an unnormalised linear head learns the states, which
+their per-dimension offsets slow down; "weighted sum, centered" subtracts each state's mean over the training
+utterances first.
 """
 from __future__ import annotations
 
@@ -33,6 +40,8 @@ from distill.superb.intervals import bootstrap_interval, paired_runs_difference,
 
 TASKS = ("speaker", "content")
 ALL = "all states"
+WEIGHTED, CENTERED = "weighted sum", "weighted sum, centered"
+COMBINED = (ALL, WEIGHTED, CENTERED)  # what is fitted on every state together
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,41 @@ def probe(features: np.ndarray, items: Sequence[Item]) -> dict[str, bool]:
     return {item.key: bool(ok) for item, ok in zip([i for i in items if not i.train], right)}
 
 
+def weighted_sum_probe(pooled: np.ndarray, items: Sequence[Item], center: bool = False, steps: int = 1000,
+                       lr: float = 1e-2, seeds: int = 3) -> dict[str, bool]:
+    """s3prl's utterance-level head on (utterances, states, dim) pooled states, fitted on the train items; per (seed,
+    test item), whether it is right. `center`: each state's mean over the train items subtracted first."""
+    train = np.array([item.train for item in items])
+    classes = sorted({item.label for item in items})
+    labels = torch.tensor([classes.index(item.label) for item in items])
+    states = torch.tensor(pooled, dtype=torch.float32)
+    if center:
+        states = states - states[torch.from_numpy(train)].mean(0)
+    train_rows, test_rows = np.flatnonzero(train), np.flatnonzero(~train)
+    correct = {}
+    for seed in range(seeds):
+        torch.manual_seed(seed)
+        weights = torch.zeros(states.shape[1], requires_grad=True)
+        head = torch.nn.Sequential(torch.nn.Linear(states.shape[2], 256), torch.nn.Linear(256, len(classes)))
+        parameters = [weights, *head.parameters()]
+        optimizer = torch.optim.Adam(parameters, lr=lr)
+        batches = torch.randint(len(train_rows), (steps, 8)).numpy()
+
+        def logits(rows: np.ndarray) -> torch.Tensor:
+            return head((torch.softmax(weights, 0)[:, None] * states[rows]).sum(1))
+
+        for batch in batches:
+            loss = torch.nn.functional.cross_entropy(logits(train_rows[batch]), labels[train_rows[batch]])
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+        with torch.no_grad():
+            right = (logits(test_rows).argmax(1) == labels[test_rows]).tolist()
+        correct.update({f"{seed}:{items[row].key}": ok for row, ok in zip(test_rows, right)})
+    return correct
+
+
 def measure(upstreams: dict[str, tuple[str, bool]], corpus: Path, out: Path,
             options: Optional[dict[str, dict[str, Any]]] = None) -> dict[str, Any]:
     """{label: {"names", "norms": {task: [...]}, "correct": {task: {state: {item: bool}}}}} for every upstream;
@@ -138,6 +182,8 @@ def measure(upstreams: dict[str, tuple[str, bool]], corpus: Path, out: Path,
             entry["norms"][task] = [float(n) for n in norms]
             entry["correct"][task] = {name: probe(pooled[:, index], task_list) for index, name in enumerate(names)}
             entry["correct"][task][ALL] = probe(pooled.reshape(len(pooled), -1), task_list)
+            entry["correct"][task][WEIGHTED] = weighted_sum_probe(pooled, task_list)
+            entry["correct"][task][CENTERED] = weighted_sum_probe(pooled, task_list, center=True)
             print(f"[probes] {label} {task}: " + ", ".join(
                 f"{name} {100 * np.mean(list(c.values())):.1f}" for name, c in entry["correct"][task].items()), flush=True)
         results[label] = entry
@@ -156,7 +202,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         table[kind] = {"seeds": len(labels), "names": first["names"], "tasks": {}}
         for task in TASKS:
             states = {}
-            for name in [*first["names"], ALL]:
+            for name in [*first["names"], *COMBINED]:
                 runs = [list(results[label]["correct"][task][name].values()) for label in labels]
                 low, high = runs_interval(runs) if len(runs) > 1 else bootstrap_interval(runs[0])
                 states[name] = {"accuracy": 100 * float(np.mean([np.mean(r) for r in runs])),
@@ -169,7 +215,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             for task in TASKS:
-                for which in ("best", ALL):
+                for which in ("best", *COMBINED):
                     pairs.append({"a": a, "b": b, "task": task, "state": which,
                                   **_paired(results, kinds[a], kinds[b], task, table, which)})
     return {"kinds": table, "pairs": pairs}
@@ -179,7 +225,7 @@ def _paired(results: dict[str, Any], a: list[str], b: list[str], task: str, tabl
             ) -> dict[str, Any]:
     """A - B in points on the same test items, the seeds of each kind matched in order."""
     def by_seed(labels: list[str], kind: str) -> dict[str, dict[str, bool]]:
-        state = table[kind]["tasks"][task]["best"] if which == "best" else ALL
+        state = table[kind]["tasks"][task]["best"] if which == "best" else which
         return {str(i): results[label]["correct"][task][state] for i, label in enumerate(labels)}
 
     seeds = min(len(a), len(b))
@@ -191,12 +237,13 @@ def _paired(results: dict[str, Any], a: list[str], b: list[str], task: str, tabl
 def render(summary: dict[str, Any], setup: dict[str, Any]) -> str:
     text = (f"Linear probes on {setup['corpus']} ({setup['machine']['cpu']}, {setup['machine']['date']}): accuracy % of "
             "a logistic regression on each utterance's mean-pooled state, test utterances, 95% interval; "
+            f"{WEIGHTED!r}: s3prl's utterance-level head on the weighted sum of the states (three seeds); "
             "norm: mean L2 norm of the state's frames.\n\n")
     for task in TASKS:
         rows = []
         for kind, entry in summary["kinds"].items():
             info = entry["tasks"][task]
-            for index, name in enumerate([*entry["names"], ALL]):
+            for index, name in enumerate([*entry["names"], *COMBINED]):
                 state = info["states"][name]
                 norm = f"{info['norms'][index]:.1f}" if index < len(info["norms"]) else ""
                 mark = " (best)" if name == info["best"] else ""

@@ -11,12 +11,12 @@ ways a user runs it: GenDistiller on the weighted sum of its hidden states; Dist
 (`distilhubert`, SUPERB's `-s paper`) and on the weighted sum of all its hidden states (`distilhubert-ws`, s3prl's
 default); `--options LABEL=key:value,...` adds a GenDistiller whose exposed states are chosen by the upstream's `-g`
 (no retraining), and a KIND `gendistiller-NAME` a GenDistiller trained otherwise (an ablation's checkpoint). The local
-settings of the main job (`gendistiller demo`): 1000 downstream steps, dev and test taken at the end. Reported per
-upstream and task: the test score's mean and standard deviation over every (distillation seed, s3prl seed) run with a
-95% interval (two-stage bootstrap: the runs, then the test items), the learning rates chosen, the weights each run's
-weighted sum learned (mean over runs), and every pair of upstreams paired on the same runs and test items. Finished
-runs are kept in DIR and reused; `--finished-only` reports them without starting any (a protocol cut short: its table
-then says how many runs each score has).
+settings of the main job (`gendistiller demo`): 1000 downstream steps (`--steps`), dev and test taken at the end.
+Reported per upstream and task: the test score's mean and standard deviation over every (distillation seed, s3prl
+seed) run with a 95% interval (two-stage bootstrap: the runs, then the test items), the learning rates chosen, the
+weights each run's weighted sum learned (mean over runs), and every pair of upstreams paired on the same runs and test
+items. Finished runs are kept in DIR and reused; `--finished-only` reports them without starting any (a protocol cut
+short: its table then says how many runs each score has).
 """
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def render(summary: dict[str, Any], setup: dict[str, Any]) -> str:
             for s in summary["scores"]]
     text = (f"Downstream on {setup['corpus']} ({setup['machine']['cpu']}, {setup['machine']['date']}): test % over "
             f"{setup['distillation_seeds']} distillation seed(s) x {setup['s3prl_seeds']} s3prl seed(s), lrs "
-            f"{setup['lrs']} swept on the first s3prl seed.\n\n"
+            f"{setup['lrs']} swept on the first s3prl seed, {setup.get('steps', STEPS)} downstream steps.\n\n"
             + markdown_table(["task", "upstream", "runs", "mean ± sd", "95% interval", "lr chosen", "weights"], rows))
     rows = [[p["task"], f"{p['a']} - {p['b']}", f"{p['difference']:+.2f}", f"[{p['low']:+.1f}, {p['high']:+.1f}]",
              p["runs"], p["items"], p["better"]] for p in summary["pairs"]]
@@ -116,15 +116,17 @@ def render(summary: dict[str, Any], setup: dict[str, Any]) -> str:
 
 def run(students_by_seed: dict[str, dict[str, str]], corpus: Path, tasks: Sequence[str], lrs: Sequence[float],
         seeds: int, out: Path, options: Optional[dict[str, dict[str, Any]]] = None, jobs: int = 2,
-        readouts: Sequence[str] = BASELINE_READOUTS, finished_only: bool = False) -> list[dict[str, Any]]:
+        readouts: Sequence[str] = BASELINE_READOUTS, finished_only: bool = False,
+        steps: int = STEPS) -> list[dict[str, Any]]:
     """Every upstream of each distillation seed ({seed: {kind: checkpoint}}) through the tasks with SUPERB's
-    protocol, in out/distill_seed_S/ (finished runs reused); the results' rows, each with its "run" (seed:s3prl seed).
-    `finished_only`: the rows of the runs already finished there, none started."""
-    overrides = [f"config.runner.total_steps={STEPS}", f"config.runner.eval_step={STEPS}",
-                 f"config.runner.save_step={STEPS}", f"config.runner.log_step={STEPS // 4}"]
+    protocol, in out/distill_seed_S/ (out/distill_seed_S_steps_N/ for other than the default downstream steps;
+    finished runs reused); the results' rows, each with its "run" (seed:s3prl seed). `finished_only`: the rows of the
+    runs already finished there, none started."""
+    overrides = [f"config.runner.total_steps={steps}", f"config.runner.eval_step={steps}",
+                 f"config.runner.save_step={steps}", f"config.runner.log_step={steps // 4}"]
     rows = []
     for seed, students in students_by_seed.items():
-        folder = out / f"distill_seed_{seed}"
+        folder = out / (f"distill_seed_{seed}" + (f"_steps_{steps}" if steps != STEPS else ""))
         if finished_only:
             rows += [{**row, "run": f"{seed}:{row['seed']}"} for row in read_results(folder / "results.csv")
                      if row["task"] in tasks]
@@ -144,6 +146,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser.add_argument("--options", nargs="*", default=[], metavar="gendistiller-NAME=key:value,...")
     parser.add_argument("--lrs", type=float, nargs="+", default=list(LRS))
     parser.add_argument("--seeds", type=int, default=3, help="s3prl seeds per upstream and task (default 3)")
+    parser.add_argument("--steps", type=int, default=STEPS,
+                        help=f"downstream training steps, dev and test taken at the end (default {STEPS})")
     parser.add_argument("--jobs", type=int, default=2, help="s3prl runs at the same time")
     parser.add_argument("--distilhubert-readouts", nargs="+", choices=BASELINE_READOUTS, default=list(BASELINE_READOUTS),
                         help="how DistilHuBERT is scored: its last layer, the weighted sum of its states (default both)")
@@ -163,11 +167,11 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     if shared:  # one label would name two upstreams, and their runs would mix in one results file
         raise SystemExit(f"--options labels {sorted(shared)} are also --students kinds; give the variant another name")
     rows = run(by_seed, args.corpus, args.tasks, args.lrs, args.seeds, args.out, options, args.jobs,
-               args.distilhubert_readouts, args.finished_only)
+               args.distilhubert_readouts, args.finished_only, args.steps)
     if not rows:
         raise SystemExit(f"no finished runs of {args.tasks} in {args.out}")
     setup = {"corpus": str(args.corpus), "tasks": args.tasks, "students": args.students, "options": options,
-             "lrs": args.lrs, "s3prl_seeds": args.seeds, "distillation_seeds": len(by_seed),
+             "lrs": args.lrs, "steps": args.steps, "s3prl_seeds": args.seeds, "distillation_seeds": len(by_seed),
              "finished_only": args.finished_only,
              "machine": machine_info(pick_device("cpu")),
              "command": " ".join(["python -m benchmarks.protocol"] + (argv if argv is not None else sys.argv[1:]))}

@@ -233,11 +233,12 @@ def test_real_teacher_downstream_runs_the_protocol_with_distilhubert_scored_both
     from distill.superb.intervals import TEST_ITEMS
     from distill.superb.sweep import append_result
 
-    seen = []
+    seen, settings = [], []
     right_of = {"gendistiller": 90, "distilhubert": 50, "distilhubert-ws": 70}
 
     def fake_sweep_seeds(upstreams, tasks, lrs, results, expdir, seeds, **kwargs):
         seen.append([(u.label, u.s3prl_name, u.feature, u.model_config) for u in upstreams])
+        settings.append((results.parent, kwargs["overrides"]))
         rows = []
         for seed in range(1337, 1337 + seeds):
             for upstream in upstreams:
@@ -281,6 +282,13 @@ def test_real_teacher_downstream_runs_the_protocol_with_distilhubert_scored_both
     ran = protocol.run({"1": {"distilhubert": str(distilhubert_ckpt)}}, tmp_path, ["sid"], [0.01], 1, tmp_path / "ws",
                        readouts=["distilhubert-ws"])
     assert [label for label, *_ in seen[3]] == ["distilhubert-ws"]
+    assert settings[3] == (tmp_path / "ws" / "distill_seed_1", [
+        "config.runner.total_steps=1000", "config.runner.eval_step=1000", "config.runner.save_step=1000",
+        "config.runner.log_step=250"])
+    protocol.run({"1": {"distilhubert": str(distilhubert_ckpt)}}, tmp_path, ["sid"], [0.01], 1, tmp_path / "ws",
+                 readouts=["distilhubert-ws"], steps=4000)  # longer downstream runs beside, not mixed with, the others
+    assert settings[4][0] == tmp_path / "ws" / "distill_seed_1_steps_4000"
+    assert settings[4][1][:3] == [f"config.runner.{key}=4000" for key in ("total_steps", "eval_step", "save_step")]
 
     def no_runs(*args, **kwargs):
         raise AssertionError("--finished-only started s3prl runs")
@@ -350,9 +358,26 @@ def test_probes_cli(tmp_path, tiny_wavlm_path, gendistiller_ckpt, distilhubert_c
     assert kinds["gendistiller-front"]["tasks"]["speaker"]["norms"][1:] == pytest.approx(
         kinds["gendistiller"]["tasks"]["speaker"]["norms"])
     assert {(p["a"], p["b"]) for p in summary["pairs"]} >= {("gendistiller", "distilhubert")}
+    assert {p["state"] for p in summary["pairs"]} == {"best", probes.ALL, probes.WEIGHTED, probes.CENTERED}
     markdown = (tmp_path / "out" / "probes.md").read_text()
     assert "### speaker" in markdown and "| speaker | gendistiller - distilhubert | all states |" in markdown
+    assert "| speaker | gendistiller - distilhubert | weighted sum, centered |" in markdown
     assert len(list((tmp_path / "out" / "states").glob("*.npz"))) == 2 * len(kinds)  # kept for the next run
+
+
+def test_weighted_sum_probe_scores_each_seed_and_centers_on_the_training_items():
+    """s3prl's head on pooled states: two voices apart on every dimension are told apart; centering subtracts the
+    training items' mean, so a constant added to every state changes nothing (integer states: exact arithmetic)."""
+    from benchmarks.probes import Item, weighted_sum_probe
+
+    rng = np.random.default_rng(0)
+    items = [Item(f"v{voice}/{n}", Path(f"v{voice}_{n}.wav"), f"v{voice}", n < 8) for voice in range(2) for n in range(12)]
+    pooled = np.stack([rng.integers(-2, 3, size=(3, 8)) + 8 * int(item.label == "v1") for item in items]).astype(float)
+    centered = weighted_sum_probe(pooled, items, center=True)
+    assert len(centered) == 3 * 8 and all(centered.values())  # three seeds x eight test items
+    assert weighted_sum_probe(pooled + 64.0, items, center=True) == centered
+    offset = weighted_sum_probe(pooled + 64.0, items)  # unnormalised, the head learns the offset states more slowly
+    assert all(weighted_sum_probe(pooled, items).values()) and sum(offset.values()) < len(offset)
 
 
 def test_fidelity_intervals_cli(tmp_path, tiny_wavlm_path, gendistiller_ckpt, distilhubert_ckpt):
