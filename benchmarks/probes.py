@@ -18,7 +18,7 @@ Probes are standardised logistic regressions (scikit-learn); the pooled states a
 "weighted sum" is s3prl's utterance-level head instead, as the main job trains it: a learned softmax-weighted sum of
 the states, Linear(D, 256), Linear(256, classes) (linear, so pooling first changes nothing), Adam at lr 1e-2, batch
 8, the gradient norm clipped to 1, 1000 steps, the states as they come (three seeds, each test item scored once per
-seed). It asks what a standardised probe does not: how fast an unnormalised linear head learns the states, which
+seed; whole utterances, where the main job trains on 2 s crops). It asks what a standardised probe does not: how fast an unnormalised linear head learns the states, which
 their per-dimension offsets slow down; "weighted sum, centered" subtracts each state's mean over the training
 utterances first.
 """
