@@ -106,7 +106,7 @@ def render(summary: dict[str, Any], setup: dict[str, Any]) -> str:
             for s in summary["scores"]]
     text = (f"Downstream on {setup['corpus']} ({setup['machine']['cpu']}, {setup['machine']['date']}): test % over "
             f"{setup['distillation_seeds']} distillation seed(s) x {setup['s3prl_seeds']} s3prl seed(s), lrs "
-            f"{setup['lrs']} swept on the first s3prl seed, {setup.get('steps', STEPS)} downstream steps.\n\n"
+            f"{setup['lrs']} swept on the first s3prl seed, {setup['steps']} downstream steps.\n\n"
             + markdown_table(["task", "upstream", "runs", "mean ± sd", "95% interval", "lr chosen", "weights"], rows))
     rows = [[p["task"], f"{p['a']} - {p['b']}", f"{p['difference']:+.2f}", f"[{p['low']:+.1f}, {p['high']:+.1f}]",
              p["runs"], p["items"], p["better"]] for p in summary["pairs"]]

@@ -94,7 +94,8 @@ def render(results: dict[str, Any]) -> str:
         setup = results["setup"]
         text += "\n" + protocol.render(results["downstream"], {
             "corpus": setup["speech"], "machine": results["machine"], "lrs": setup["lrs"],
-            "s3prl_seeds": setup["seeds"], "distillation_seeds": 1})
+            "s3prl_seeds": setup["seeds"], "distillation_seeds": 1,
+            "steps": protocol.STEPS})
     return text
 
 
