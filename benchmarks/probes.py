@@ -10,7 +10,10 @@ together (concatenated):
 - speaker: logistic regression on the SID task (`voxceleb1/iden_split.txt`) from its train utterances, accuracy on its
   test utterances (every voice is in both, different prompts);
 - content: the same on the content task (`fluent_commands/data/{train,test}_data.csv`, the label action|object|location:
-  spoken numbers and letters on the real speech, intents on the local corpus), whose test voices the probe never saw.
+  spoken numbers and letters on the real speech, intents on the local corpus), whose test voices the probe never saw;
+- speaker within language, where the corpus's `manifest.json` gives each voice's language (the real speech): the
+  speaker task's items of each language with two voices or more, a probe fitted per language. Voices of different
+  languages are also told apart by what is said; within a language only the voice tells them apart.
 With a 95% bootstrap interval over test utterances (and over distillation seeds, when several), and each student kind
 paired against the other on the same test items. The scale of a state is the mean L2 norm of its frames.
 Probes are standardised logistic regressions (scikit-learn); the pooled states are kept in DIR/states/ and reused.
@@ -26,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -38,7 +43,7 @@ from benchmarks.common import machine_info, markdown_table, parse_options, pick_
 from distill.io.audio import read_audio
 from distill.superb.intervals import bootstrap_interval, paired_runs_difference, runs_interval
 
-TASKS = ("speaker", "content")
+SPEAKER, CONTENT, WITHIN_LANGUAGE = "speaker", "content", "speaker within language"
 ALL = "all states"
 WEIGHTED, CENTERED = "weighted sum", "weighted sum, centered"
 COMBINED = (ALL, WEIGHTED, CENTERED)  # what is fitted on every state together
@@ -50,11 +55,12 @@ class Item:
     path: Path
     label: str
     train: bool  # in the probe's training split (else its test split)
+    group: str = ""  # items are told apart only within their group (one probe per group)
 
 
 def task_items(corpus: Path) -> dict[str, list[Item]]:
     """The SID task's train/test utterances with their speakers, and the content task's with their labels (the dev
-    splits are left out: a probe has nothing to tune)."""
+    splits are left out: a probe has nothing to tune); with voices' languages, the SID items grouped by language."""
     speaker = []
     for line in (corpus / "voxceleb1" / "iden_split.txt").read_text().split("\n"):
         if not line.strip():
@@ -69,7 +75,24 @@ def task_items(corpus: Path) -> dict[str, list[Item]]:
             for row in csv.DictReader(handle):
                 label = "|".join(row[column] for column in ("action", "object", "location"))
                 content.append(Item(row["path"], corpus / "fluent_commands" / row["path"], label, split == "train"))
-    return {"speaker": speaker, "content": content}
+    tasks = {SPEAKER: speaker, CONTENT: content}
+    language_of = {speaker_id: language for language, speakers in voices_by_language(corpus).items()
+                   if len(speakers) > 1 for speaker_id in speakers}
+    if language_of:
+        tasks[WITHIN_LANGUAGE] = [replace(item, group=language_of[item.label]) for item in speaker
+                                  if item.label in language_of]
+    return tasks
+
+
+def voices_by_language(corpus: Path) -> dict[str, list[str]]:
+    """{language: its SID speaker ids} from the corpus's manifest.json (`gendistiller fetch asterisk-speech`); {} when
+    the corpus names no languages."""
+    manifest = corpus / "manifest.json"
+    voices: dict[str, list[str]] = {}
+    for voice in json.loads(manifest.read_text()).get("voices", []) if manifest.is_file() else []:
+        if voice.get("sid_speaker"):
+            voices.setdefault(voice["language"], []).append(voice["sid_speaker"])
+    return voices
 
 
 Upstream = Callable[[torch.Tensor], list[torch.Tensor]]  # one waveform -> its exposed states, each (frames, dim)
@@ -117,6 +140,19 @@ def pooled_states(upstream: Upstream, items: Sequence[Item], cache: Path) -> tup
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, pooled=np.stack(pooled), norms=norm_sum / frames)
     return np.stack(pooled), norm_sum / frames
+
+
+def per_group(fit: Callable[[np.ndarray, Sequence[Item]], dict[str, bool]], features: np.ndarray,
+              items: Sequence[Item]) -> dict[str, bool]:
+    """`fit` on each group's items alone (items without groups: all together); per test item, whether it is right."""
+    groups = sorted({item.group for item in items})
+    if len(groups) == 1:
+        return fit(features, items)
+    correct = {}
+    for group in groups:
+        rows = [row for row, item in enumerate(items) if item.group == group]
+        correct.update(fit(features[rows], [items[row] for row in rows]))
+    return correct
 
 
 def probe(features: np.ndarray, items: Sequence[Item]) -> dict[str, bool]:
@@ -177,13 +213,21 @@ def measure(upstreams: dict[str, tuple[str, bool]], corpus: Path, out: Path,
     for label, (spec, is_teacher) in upstreams.items():
         upstream, names = load_upstream(spec, is_teacher, (options or {}).get(label.split("@")[0]))
         entry: dict[str, Any] = {"spec": spec, "names": names, "norms": {}, "correct": {}}
+        pooled_by_task = {task: pooled_states(upstream, items[task], out / "states" / f"{label}_{task}.npz")
+                          for task in (SPEAKER, CONTENT)}
         for task, task_list in items.items():
-            pooled, norms = pooled_states(upstream, task_list, out / "states" / f"{label}_{task}.npz")
+            if task == WITHIN_LANGUAGE:  # a subset of the speaker task's items: their states and norms
+                row_of = {item.key: row for row, item in enumerate(items[SPEAKER])}
+                speaker_pooled, norms = pooled_by_task[SPEAKER]
+                pooled = speaker_pooled[[row_of[item.key] for item in task_list]]
+            else:
+                pooled, norms = pooled_by_task[task]
             entry["norms"][task] = [float(n) for n in norms]
-            entry["correct"][task] = {name: probe(pooled[:, index], task_list) for index, name in enumerate(names)}
-            entry["correct"][task][ALL] = probe(pooled.reshape(len(pooled), -1), task_list)
-            entry["correct"][task][WEIGHTED] = weighted_sum_probe(pooled, task_list)
-            entry["correct"][task][CENTERED] = weighted_sum_probe(pooled, task_list, center=True)
+            correct = {name: per_group(probe, pooled[:, index], task_list) for index, name in enumerate(names)}
+            correct[ALL] = per_group(probe, pooled.reshape(len(pooled), -1), task_list)
+            correct[WEIGHTED] = per_group(weighted_sum_probe, pooled, task_list)
+            correct[CENTERED] = per_group(partial(weighted_sum_probe, center=True), pooled, task_list)
+            entry["correct"][task] = correct
             print(f"[probes] {label} {task}: " + ", ".join(
                 f"{name} {100 * np.mean(list(c.values())):.1f}" for name, c in entry["correct"][task].items()), flush=True)
         results[label] = entry
@@ -200,7 +244,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     for kind, labels in kinds.items():
         first = results[labels[0]]
         table[kind] = {"seeds": len(labels), "names": first["names"], "tasks": {}}
-        for task in TASKS:
+        for task in first["correct"]:
             states = {}
             for name in [*first["names"], *COMBINED]:
                 runs = [list(results[label]["correct"][task][name].values()) for label in labels]
@@ -214,7 +258,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     names = list(kinds)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            for task in TASKS:
+            for task in table[a]["tasks"]:
                 for which in ("best", *COMBINED):
                     pairs.append({"a": a, "b": b, "task": task, "state": which,
                                   **_paired(results, kinds[a], kinds[b], task, table, which)})
@@ -239,7 +283,7 @@ def render(summary: dict[str, Any], setup: dict[str, Any]) -> str:
             "a logistic regression on each utterance's mean-pooled state, test utterances, 95% interval; "
             f"{WEIGHTED!r}: s3prl's utterance-level head on the weighted sum of the states (three seeds); "
             "norm: mean L2 norm of the state's frames.\n\n")
-    for task in TASKS:
+    for task in next(iter(summary["kinds"].values()))["tasks"]:
         rows = []
         for kind, entry in summary["kinds"].items():
             info = entry["tasks"][task]

@@ -343,6 +343,8 @@ def test_probes_cli(tmp_path, tiny_wavlm_path, gendistiller_ckpt, distilhubert_c
     from benchmarks import probes
 
     corpus = write_probe_corpus(tmp_path / "corpus")
+    voices = [{"name": f"es_{speaker}", "language": "es", "sid_speaker": speaker} for speaker in ("id0", "id1")]
+    (corpus / "manifest.json").write_text(json.dumps({"voices": voices}))
     summary = probes.main(["--corpus", str(corpus), "--teacher", str(tiny_wavlm_path), "--students",
                            f"gendistiller@0={gendistiller_ckpt}", f"distilhubert@0={distilhubert_ckpt}",
                            f"gendistiller-front@0={gendistiller_ckpt}", "--options",
@@ -351,7 +353,10 @@ def test_probes_cli(tmp_path, tiny_wavlm_path, gendistiller_ckpt, distilhubert_c
     assert list(kinds) == ["teacher", "gendistiller", "distilhubert", "gendistiller-front"]
     assert kinds["gendistiller"]["names"][0] == "h0" and kinds["distilhubert"]["names"][0] == "front_end"
     for kind in kinds.values():
+        assert list(kind["tasks"]) == [probes.SPEAKER, probes.CONTENT, probes.WITHIN_LANGUAGE]
         assert kind["tasks"]["speaker"]["states"][probes.ALL]["accuracy"] == 100.0
+        # one language: the same probe on the same items as the speaker task
+        assert kind["tasks"][probes.WITHIN_LANGUAGE]["states"] == kind["tasks"]["speaker"]["states"]
         assert len(kind["tasks"]["content"]["norms"]) == len(kind["names"])
     # The option changes what s3prl sees, not the checkpoint: one more state, the others unchanged.
     assert kinds["gendistiller-front"]["names"] == ["front_end", *kinds["gendistiller"]["names"]]
@@ -362,7 +367,66 @@ def test_probes_cli(tmp_path, tiny_wavlm_path, gendistiller_ckpt, distilhubert_c
     markdown = (tmp_path / "out" / "probes.md").read_text()
     assert "### speaker" in markdown and "| speaker | gendistiller - distilhubert | all states |" in markdown
     assert "| speaker | gendistiller - distilhubert | weighted sum, centered |" in markdown
+    assert "### speaker within language" in markdown
     assert len(list((tmp_path / "out" / "states").glob("*.npz"))) == 2 * len(kinds)  # kept for the next run
+
+
+def test_speaker_within_language_fits_one_probe_per_language(tmp_path):
+    """With voices' languages, the speaker items of languages with two voices or more, grouped by language; each
+    group gets its own probe, so a dimension that only tells the languages apart cannot help."""
+    from benchmarks.probes import SPEAKER, WITHIN_LANGUAGE, Item, per_group, probe, task_items
+
+    corpus = write_probe_corpus(tmp_path / "corpus")
+    assert WITHIN_LANGUAGE not in task_items(corpus)  # no manifest: no languages
+    languages = {"id0": "es", "id1": "es", "id2": "ru"}
+    voices = [{"name": f"{language}_{speaker}", "language": language, "sid_speaker": speaker}
+              for speaker, language in languages.items()]
+    (corpus / "manifest.json").write_text(json.dumps({"voices": voices}))
+    tasks = task_items(corpus)
+    assert [(item.label, item.group) for item in tasks[WITHIN_LANGUAGE]] == [
+        (item.label, "es") for item in tasks[SPEAKER]]  # id2 is the only "ru" voice: not in the task
+
+    # Two languages of two voices each; dimension 0 tells the languages apart, dimension 1 the voices within each
+    # (with the opposite sign in "b"): one probe over all four voices gets them right, and so does one per language,
+    # but a probe given only dimension 0 is at chance within each language.
+    rng = np.random.default_rng(0)
+    items, rows = [], []
+    for language, sign in (("a", 1.0), ("b", -1.0)):
+        for voice in (0, 1):
+            for n in range(10):
+                items.append(Item(f"{language}{voice}/{n}", Path("x.wav"), f"{language}{voice}", n < 6, language))
+                rows.append([4.0 * sign, sign * (2.0 * voice - 1.0) + 0.1 * rng.standard_normal()])
+    features = np.array(rows)
+    assert all(per_group(probe, features, items).values())
+    calls = []
+    per_group(lambda f, group: calls.append({item.group for item in group}) or probe(f, group), features, items)
+    assert calls == [{"a"}, {"b"}]
+    language_only = per_group(probe, features[:, :1], items)
+    assert len(language_only) == 16 and sum(language_only.values()) <= 10
+
+
+def test_sid_by_language_writes_one_voxceleb1_layout_per_language(tmp_path):
+    """Each language with two voices gets a voxceleb1 layout of its voices alone: links to their folders and their
+    lines of the split; a language with one voice gets none, and a corpus without languages is refused."""
+    from benchmarks.sid_by_language import language_corpora
+
+    corpus = write_probe_corpus(tmp_path / "corpus")
+    with pytest.raises(SystemExit, match="names no voices' languages"):
+        language_corpora(corpus, tmp_path / "none")
+    speakers = {"id0": "es", "id1": "es", "id2": "ru"}
+    (corpus / "manifest.json").write_text(json.dumps({"voices": [
+        {"name": f"{language}_{speaker}", "language": language, "sid_speaker": speaker}
+        for speaker, language in speakers.items()]}))
+    split = corpus / "voxceleb1" / "iden_split.txt"
+    split.write_text(split.read_text() + "1 id2/v/00000.wav\n3 id2/v/00001.wav\n")
+    roots = language_corpora(corpus, tmp_path / "out")
+    assert list(roots) == ["es"]
+    layout = roots["es"] / "voxceleb1"
+    assert sorted(p.name for p in (layout / "dev" / "wav").iterdir()) == ["id0", "id1"]
+    assert (layout / "dev" / "wav" / "id0" / "v" / "00000.wav").is_file()
+    kept = (layout / "iden_split.txt").read_text().split()
+    assert len(kept) == 2 * 12 and not any(name.startswith("id2/") for name in kept[1::2])
+    assert language_corpora(corpus, tmp_path / "out") == roots  # again: the same layout, nothing rewritten wrongly
 
 
 def test_weighted_sum_probe_scores_each_seed_and_centers_on_the_training_items():
