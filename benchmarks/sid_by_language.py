@@ -22,7 +22,7 @@ from benchmarks.probes import voices_by_language
 
 def language_corpora(corpus: Path, out: Path) -> dict[str, Path]:
     """{language: a corpus root whose voxceleb1/ holds that language's voices alone} for every language with two
-    voices or more; written once into `out`."""
+    voices or more, written into `out` (again on every call: links kept, split lines rewritten)."""
     voices = voices_by_language(corpus)
     if not voices:
         raise SystemExit(f"{corpus / 'manifest.json'} names no voices' languages (`gendistiller fetch asterisk-speech` "
@@ -42,6 +42,7 @@ def language_corpora(corpus: Path, out: Path) -> dict[str, Path]:
                     link.parent.mkdir(parents=True, exist_ok=True)
                     link.symlink_to(folder.resolve(), target_is_directory=True)
         kept = [line for line in split_lines if line.split() and line.split()[1].split("/")[0] in speakers]
+        (root / "voxceleb1").mkdir(parents=True, exist_ok=True)
         (root / "voxceleb1" / "iden_split.txt").write_text("\n".join(kept) + "\n")
         roots[language] = root
     return roots
