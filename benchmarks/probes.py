@@ -76,23 +76,23 @@ def task_items(corpus: Path) -> dict[str, list[Item]]:
                 label = "|".join(row[column] for column in ("action", "object", "location"))
                 content.append(Item(row["path"], corpus / "fluent_commands" / row["path"], label, split == "train"))
     tasks = {SPEAKER: speaker, CONTENT: content}
-    language_of = {speaker_id: language for language, speakers in voices_by_language(corpus).items()
-                   if len(speakers) > 1 for speaker_id in speakers}
+    language_of = {speaker_id: language for language, speakers in shared_languages(corpus).items()
+                   for speaker_id in speakers}
     if language_of:
         tasks[WITHIN_LANGUAGE] = [replace(item, group=language_of[item.label]) for item in speaker
                                   if item.label in language_of]
     return tasks
 
 
-def voices_by_language(corpus: Path) -> dict[str, list[str]]:
-    """{language: its SID speaker ids} from the corpus's manifest.json (`gendistiller fetch asterisk-speech`); {} when
-    the corpus names no languages."""
+def shared_languages(corpus: Path) -> dict[str, list[str]]:
+    """{language: its SID speaker ids} for each language with two voices or more, from the corpus's manifest.json
+    (`gendistiller fetch asterisk-speech`); {} when the corpus names no languages."""
     manifest = corpus / "manifest.json"
     voices: dict[str, list[str]] = {}
     for voice in json.loads(manifest.read_text()).get("voices", []) if manifest.is_file() else []:
         if voice.get("sid_speaker"):
             voices.setdefault(voice["language"], []).append(voice["sid_speaker"])
-    return voices
+    return {language: speakers for language, speakers in voices.items() if len(speakers) > 1}
 
 
 Upstream = Callable[[torch.Tensor], list[torch.Tensor]]  # one waveform -> its exposed states, each (frames, dim)

@@ -17,22 +17,20 @@ from pathlib import Path
 from typing import Any, Optional
 
 from benchmarks import protocol
-from benchmarks.probes import voices_by_language
+from benchmarks.probes import shared_languages
 
 
 def language_corpora(corpus: Path, out: Path) -> dict[str, Path]:
     """{language: a corpus root whose voxceleb1/ holds that language's voices alone} for every language with two
     voices or more, written into `out` (again on every call: links kept, split lines rewritten)."""
-    voices = voices_by_language(corpus)
+    voices = shared_languages(corpus)
     if not voices:
-        raise SystemExit(f"{corpus / 'manifest.json'} names no voices' languages (`gendistiller fetch asterisk-speech` "
-                         "writes it)")
+        raise SystemExit(f"{corpus / 'manifest.json'} names no language with two voices or more (`gendistiller fetch "
+                         "asterisk-speech` writes one that does)")
     source = corpus / "voxceleb1"
     split_lines = (source / "iden_split.txt").read_text().splitlines()
     roots = {}
     for language, speakers in voices.items():
-        if len(speakers) < 2:
-            continue
         root = out / language
         for speaker in speakers:
             for part in ("dev", "test"):

@@ -411,8 +411,13 @@ def test_sid_by_language_writes_one_voxceleb1_layout_per_language(tmp_path):
     from benchmarks.sid_by_language import language_corpora
 
     corpus = write_probe_corpus(tmp_path / "corpus")
-    with pytest.raises(SystemExit, match="names no voices' languages"):
-        language_corpora(corpus, tmp_path / "none")
+    with pytest.raises(SystemExit, match="names no language with two voices or more"):
+        language_corpora(corpus, tmp_path / "none")  # no manifest
+    (corpus / "manifest.json").write_text(json.dumps({"voices": [
+        {"name": "es_id0", "language": "es", "sid_speaker": "id0"},
+        {"name": "ru_id1", "language": "ru", "sid_speaker": "id1"}]}))
+    with pytest.raises(SystemExit, match="names no language with two voices or more"):
+        language_corpora(corpus, tmp_path / "none")  # one voice per language: nothing to run, said so
     speakers = {"id0": "es", "id1": "es", "id2": "ru"}
     (corpus / "manifest.json").write_text(json.dumps({"voices": [
         {"name": f"{language}_{speaker}", "language": language, "sid_speaker": speaker}
